@@ -1,0 +1,35 @@
+# The two commands of the Quickstart are `make demo` and `make test`; every target creates .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo sandbox test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/jitaccess sandbox --demo --state-dir .sandbox-demo
+
+sandbox: $(STAMP)
+	$(BIN)/jitaccess sandbox --state-dir .sandbox
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format operator tests benchmarks
+	$(BIN)/ruff check --fix operator tests benchmarks
+
+clean:
+	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache

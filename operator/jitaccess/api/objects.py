@@ -1,0 +1,263 @@
+"""EligibleGrant and ActivationRequest as typed values, parsed from Kubernetes bodies.
+
+Parsing checks what a single object can say about itself (formats, bounds). What needs two
+objects (is this request allowed by that grant?) lives in `policy.eligibility`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import re2
+
+from jitaccess.api.durations import DurationError, format_duration, parse_duration
+from jitaccess.api.errors import FieldError
+from jitaccess.api.names import REQUESTER_KINDS, member_error, resource_error, role_error
+from jitaccess.api.times import parse_time
+
+GROUP = "jitaccess.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+SHORTEST_GRANT = timedelta(minutes=5)
+LONGEST_GRANT = timedelta(days=7)
+DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=1)
+MAX_ROLES = 20
+MAX_PRINCIPALS = 100
+MAX_JUSTIFICATION = 1024
+MAX_PATTERN = 512
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+Body = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Approval:
+    approvers: tuple[str, ...]
+    min_approvals: int
+    timeout: timedelta
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who may activate which roles on which resource, for how long, under which rules."""
+
+    name: str
+    generation: int
+    resource: str
+    roles: tuple[str, ...]
+    principals: tuple[str, ...]
+    max_duration: timedelta
+    default_duration: timedelta
+    justification_required: bool
+    justification_pattern: str | None
+    justification_hint: str | None
+    approval: Approval | None
+
+    @property
+    def self_approved(self) -> bool:
+        return self.approval is None
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """What one ActivationRequest asks for, as the user wrote it (plus the admitted identity)."""
+
+    grant: str
+    roles: tuple[str, ...] | None  # None: all of the grant's roles
+    duration: timedelta | None  # None: the grant's defaultDuration
+    justification: str
+    start_time: datetime | None
+    revoke: bool
+    requester: str | None
+    requester_groups: tuple[str, ...]
+
+
+def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
+    """The grant in `body`, or None with every reason it is invalid."""
+    spec = _mapping(body.get("spec"))
+    errors: list[FieldError] = []
+    resource = spec.get("resource")
+    if (message := resource_error(resource)) is not None:
+        errors.append(FieldError("spec.resource", message))
+    roles = _string_list(spec, "roles", "spec.roles", errors, required=True, limit=MAX_ROLES)
+    for index, role in enumerate(roles):
+        if (message := role_error(role)) is not None:
+            errors.append(FieldError(f"spec.roles[{index}]", message))
+    principals = _string_list(spec, "principals", "spec.principals", errors, required=True, limit=MAX_PRINCIPALS)
+    for index, principal in enumerate(principals):
+        if (message := member_error(principal)) is not None:
+            errors.append(FieldError(f"spec.principals[{index}]", message))
+    max_duration = _duration(spec, "maxDuration", "spec.maxDuration", errors, required=True)
+    default_duration = _duration(spec, "defaultDuration", "spec.defaultDuration", errors, required=False)
+    for path, value in (("spec.maxDuration", max_duration), ("spec.defaultDuration", default_duration)):
+        if value is not None and not SHORTEST_GRANT <= value <= LONGEST_GRANT:
+            errors.append(FieldError(path, f"{format_duration(value)} must be between 5m and 168h"))
+    if max_duration is not None and default_duration is not None and default_duration > max_duration:
+        errors.append(FieldError(
+            "spec.defaultDuration",
+            f"{format_duration(default_duration)} exceeds maxDuration {format_duration(max_duration)}",
+        ))
+    justification = _mapping(spec.get("justification"))
+    required = justification.get("required", True)
+    if not isinstance(required, bool):
+        errors.append(FieldError("spec.justification.required", "must be true or false"))
+    pattern = justification.get("pattern")
+    if pattern is not None and (message := pattern_error(pattern)) is not None:
+        errors.append(FieldError("spec.justification.pattern", message))
+    hint = justification.get("hint")
+    approval = _approval(spec, errors)
+    if errors or max_duration is None or not isinstance(resource, str):
+        return None, errors
+    return Grant(
+        name=str(_mapping(body.get("metadata")).get("name", "")),
+        generation=int(_mapping(body.get("metadata")).get("generation") or 0),
+        resource=resource,
+        roles=tuple(roles),
+        principals=tuple(principals),
+        max_duration=max_duration,
+        default_duration=default_duration or min(timedelta(hours=1), max_duration),
+        justification_required=bool(required),
+        justification_pattern=pattern,
+        justification_hint=hint if isinstance(hint, str) else None,
+        approval=approval,
+    ), []
+
+
+def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]]:
+    """The request's spec, or None with every reason it is malformed (grant-independent checks)."""
+    spec = _mapping(body.get("spec"))
+    errors: list[FieldError] = []
+    grant = spec.get("grant")
+    if not isinstance(grant, str) or _K8S_NAME.fullmatch(grant) is None:
+        errors.append(FieldError("spec.grant", "must name an EligibleGrant (a lowercase Kubernetes name)"))
+    roles: list[str] | None = None
+    if spec.get("roles") is not None:
+        roles = _string_list(spec, "roles", "spec.roles", errors, required=True, limit=MAX_ROLES)
+        for index, role in enumerate(roles):
+            if (message := role_error(role)) is not None:
+                errors.append(FieldError(f"spec.roles[{index}]", message))
+        if len(set(roles)) != len(roles):
+            errors.append(FieldError("spec.roles", "lists a role more than once"))
+    duration = _duration(spec, "duration", "spec.duration", errors, required=False)
+    justification = spec.get("justification", "")
+    if not isinstance(justification, str):
+        errors.append(FieldError("spec.justification", "must be a string"))
+        justification = ""
+    elif (message := text_error(justification, MAX_JUSTIFICATION)) is not None:
+        errors.append(FieldError("spec.justification", message))
+    start_time = None
+    if spec.get("startTime") is not None:
+        try:
+            start_time = parse_time(spec["startTime"])
+        except ValueError as error:
+            errors.append(FieldError("spec.startTime", str(error)))
+    revoke = spec.get("revoke", False)
+    if not isinstance(revoke, bool):
+        errors.append(FieldError("spec.revoke", "must be true or false"))
+    requester = spec.get("requester")
+    if requester is not None and (message := member_error(requester, REQUESTER_KINDS)) is not None:
+        errors.append(FieldError("spec.requester", message))
+    groups = _string_list(spec, "requesterGroups", "spec.requesterGroups", errors, required=False, limit=500)
+    for index, group in enumerate(groups):
+        if (message := member_error(group, ("group",))) is not None:
+            errors.append(FieldError(f"spec.requesterGroups[{index}]", message))
+    if errors:
+        return None, errors
+    return RequestSpec(
+        grant=str(grant),
+        roles=tuple(roles) if roles is not None else None,
+        duration=duration,
+        justification=justification,
+        start_time=start_time,
+        revoke=bool(revoke),
+        requester=requester,
+        requester_groups=tuple(groups),
+    ), []
+
+
+def pattern_error(pattern: object) -> str | None:
+    """Why a justification pattern cannot be used, or None. RE2 syntax: matching is linear-time."""
+    if not isinstance(pattern, str):
+        return "must be a string"
+    if len(pattern) > MAX_PATTERN:
+        return f"is {len(pattern)} characters long; the limit is {MAX_PATTERN}"
+    try:
+        compile_pattern(pattern)
+    except re2.error as error:
+        reason = error.args[0].decode(errors="replace") if isinstance(error.args[0], bytes) else error
+        return f"is not a valid RE2 regular expression ({reason}); lookarounds and backreferences are not supported"
+    return None
+
+
+def compile_pattern(pattern: str) -> re2._Regexp:
+    """Compile a justification pattern with RE2 (linear-time: no pattern can stall the operator)."""
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
+def text_error(text: str, limit: int) -> str | None:
+    """Why free text (a justification) is unacceptable: too long, or carrying control characters."""
+    if len(text) > limit:
+        return f"is {len(text)} characters long; the limit is {limit}"
+    bad = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")})
+    if bad:
+        return f"contains control or invisible characters ({', '.join(bad[:5])}); write plain text on one line"
+    return None
+
+
+def _approval(spec: Body, errors: list[FieldError]) -> Approval | None:
+    raw = spec.get("approval")
+    if raw is None:
+        return None
+    approval = _mapping(raw)
+    approvers = _string_list(approval, "approvers", "spec.approval.approvers", errors, required=True,
+                             limit=MAX_PRINCIPALS)
+    for index, approver in enumerate(approvers):
+        if (message := member_error(approver)) is not None:
+            errors.append(FieldError(f"spec.approval.approvers[{index}]", message))
+    min_approvals = approval.get("minApprovals", 1)
+    if not isinstance(min_approvals, int) or isinstance(min_approvals, bool) or not 1 <= min_approvals <= 10:
+        errors.append(FieldError("spec.approval.minApprovals", "must be a whole number from 1 to 10"))
+        min_approvals = 1
+    timeout = _duration(approval, "timeout", "spec.approval.timeout", errors, required=False)
+    return Approval(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
+
+
+def _duration(spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool) -> timedelta | None:
+    raw = spec.get(key)
+    if raw is None:
+        if required:
+            errors.append(FieldError(path, "is required (a duration like 2h)"))
+        return None
+    try:
+        return parse_duration(raw)
+    except DurationError as error:
+        errors.append(FieldError(path, str(error)))
+        return None
+
+
+def _string_list(spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool,
+                 limit: int) -> list[str]:
+    raw = spec.get(key)
+    if raw is None or raw == []:
+        if required:
+            errors.append(FieldError(path, "must list at least one entry"))
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        errors.append(FieldError(path, "must be a list of strings"))
+        return []
+    if len(raw) > limit:
+        errors.append(FieldError(path, f"lists {len(raw)} entries; the limit is {limit}"))
+        return []
+    return list(raw)
+
+
+def _mapping(value: object) -> Body:
+    return value if isinstance(value, Mapping) else {}

@@ -1,0 +1,247 @@
+"""The emulator's HTTP server: the Cloud Resource Manager v3 IAM surface plus control endpoints.
+
+Real API: POST /v3/{projects|folders|organizations}/{id}:{getIamPolicy|setIamPolicy}
+(the query string the Python client appends is ignored, as Google's front end does).
+Control API, under /_emulator/ (a path Google never serves): declare resources, seed and read
+policies, read the call log, inject faults (latency, error rates, fail-next, etag races).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from jitaccess.emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
+
+KINDS = ("projects", "folders", "organizations")
+METHODS = ("getIamPolicy", "setIamPolicy")
+ERROR_STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
+                500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT"}
+
+
+@dataclass
+class Faults:
+    """What the emulator does wrong on purpose. Probabilities are drawn from a seeded RNG."""
+
+    latency_ms: float = 0.0
+    error_rates: dict[str, dict[int, float]] = field(default_factory=dict)  # method -> {status: p}
+    fail_next: list[dict[str, Any]] = field(default_factory=list)  # [{method, status, count, resource?}]
+    etag_races: int = 0  # the next N setIamPolicy calls find the policy changed under them
+    seed: int = 0
+
+
+@dataclass
+class Call:
+    method: str
+    resource: str
+    status: int
+    at: float
+    body: dict[str, Any]
+
+
+class Emulator:
+    """State and behaviour, independent of the HTTP plumbing so that tests can inspect it."""
+
+    def __init__(self, *, resources: set[str] | None = None, any_resource: bool = False,
+                 state_file: Path | None = None, limits: Limits | None = None, keep_calls: int = 100_000) -> None:
+        self.resources: set[str] = set(resources or ())
+        self.any_resource = any_resource
+        self.policies: dict[str, StoredPolicy] = {}
+        self.limits = limits or Limits()
+        self.unknown_roles: frozenset[str] = frozenset()
+        self.faults = Faults()
+        self.calls: list[Call] = []
+        self.keep_calls = keep_calls
+        self.state_file = state_file
+        self.writes = 0
+        self._rng = random.Random(0)
+        self._locks: dict[str, asyncio.Lock] = {}
+        if state_file is not None and state_file.exists():
+            self._load(state_file)
+
+    # -- the real API -------------------------------------------------------------------------
+
+    async def handle(self, resource: str, method: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if self.faults.latency_ms:
+            await asyncio.sleep(self.faults.latency_ms / 1000)
+        try:
+            status, answer = 200, await self._serve(resource, method, body)
+        except IamError as error:
+            status, answer = error.code, error.body()
+        self.calls.append(Call(method, resource, status, time.time(), body))
+        if len(self.calls) > self.keep_calls:
+            del self.calls[: len(self.calls) - self.keep_calls]
+        return status, answer
+
+    async def _serve(self, resource: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._inject(resource, method)
+        if not (self.any_resource or resource in self.resources):
+            raise IamError(403, "PERMISSION_DENIED", f"The caller does not have permission (or {resource} "
+                           "may not exist).")
+        lock = self._locks.setdefault(resource, asyncio.Lock())
+        async with lock:
+            policy = self.policies.get(resource) or StoredPolicy()
+            if method == "getIamPolicy":
+                options = body.get("options") or {}
+                return render(policy, int(options.get("requestedPolicyVersion") or 0))
+            if self.faults.etag_races > 0:
+                self.faults.etag_races -= 1
+                self._bump(resource, policy)
+                policy = self.policies[resource]
+            self.writes += 1
+            updated = apply_set(policy, body, resource=resource, limits=self.limits,
+                                unknown_roles=self.unknown_roles, counter=self.writes)
+            self.policies[resource] = updated
+            self._save()
+            return render(updated, 3)
+
+    def _inject(self, resource: str, method: str) -> None:
+        for rule in self.faults.fail_next:
+            if rule.get("count", 0) > 0 and rule.get("method", method) == method \
+                    and rule.get("resource", resource) == resource:
+                rule["count"] -= 1
+                raise self._fault(int(rule["status"]))
+        for status, probability in (self.faults.error_rates.get(method) or {}).items():
+            if self._rng.random() < probability:
+                raise self._fault(int(status))
+
+    @staticmethod
+    def _fault(status: int) -> IamError:
+        if status == 429:
+            return IamError(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and limit "
+                            "'Write requests per minute' of service 'cloudresourcemanager.googleapis.com'.",
+                            [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
+                              "domain": "googleapis.com"}])
+        messages = {403: "The caller does not have permission", 503: "The service is currently unavailable.",
+                    500: "Internal error encountered.", 409: "There were concurrent policy changes."}
+        return IamError(status, ERROR_STATUS.get(status, "UNKNOWN"), messages.get(status, "Injected fault."))
+
+    def _bump(self, resource: str, policy: StoredPolicy) -> None:
+        """A foreign writer that changed nothing visible but the etag (as a no-op write does)."""
+        self.writes += 1
+        self.policies[resource] = StoredPolicy(policy.bindings, policy.audit_configs,
+                                               (self.writes).to_bytes(8, "big"))
+
+    # -- control ------------------------------------------------------------------------------
+
+    def seed(self, resource: str, bindings: list[dict[str, Any]]) -> StoredPolicy:
+        """Replace a policy wholesale, as another tool would (checked by the same rules)."""
+        self.resources.add(resource)
+        self.writes += 1
+        current = self.policies.get(resource) or StoredPolicy()
+        body = {"policy": {"version": 3, "bindings": bindings}}
+        self.policies[resource] = apply_set(current, body, resource=resource, limits=self.limits,
+                                            unknown_roles=frozenset(), counter=self.writes)
+        self._save()
+        return self.policies[resource]
+
+    def configure(self, settings: dict[str, Any]) -> None:
+        faults = self.faults
+        if "latency_ms" in settings:
+            faults.latency_ms = float(settings["latency_ms"])
+        if "error_rates" in settings:
+            faults.error_rates = {m: {int(s): float(p) for s, p in rates.items()}
+                                  for m, rates in settings["error_rates"].items()}
+        if "fail_next" in settings:
+            faults.fail_next = [dict(rule) for rule in settings["fail_next"]]
+        if "etag_races" in settings:
+            faults.etag_races = int(settings["etag_races"])
+        if "seed" in settings:
+            faults.seed = int(settings["seed"])
+            self._rng = random.Random(faults.seed)
+        if "unknown_roles" in settings:
+            self.unknown_roles = frozenset(settings["unknown_roles"])
+        if "limits" in settings:
+            self.limits = Limits(**{**asdict(self.limits), **settings["limits"]})
+
+    def snapshot(self, resource: str) -> dict[str, Any]:
+        policy = self.policies.get(resource) or StoredPolicy()
+        return {"etag": policy.etag_text(), "bindings": policy.bindings, "auditConfigs": policy.audit_configs}
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        state = {"resources": sorted(self.resources),
+                 "policies": {name: {**self.snapshot(name)} for name in self.policies}}
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(state, indent=1))
+        os.replace(temporary, self.state_file)
+
+    def _load(self, path: Path) -> None:
+        import base64
+        state = json.loads(path.read_text())
+        self.resources.update(state.get("resources", []))
+        for name, policy in state.get("policies", {}).items():
+            self.policies[name] = StoredPolicy(policy["bindings"], policy.get("auditConfigs", []),
+                                               base64.b64decode(policy["etag"]))
+
+
+def make_app(emulator: Emulator) -> web.Application:
+    async def iam(request: web.Request) -> web.Response:
+        kind, target = request.match_info["kind"], request.match_info["target"]
+        identifier, _, method = target.rpartition(":")
+        if kind not in KINDS or method not in METHODS or not identifier:
+            return _json(404, IamError(404, "NOT_FOUND", f"Method not found: {request.path}").body())
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except json.JSONDecodeError:
+            return _json(400, IamError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.").body())
+        status, answer = await emulator.handle(f"{kind}/{identifier}", method, body if isinstance(body, dict) else {})
+        return _json(status, answer)
+
+    async def get_policy(request: web.Request) -> web.Response:
+        return _json(200, emulator.snapshot(request.match_info["resource"]))
+
+    async def put_policy(request: web.Request) -> web.Response:
+        resource = request.match_info["resource"]
+        try:
+            policy = emulator.seed(resource, (await request.json()).get("bindings", []))
+        except IamError as error:
+            return _json(error.code, error.body())
+        return _json(200, {"etag": policy.etag_text(), "bindings": policy.bindings})
+
+    async def add_resources(request: web.Request) -> web.Response:
+        emulator.resources.update((await request.json()).get("resources", []))
+        return _json(200, {"resources": sorted(emulator.resources)})
+
+    async def faults(request: web.Request) -> web.Response:
+        emulator.configure(await request.json())
+        return _json(200, {"faults": asdict(emulator.faults), "unknown_roles": sorted(emulator.unknown_roles)})
+
+    async def calls(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            emulator.calls.clear()
+        return _json(200, {"calls": [asdict(call) for call in emulator.calls]})
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_post("/v3/{kind}/{target}", iam)
+    app.router.add_get("/_emulator/policies/{resource:.+}", get_policy)
+    app.router.add_put("/_emulator/policies/{resource:.+}", put_policy)
+    app.router.add_post("/_emulator/resources", add_resources)
+    app.router.add_post("/_emulator/faults", faults)
+    app.router.add_route("*", "/_emulator/calls", calls)
+    app["emulator"] = emulator
+    return app
+
+
+def _json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json", charset="utf-8")
+
+
+async def start(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:
+    """Start serving; returns the runner (to clean up) and the base URL (http://127.0.0.1:PORT)."""
+    runner = web.AppRunner(make_app(emulator), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # aiohttp exposes no public accessor
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, f"http://{host}:{bound}"
