@@ -1,0 +1,340 @@
+"""A Kubernetes API server for one machine: kmock's KubernetesEmulator, made to behave like the real one.
+
+kmock keeps objects and serves list/watch/get; this subclass adds what kubectl and a real
+operator notice: `uid`, `creationTimestamp`, `resourceVersion` and `generation` stamped on
+writes; the status subresource (status only through /status, never on create); structural
+schema and CEL validation of our CRDs with `422 Invalid` answers; `kind: XList` lists with
+label and field selectors; `Table` answers for `kubectl get`; OpenAPI v3 for `kubectl apply`
+and `kubectl explain`. Each write is computed here in full, then handed to kmock as the merge
+patch that turns the old object into the new one, so kmock's store and watch streams stay the
+single source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import kmock
+from kmock._internal import enums, rendering
+
+from jitaccess.sandbox import openapi
+from jitaccess.sandbox.crds import Crd, load_crds
+from jitaccess.sandbox.tables import core_table, table
+from jitaccess.sandbox.validation import validate
+
+CORE_RESOURCES = {
+    "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "namespaced": False, "shortnames": {"ns"}},
+    "v1/events": {"kind": "Event", "singular": "event", "namespaced": True, "shortnames": {"ev"}},
+    "events.k8s.io/v1/events": {"kind": "Event", "singular": "event", "namespaced": True, "shortnames": {"ev"}},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {
+        "kind": "CustomResourceDefinition", "singular": "customresourcedefinition", "namespaced": False,
+        "shortnames": {"crd", "crds"}},
+}
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+
+# Called before a write is stored: (action, crd, new object, old object or None, request) -> denial or None.
+AdmissionHook = Callable[[str, Crd, dict[str, Any], dict[str, Any] | None, rendering.Request],
+                         "asyncio.Future[str | None] | Any"]
+
+
+class ApiRejection(Exception):
+    def __init__(self, code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None,
+                 subject: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+        self.details: dict[str, Any] = {**(subject or {}), **({"causes": causes} if causes else {})}
+
+    def response(self) -> aiohttp.web.Response:
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details:
+            body["details"] = self.details
+        return aiohttp.web.json_response(body, status=self.code)
+
+
+@attrs.define(kw_only=True)
+class SandboxApi(kmock.KubernetesEmulator):
+    crds: tuple[Crd, ...] = attrs.field(factory=load_crds)
+    admission: list[AdmissionHook] = attrs.field(factory=list)
+    _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        for key, info in CORE_RESOURCES.items():
+            self.resources[key] = kmock.ResourceInfo(verbs=VERBS, subresources=set(), **info)
+        for crd in self.crds:
+            self.resources[f"{crd.group}/{crd.version}/{crd.plural}"] = kmock.ResourceInfo(
+                kind=crd.kind, singular=crd.singular, namespaced=crd.namespaced, verbs=VERBS,
+                shortnames=set(crd.short_names), categories=set(crd.categories), subresources={"status"})
+        for crd in self.crds:  # kubectl and kopf look the CRDs up too
+            self.objects["apiextensions.k8s.io/v1/customresourcedefinitions", None, crd.raw["metadata"]["name"]] = \
+                self._stamp_new(copy.deepcopy(crd.raw), None)
+
+    def crd_for(self, request: rendering.Request) -> Crd | None:
+        resource = request.resource
+        if resource is None:
+            return None
+        for crd in self.crds:
+            if (resource.group, resource.version, resource.plural) == (crd.group, crd.version, crd.plural):
+                return crd
+        return None
+
+    def resource_version(self) -> str:
+        return str(next(self._versions))
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # kmock records every request and scans that record on every request; a long-running
+        # sandbox must forget the old ones (the newest stay for requests still being routed).
+        if len(self._requests) > 4000:
+            del self._requests[:-1000]
+        try:
+            path = request.url.path
+            if path.startswith("/openapi/"):
+                return self._serve_openapi(path)
+            if request.resource is None or request.resource.plural is None:  # discovery, /version, …
+                return await super()._handle(request)
+            if request.method == enums.method.PUT:
+                raise ApiRejection(405, "MethodNotAllowed", "PUT is not supported by the sandbox; use kubectl apply "
+                                   "or kubectl patch")
+            if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
+                async with self._writes:
+                    request = await self._prepare_write(request)
+                    return await super()._handle(request)
+            if request.action == enums.action.LIST:
+                return self._serve_listing(request)
+            if request.action == enums.action.FETCH and _wants_table(request):
+                obj = self._current(request)
+                if obj is None:
+                    raise ApiRejection(404, "NotFound", f"{request.resource.plural} \"{request.name}\" not found")
+                return self._table_response(request, [obj])
+            return await super()._handle(request)
+        except ApiRejection as rejection:
+            return rejection.response()
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def _prepare_write(self, request: rendering.Request) -> rendering.Request:
+        crd = self.crd_for(request)
+        old = self._current(request) if request.action != enums.action.CREATE else None
+        kind = crd.kind if crd else request.resource.plural if request.resource else "object"
+        if request.action == enums.action.CREATE:
+            new = self._stamp_new(copy.deepcopy(request.data or {}), request)
+            name = new["metadata"]["name"]
+            if self._exists(request, new["metadata"].get("namespace"), name):
+                raise ApiRejection(409, "AlreadyExists", f'{request.resource.plural}.{request.resource.group} '
+                                   f'"{name}" already exists')
+            if crd is not None:
+                new.pop("status", None)
+        elif request.action == enums.action.UPDATE:
+            if old is None:
+                raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
+            new = self._patched(old, request, crd)
+        else:  # kmock marks or removes the object itself, and tells the watchers
+            if old is None:
+                raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
+            return request
+        if crd is not None:
+            errors = validate(crd.schema, new, old if old is not None else _MISSING_OLD)
+            if errors:
+                name = new.get("metadata", {}).get("name", "")
+                causes = [{"reason": "FieldValueInvalid", "field": field, "message": message.strip()}
+                          for field, _, message in (error.partition(": ") for error in errors)]
+                raise ApiRejection(422, "Invalid", f'{kind}.{crd.group} "{name}" is invalid: ' + ", ".join(errors),
+                                   causes, {"name": name, "group": crd.group, "kind": kind})
+            for hook in self.admission:
+                denial = await hook(request.action.value, crd, new, old, request)
+                if denial:
+                    raise ApiRejection(403, "Forbidden", denial)
+        return _with_data(request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new))
+
+    def _patched(self, old: dict[str, Any], request: rendering.Request, crd: Crd | None) -> dict[str, Any]:
+        body = request.data
+        if isinstance(body, list):
+            try:
+                new = jsonpatch.apply_patch(copy.deepcopy(old), body)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
+                raise ApiRejection(422, "Invalid", f"the JSON patch cannot be applied: {error}") from None
+        elif isinstance(body, dict):
+            new = merge_patch(old, body)
+        else:
+            raise ApiRejection(415, "UnsupportedMediaType", "send a JSON merge patch or a JSON patch")
+        if crd is not None:  # the status subresource: each side changes only its own part
+            if request.subresource == "status":
+                new = {**old, "status": new.get("status")} if "status" in new else {
+                    k: v for k, v in old.items() if k != "status"}
+                new["metadata"] = copy.deepcopy(old["metadata"])
+            else:
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+        meta = new.setdefault("metadata", {})
+        for key in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp"):
+            if key in old.get("metadata", {}):
+                meta[key] = old["metadata"][key]
+        if new.get("spec") != old.get("spec"):
+            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        if new != old:
+            meta["resourceVersion"] = self.resource_version()
+        return new
+
+    def _stamp_new(self, obj: dict[str, Any], request: rendering.Request | None) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        if request is not None and request.namespace:
+            meta["namespace"] = request.namespace
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=self.resource_version(),
+                    generation=1)
+        if request is not None and request.resource is not None:
+            info = self.resources[request.resource]
+            group = request.resource.group
+            obj.setdefault("apiVersion", f"{group}/{request.resource.version}" if group else request.resource.version)
+            obj.setdefault("kind", info.kind)
+        return obj
+
+    def _exists(self, request: rendering.Request, namespace: str | None, name: str) -> bool:
+        key = (request.resource, request.namespace or namespace, name)
+        return key in self.objects and not self.objects[key].deleted
+
+    def _current(self, request: rendering.Request) -> dict[str, Any] | None:
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """Discovery, where subresources carry no short names or categories (as in a real server)."""
+        payload: Any = await super()._serve_version(request)
+        payload["groupVersion"] = payload.get("groupVersion", "").lstrip("/")  # core is "v1", not "/v1"
+        for entry in payload.get("resources", []):
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+        return payload
+
+    def _serve_listing(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource not in self.resources:
+            raise ApiRejection(404, "NotFound", "the server could not find the requested resource")
+        items = [
+            copy.deepcopy(obj.raw) for (resource, namespace, _), obj in list(self.objects.items())
+            if resource == request.resource and not obj.deleted
+            and (request.namespace is None or namespace == request.namespace)
+        ]
+        items = [item for item in items if _selected(item, request.params)]
+        items.sort(key=lambda item: (item["metadata"].get("namespace") or "", item["metadata"].get("name")))
+        if _wants_table(request):
+            return self._table_response(request, items)
+        info = self.resources[request.resource]
+        group = request.resource.group
+        return aiohttp.web.json_response({
+            "apiVersion": f"{group}/{request.resource.version}" if group else request.resource.version,
+            "kind": f"{info.kind}List",
+            "metadata": {"resourceVersion": self.resource_version()},
+            "items": items,
+        })
+
+    def _table_response(self, request: rendering.Request, items: list[dict[str, Any]]) -> aiohttp.web.Response:
+        crd = self.crd_for(request)
+        version = self.resource_version()
+        body = table(crd, items, version) if crd else core_table(items, version)
+        return aiohttp.web.json_response(body)
+
+    def _serve_openapi(self, path: str) -> aiohttp.web.StreamResponse:
+        if path.rstrip("/") == "/openapi/v3":
+            return aiohttp.web.json_response(openapi.index(self.crds))
+        if path.rstrip("/") == "/openapi/v3/api/v1":
+            return aiohttp.web.json_response(openapi.core_document())
+        parts = path.removeprefix("/openapi/v3/apis/").strip("/").split("/")
+        document = openapi.document(self.crds, parts[0], parts[1]) if len(parts) == 2 else None
+        if document is None:
+            raise ApiRejection(404, "NotFound", f"no OpenAPI document at {path}")
+        return aiohttp.web.json_response(document)
+
+
+_MISSING_OLD: Any = object()
+
+
+def _with_data(request: rendering.Request, data: Any) -> rendering.Request:
+    """Replace the body kmock will store. In place, because kmock routes requests by identity."""
+    object.__setattr__(request, "data", data)
+    return request
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns `old` into `new` (lists and scalars are replaced whole)."""
+    diff: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        diff[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_diff(before, value)
+            if nested:
+                diff[key] = nested
+        elif key not in old or before != value:
+            diff[key] = value
+    return diff
+
+
+def _selected(item: dict[str, Any], params: Any) -> bool:
+    """labelSelector (k=v, k!=v, k) and fieldSelector (dotted paths, = and !=)."""
+    labels = item.get("metadata", {}).get("labels") or {}
+    for term in filter(None, (params.get("labelSelector") or "").split(",")):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.strip() not in labels:
+            return False
+    for term in filter(None, (params.get("fieldSelector") or "").split(",")):
+        negate = "!=" in term
+        key, value = term.replace("!=", "=").replace("==", "=").split("=", 1)
+        actual: Any = item
+        for part in key.strip().split("."):
+            actual = actual.get(part) if isinstance(actual, dict) else None
+        if (str(actual if actual is not None else "") == value.strip()) == negate:
+            return False
+    return True
+
+
+def _wants_table(request: rendering.Request) -> bool:
+    return "as=Table" in (request.headers.get("Accept") or request.headers.get("accept") or "")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj)
