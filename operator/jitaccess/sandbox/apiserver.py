@@ -16,6 +16,7 @@ import asyncio
 import copy
 import itertools
 import json
+import re
 import secrets
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from jitaccess.sandbox.crds import Crd, load_crds
 from jitaccess.sandbox.tables import core_table, table
 from jitaccess.sandbox.validation import validate
 
+_NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 CORE_RESOURCES = {
     "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "namespaced": False, "shortnames": {"ns"}},
     "v1/events": {"kind": "Event", "singular": "event", "namespaced": True, "shortnames": {"ev"}},
@@ -69,6 +71,7 @@ class SandboxApi(kmock.KubernetesEmulator):
     admission: list[AdmissionHook] = attrs.field(factory=list)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -78,9 +81,53 @@ class SandboxApi(kmock.KubernetesEmulator):
             self.resources[f"{crd.group}/{crd.version}/{crd.plural}"] = kmock.ResourceInfo(
                 kind=crd.kind, singular=crd.singular, namespaced=crd.namespaced, verbs=VERBS,
                 shortnames=set(crd.short_names), categories=set(crd.categories), subresources={"status"})
+        for name in ("default", "kube-system"):
+            self.add_namespace(name)
         for crd in self.crds:  # kubectl and kopf look the CRDs up too
             self.objects["apiextensions.k8s.io/v1/customresourcedefinitions", None, crd.raw["metadata"]["name"]] = \
                 self._stamp_new(copy.deepcopy(crd.raw), None)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock cannot parse /api/v1/namespaces[/NAME] (it reads "namespaces" as the namespace
+        # prefix of a path), so Namespace objects are served here, before kmock parses anything.
+        match = _NAMESPACE_PATH.fullmatch(raw_request.path)
+        if match is None:
+            return await super().__call__(raw_request)
+        return await self._serve_namespace(raw_request, match.group(1))
+
+    async def _serve_namespace(self, raw: aiohttp.web.BaseRequest, name: str | None) -> aiohttp.web.StreamResponse:
+        if raw.method == "GET" and name is None:
+            items = sorted(self.namespaces.values(), key=lambda ns: ns["metadata"]["name"])
+            if "as=Table" in raw.headers.get("Accept", ""):
+                return aiohttp.web.json_response(core_table(items, self.resource_version()))
+            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "items": items,
+                                              "metadata": {"resourceVersion": self.resource_version()}})
+        if raw.method == "POST" and name is None:
+            body = await raw.json()
+            name = (body.get("metadata") or {}).get("name")
+            if not name:
+                return ApiRejection(422, "Invalid", "metadata.name: Required value").response()
+            if name in self.namespaces:
+                return ApiRejection(409, "AlreadyExists", f'namespaces "{name}" already exists').response()
+            self.add_namespace(name)
+            return aiohttp.web.json_response(self.namespaces[name], status=201)
+        if name is None or name not in self.namespaces:
+            return ApiRejection(404, "NotFound", f'namespaces "{name}" not found').response()
+        if raw.method == "GET":
+            if "as=Table" in raw.headers.get("Accept", ""):
+                return aiohttp.web.json_response(core_table([self.namespaces[name]], self.resource_version()))
+            return aiohttp.web.json_response(self.namespaces[name])
+        if raw.method == "PATCH":
+            self.namespaces[name] = merge_patch(self.namespaces[name], await raw.json())
+            return aiohttp.web.json_response(self.namespaces[name])
+        if raw.method == "DELETE":
+            return aiohttp.web.json_response(self.namespaces.pop(name))
+        return ApiRejection(405, "MethodNotAllowed", f"{raw.method} is not supported on namespaces").response()
+
+    def add_namespace(self, name: str) -> None:
+        self.namespaces.setdefault(name, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": name, "uid": str(uuid.uuid4()), "creationTimestamp": _now(),
+            "resourceVersion": self.resource_version()}, "status": {"phase": "Active"}})
 
     def crd_for(self, request: rendering.Request) -> Crd | None:
         resource = request.resource
