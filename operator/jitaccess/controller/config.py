@@ -1,0 +1,22 @@
+"""What `jitaccess run` is configured with (flags and environment, see API.md "Configuration")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from jitaccess.clock import Clock, SystemClock
+
+
+@dataclass
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = True
+    iam_endpoint: str | None = None
+    trusted_submitters: tuple[str, ...] = ()
+    history_retention: timedelta = timedelta(days=30)
+    metrics_port: int | None = None
+    # How often the scheduler looks at the clock; bounds the lag after a ManualClock jump.
+    tick_s: float = 0.5
+    concurrency: int = 32
+    clock: Clock = field(default_factory=SystemClock)

@@ -1,0 +1,69 @@
+"""kopf registration: watch grants and requests, feed the reconciler, run its scheduler.
+
+kopf does what it is best at (listing, watching, reconnecting, logging in); the handlers only
+hand each observed object to the reconciler, which decides nothing itself either (`policy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.controller.reconciler import Reconciler
+
+
+def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same kubernetes.client configuration the operator writes with."""
+    api_key = configuration.api_key or {}
+    bearer = api_key.get("BearerToken") or api_key.get("authorization") or ""
+    token = bearer.removeprefix("Bearer ").strip() or None
+    return kopf.ConnectionInfo(
+        server=configuration.host, ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl,
+        scheme="Bearer" if token else None, token=token, certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
+
+
+def build_registry(reconciler: Reconciler, configuration: client.Configuration) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(configuration)
+
+    @kopf.on.startup(registry=registry)
+    async def start_scheduler(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.enabled = False  # Events are posted by the reconciler, one per transition
+        settings.watching.reconnect_backoff = 1.0
+        memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("scheduler")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @kopf.on.event(GROUP, VERSION, "activationrequests", registry=registry)
+    def request_seen(event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
+        if event.get("type") == "DELETED":
+            reconciler.forget_request(body)
+        else:
+            reconciler.observe_request(body)
+
+    @kopf.on.event(GROUP, VERSION, "eligiblegrants", registry=registry)
+    def grant_seen(event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
+        if event.get("type") == "DELETED":
+            reconciler.forget_grant(body["metadata"]["name"])
+        else:
+            reconciler.observe_grant(body)
+
+    return registry

@@ -1,0 +1,73 @@
+"""The operator's writes to Kubernetes, through the official client (called off the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.api.times import format_time
+from jitaccess.clock import Clock
+from jitaccess.policy.lifecycle import Event
+
+log = logging.getLogger(__name__)
+REQUESTS = "activationrequests"
+GRANTS = "eligiblegrants"
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient, clock: Clock) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.clock = clock
+        self.instance = socket.gethostname()
+        self.calls = 0
+
+    async def patch_request_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                                REQUESTS, name, {"status": status})
+
+    async def patch_request(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS,
+                                name, patch)
+
+    async def delete_request(self, namespace: str, name: str) -> None:
+        await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS, name)
+
+    async def patch_grant_status(self, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, GRANTS, name,
+                                {"status": status})
+
+    async def post_event(self, body: dict[str, Any], event: Event) -> None:
+        """Record an Event on the object; losing one is logged, never fatal."""
+        metadata = body.get("metadata", {})
+        namespace = metadata.get("namespace") or "default"
+        now = format_time(self.clock.now())
+        event_body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{metadata.get('name')}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                               "name": metadata.get("name"), "namespace": metadata.get("namespace"),
+                               "uid": metadata.get("uid")},
+            "reason": event.reason, "message": event.message[:1024], "type": event.type,
+            "source": {"component": "jitaccess"}, "reportingComponent": "jitaccess",
+            "reportingInstance": self.instance, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            await self._call(self.core.create_namespaced_event, namespace, event_body)
+        except ApiException as error:
+            log.warning("could not post Event %s on %s: %s", event.reason, metadata.get("name"), error.reason)
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        self.calls += 1
+        try:
+            return await asyncio.to_thread(method, *args)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise

@@ -1,0 +1,218 @@
+"""Carry out the lifecycle's decisions for one ActivationRequest at a time.
+
+Holds the latest body of every request and grant seen (fed by kopf's watch events and by the
+answers to our own patches), serialises work per request, and loops `decide → persist` until
+the request is stable, then tells the scheduler when to look again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import replace
+from collections.abc import Hashable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from jitaccess.api.objects import Grant, parse_grant
+from jitaccess.controller.config import OperatorConfig
+from jitaccess.controller.kube import Kube
+from jitaccess.controller.scheduler import Scheduler
+from jitaccess.iam.bindings import Binding, render
+from jitaccess.iam.writer import Outcome, PolicyWriter
+from jitaccess.policy.grants import grant_status
+from jitaccess.policy.lifecycle import FINALIZER, TERMINAL, Phase, Step, decide, read_state
+
+log = logging.getLogger(__name__)
+RequestKey = tuple[str, str]
+MAX_STEPS = 12
+RETRY_BASE = timedelta(seconds=2)
+RETRY_CAP = timedelta(minutes=5)
+
+
+class Reconciler:
+    def __init__(self, config: OperatorConfig, kube: Kube, writer: PolicyWriter) -> None:
+        self.config = config
+        self.clock = config.clock
+        self.kube = kube
+        self.writer = writer
+        self.requests: dict[RequestKey, dict[str, Any]] = {}
+        self.grant_bodies: dict[str, dict[str, Any]] = {}
+        self.grants: dict[str, Grant | None] = {}
+        self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
+        self.failures: dict[Hashable, int] = {}
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+        self.scheduler = Scheduler(self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency)
+
+    # -- what the watches tell us ---------------------------------------------------------
+
+    def observe_request(self, body: Mapping[str, Any]) -> None:
+        key = _key(body)
+        if not self._is_newer(self.requests.get(key), body):
+            return
+        self.requests[key] = dict(body)
+        grant = (body.get("spec") or {}).get("grant")
+        if isinstance(grant, str):
+            self.by_grant[grant].add(key)
+        self.scheduler.schedule(("request", key))
+
+    def forget_request(self, body: Mapping[str, Any]) -> None:
+        key = _key(body)
+        self.requests.pop(key, None)
+        self.scheduler.cancel(("request", key))
+        grant = (body.get("spec") or {}).get("grant")
+        if isinstance(grant, str):
+            self.by_grant[grant].discard(key)
+            self.scheduler.schedule(("grant", grant))
+
+    def observe_grant(self, body: Mapping[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        if not self._is_newer(self.grant_bodies.get(name), body):
+            return
+        self.grant_bodies[name] = dict(body)
+        self.grants[name], _ = parse_grant(body)
+        self.scheduler.schedule(("grant", name))
+        for key in list(self.by_grant.get(name, ())):
+            self.scheduler.schedule(("request", key))
+
+    def forget_grant(self, name: str) -> None:
+        self.grant_bodies.pop(name, None)
+        self.grants.pop(name, None)
+        for key in list(self.by_grant.get(name, ())):
+            self.scheduler.schedule(("request", key))
+
+    # -- work ---------------------------------------------------------------------------------
+
+    async def work(self, item: Hashable) -> None:
+        kind, key = item  # type: ignore[misc]
+        lock = self._locks.setdefault(item, asyncio.Lock())
+        async with lock:
+            try:
+                if kind == "request":
+                    await self.reconcile_request(key)
+                else:
+                    await self.reconcile_grant(key)
+                self.failures.pop(item, None)
+            except Exception as error:
+                attempts = self.failures[item] = self.failures.get(item, 0) + 1
+                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts, 10))
+                log.warning("reconciling %s failed (%s); retrying in %s", item, error, delay)
+                self.scheduler.schedule(item, self.clock.now() + delay)
+
+    async def reconcile_request(self, key: RequestKey) -> None:
+        for _ in range(MAX_STEPS):
+            body = self.requests.get(key)
+            if body is None:
+                return
+            state = read_state(body)
+            grant = self.grants.get(state.spec.grant) if state.spec else None
+            step = decide(state, grant, self.clock.now(), self.config.history_retention)
+            if not step.changes_anything:
+                if step.requeue_at is not None:
+                    self.scheduler.schedule(("request", key), step.requeue_at)
+                return
+            if not await self._carry_out(key, body, step):
+                return
+        log.error("request %s/%s did not settle after %d steps", *key, MAX_STEPS)
+
+    async def _carry_out(self, key: RequestKey, body: dict[str, Any], step: Step) -> bool:
+        """Persist one step; False when the request needs no further step now."""
+        namespace, name = key
+        if step.iam is not None:
+            bindings = [Binding.from_status(raw) for raw in step.iam.bindings]
+            outcome = await self._apply_iam(step.iam.kind, bindings)
+            if outcome.ok:
+                follow = step.on_success
+            elif outcome.permanent and step.on_failure is not None:
+                follow = _with_reason(step.on_failure, f"IAM refused the change: {outcome.message}; nothing was granted")
+            else:
+                attempts = self.failures[("request", key)] = self.failures.get(("request", key), 0) + 1
+                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts, 10))
+                log.warning("IAM change for %s/%s not done (%s); retrying in %s", namespace, name, outcome.message,
+                            delay)
+                self.scheduler.schedule(("request", key), self.clock.now() + delay)
+                return False
+            return await self._carry_out(key, body, follow) if follow is not None else True
+        if step.delete:
+            log.info("deleting %s/%s: %s", namespace, name, "; ".join(step.notes))
+            await self.kube.delete_request(namespace, name)
+            return False
+        if step.add_finalizer or step.remove_finalizer:
+            current = list(body.get("metadata", {}).get("finalizers") or [])
+            wanted = current + [FINALIZER] if step.add_finalizer else [f for f in current if f != FINALIZER]
+            updated = await self.kube.patch_request(namespace, name, {"metadata": {"finalizers": wanted}})
+            self._remember(key, updated)
+        if step.status is not None:
+            status = dict(step.status)
+            if step.activation is not None:
+                status["bindings"] = [binding.to_status() for binding in render(step.activation)]
+            updated = await self.kube.patch_request_status(namespace, name, status)
+            self._remember(key, updated)
+            if updated is not None and status.get("phase") in _COUNTED_PHASES:
+                self.scheduler.schedule(("grant", updated.get("spec", {}).get("grant")))
+            if step.event is not None:
+                await self.kube.post_event(updated or body, step.event)
+        return key in self.requests
+
+    async def _apply_iam(self, kind: str, bindings: list[Binding]) -> Outcome:
+        by_resource: dict[str, list[Binding]] = defaultdict(list)
+        for binding in bindings:
+            by_resource[binding.resource].append(binding)
+        outcome = Outcome(ok=True)
+        for resource, group in by_resource.items():  # one resource per request: one atomic write
+            if kind == "add":
+                outcome = await self.writer.apply(resource, add=group)
+            else:
+                outcome = await self.writer.apply(resource, remove=group)
+            if not outcome.ok:
+                return outcome
+        return outcome
+
+    async def reconcile_grant(self, name: str) -> None:
+        body = self.grant_bodies.get(name)
+        if body is None:
+            return
+        active = sum(1 for key in self.by_grant.get(name, ())
+                     if (self.requests.get(key, {}).get("status") or {}).get("phase") == Phase.ACTIVE.value)
+        status = grant_status(body, active, self.clock.now())
+        if status is not None:
+            updated = await self.kube.patch_grant_status(name, status)
+            if updated is not None:
+                self.grant_bodies[name] = updated
+
+    def _remember(self, key: RequestKey, updated: dict[str, Any] | None) -> None:
+        if updated is None:
+            self.requests.pop(key, None)
+        elif self._is_newer(self.requests.get(key), updated):
+            self.requests[key] = updated
+
+    @staticmethod
+    def _is_newer(known: Mapping[str, Any] | None, seen: Mapping[str, Any]) -> bool:
+        """Is `seen` at least as new as `known`? resourceVersions compare as numbers when they are."""
+        if known is None:
+            return True
+        old = str(known.get("metadata", {}).get("resourceVersion", ""))
+        new = str(seen.get("metadata", {}).get("resourceVersion", ""))
+        if old.isdigit() and new.isdigit():
+            return int(new) >= int(old)
+        return True
+
+
+# Transitions into these change a grant's count of active requests.
+_COUNTED_PHASES = frozenset(phase.value for phase in (Phase.ACTIVE, *TERMINAL))
+
+
+def _key(body: Mapping[str, Any]) -> RequestKey:
+    metadata = body.get("metadata", {})
+    return metadata.get("namespace", ""), metadata.get("name", "")
+
+
+def _with_reason(step: Step, message: str) -> Step:
+    """The failure step, with IAM's own words in its condition message and Event."""
+    status = dict(step.status or {})
+    conditions = [dict(condition, message=message) for condition in status.get("conditions", [])]
+    status["conditions"] = conditions
+    event = replace(step.event, message=message) if step.event else None
+    return replace(step, status=status, event=event)
+

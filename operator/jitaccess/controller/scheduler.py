@@ -1,0 +1,79 @@
+"""When to reconcile what: a due-time queue driven by the injectable clock.
+
+Every reconcile says when it next needs to run (expiry, scheduled start, approval timeout,
+retry). One loop wakes for the earliest due key, never sleeping longer than a tick so that a
+test clock that jumps is noticed at once, and runs due keys with bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime
+
+from jitaccess.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, work: Callable[[Hashable], Awaitable[None]], clock: Clock, *, tick_s: float = 0.5,
+                 concurrency: int = 32) -> None:
+        self._work = work
+        self._clock = clock
+        self._tick_s = tick_s
+        self._heap: list[tuple[datetime, int, Hashable]] = []
+        self._due: dict[Hashable, datetime] = {}
+        self._order = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, key: Hashable, when: datetime | None = None) -> None:
+        """Run `key` at `when` (now if None); an earlier time replaces a later one."""
+        when = when or self._clock.now()
+        current = self._due.get(key)
+        if current is not None and current <= when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, next(self._order), key))
+        self._wakeup.set()
+
+    def cancel(self, key: Hashable) -> None:
+        self._due.pop(key, None)
+
+    async def run(self) -> None:
+        while True:
+            now = self._clock.now()
+            while self._heap and self._heap[0][0] <= now:
+                when, _, key = heapq.heappop(self._heap)
+                if self._due.get(key) != when:
+                    continue  # superseded by an earlier schedule, or cancelled
+                del self._due[key]
+                await self._slots.acquire()
+                task = asyncio.create_task(self._run_one(key))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            delay = self._tick_s
+            if self._heap:
+                delay = max(0.0, min(delay, (self._heap[0][0] - now).total_seconds()))
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+
+    async def _run_one(self, key: Hashable) -> None:
+        try:
+            await self._work(key)
+        except Exception:
+            log.exception("reconciling %s failed", key)
+        finally:
+            self._slots.release()
+
+    @property
+    def pending(self) -> int:
+        return len(self._due)

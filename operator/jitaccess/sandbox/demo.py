@@ -1,0 +1,115 @@
+"""`jitaccess sandbox --demo`: walk a request through activation and expiry, printing each step.
+
+The sandbox's clock is a ManualClock: instead of waiting 30 minutes for expiry, the demo jumps
+it forward and says so. The operator, the Kubernetes API and the IAM emulator are the real
+ones, spoken to over HTTP; the policy printed is what the emulator holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.controller.operator import kubernetes_configuration
+from jitaccess.sandbox.runner import Sandbox
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+PHASE_OF_EVENT = {"Accepted": "Pending", "Activated": "Active", "Expired": "Expired"}
+
+
+async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
+    api = client.ApiClient(kubernetes_configuration(sandbox.kubeconfig, context="admin"))
+    custom = client.CustomObjectsApi(api)
+    say(f"Sandbox Kubernetes API {sandbox.k8s_url}, IAM emulator {sandbox.iam_url}")
+    say(f"kubeconfig: {sandbox.kubeconfig}")
+    foreign = [{"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}]
+    sandbox.emulator.seed("projects/my-sandbox", foreign)
+    say("another tool's binding already in IAM: roles/compute.viewer for group:ops@example.com")
+    for path in sorted(examples.glob("grant-*.yaml")):
+        grant = yaml.safe_load(path.read_text())
+        await asyncio.to_thread(custom.create_cluster_custom_object, GROUP, VERSION, "eligiblegrants", grant)
+        say(f"applied EligibleGrant {grant['metadata']['name']} ({path.name})")
+    await wait_for(lambda: _grant_ready(custom, "sandbox-compute-admin"), "grant Ready")
+    request = yaml.safe_load((examples / "request-alice.yaml").read_text())
+    namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
+    await asyncio.to_thread(custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
+                            "activationrequests", request)
+    say(f"alice created ActivationRequest {namespace}/{name}: {request['spec']['roles']} for "
+        f"{request['spec']['duration']}, justification {request['spec']['justification']!r}")
+    body = await follow(custom, namespace, name, until={"Active", "ActivationFailed", "Rejected"})
+    show_policy(sandbox, "projects/my-sandbox")
+    if body["status"]["phase"] != "Active":
+        raise SystemExit(f"demo failed: the request ended {body['status']['phase']}")
+    sandbox.clock.advance(timedelta(minutes=31))
+    say("… the sandbox clock jumps 31 minutes forward (the IAM condition would end access by itself) …")
+    body = await follow(custom, namespace, name, until={"Expired"}, seen={"Active"})
+    show_policy(sandbox, "projects/my-sandbox")
+    events = await asyncio.to_thread(client.CoreV1Api(api).list_namespaced_event, namespace,
+                                     field_selector=f"involvedObject.name={name}")
+    ordered = sorted(events.items, key=lambda event: int(event.metadata.resource_version or 0))
+    say("Events on the request, in order (kubectl describe ar shows the same):")
+    for event in ordered:
+        print(f"    {event.type:<8} {event.reason:<12} {event.message}")
+    phases = [PHASE_OF_EVENT.get(event.reason, event.reason) for event in ordered]
+    say("phases: " + " → ".join(phases))
+    approval = yaml.safe_load((examples / "grant-with-approval.yaml").read_text())
+    say(f"Grant {approval['metadata']['name']} needs approval: its requests wait in AwaitingApproval "
+        "(approvals are a later milestone).")
+    if phases != ["Pending", "Active", "Expired"] or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign:
+        raise SystemExit("demo failed: unexpected phases or IAM policy")
+    say("Demo finished: Pending → Active → Expired; IAM holds only the other tool's binding, untouched.")
+
+
+async def follow(custom: client.CustomObjectsApi, namespace: str, name: str, *, until: set[str],
+                 seen: set[str] | None = None, timeout_s: float = 30) -> dict[str, Any]:
+    """Print each phase the request passes through until one of `until`."""
+    seen = set(seen or ())
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = await asyncio.to_thread(custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
+                                       "activationrequests", name)
+        status = body.get("status") or {}
+        phase = status.get("phase")
+        if phase and phase not in seen:
+            seen.add(phase)
+            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+            say(f"phase {phase:<12} {ready.get('reason', '')}: {ready.get('message', '')}")
+        if phase in until:
+            return body
+        await asyncio.sleep(0.02)
+    raise SystemExit(f"demo failed: {namespace}/{name} did not reach {until} in {timeout_s}s")
+
+
+def show_policy(sandbox: Sandbox, resource: str) -> None:
+    policy = sandbox.emulator.snapshot(resource)
+    say(f"IAM policy of {resource} in the emulator ({len(policy['bindings'])} binding(s)):")
+    for binding in policy["bindings"]:
+        condition = binding.get("condition")
+        when = f"  if {condition['expression']}" if condition else ""
+        print(f"    {binding['role']:<24} {', '.join(binding['members'])}{when}")
+
+
+async def wait_for(check: Any, what: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(check):
+            return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"demo failed: timed out waiting for {what}")
+
+
+def _grant_ready(custom: client.CustomObjectsApi, name: str) -> bool:
+    body = custom.get_cluster_custom_object(GROUP, VERSION, "eligiblegrants", name)
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (body.get("status") or {}).get("conditions", []))
+
+
+def say(text: str) -> None:
+    print(f"==> {text}", flush=True)
