@@ -14,34 +14,58 @@ from jitaccess.api.durations import DurationError, parse_duration
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="jitaccess", description="Just-In-Time access to Google Cloud on Kubernetes")
+    parser = argparse.ArgumentParser(
+        prog="jitaccess", description="Just-In-Time access to Google Cloud on Kubernetes"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run the operator against the cluster KUBECONFIG or in-cluster config names")
-    run.add_argument("--iam-endpoint", default=os.environ.get("JITACCESS_IAM_ENDPOINT"),
-                     help="Cloud Resource Manager endpoint; http:// (the emulator) uses anonymous credentials")
-    run.add_argument("--namespace", action="append", default=_env_list("JITACCESS_NAMESPACES"),
-                     help="serve requests in this namespace (repeatable); default: all namespaces")
+    run = commands.add_parser(
+        "run", help="run the operator against the cluster KUBECONFIG or in-cluster config names"
+    )
+    run.add_argument(
+        "--iam-endpoint",
+        default=os.environ.get("JITACCESS_IAM_ENDPOINT"),
+        help="Cloud Resource Manager endpoint; http:// (the emulator) uses anonymous credentials",
+    )
+    run.add_argument(
+        "--namespace",
+        action="append",
+        default=_env_list("JITACCESS_NAMESPACES"),
+        help="serve requests in this namespace (repeatable); default: all namespaces",
+    )
     run.add_argument("--all-namespaces", action="store_true", help="serve requests in every namespace")
-    run.add_argument("--trusted-submitter", action="append", default=_env_list("JITACCESS_TRUSTED_SUBMITTERS"),
-                     help="Kubernetes username allowed to submit on behalf of others (repeatable)")
-    run.add_argument("--history-retention", default=os.environ.get("JITACCESS_HISTORY_RETENTION", "720h"),
-                     help="how long terminal requests are kept (a duration; default 720h)")
+    run.add_argument(
+        "--trusted-submitter",
+        action="append",
+        default=_env_list("JITACCESS_TRUSTED_SUBMITTERS"),
+        help="Kubernetes username allowed to submit on behalf of others (repeatable)",
+    )
+    run.add_argument(
+        "--history-retention",
+        default=os.environ.get("JITACCESS_HISTORY_RETENTION", "720h"),
+        help="how long terminal requests are kept (a duration; default 720h)",
+    )
     run.add_argument("--metrics-port", type=int, default=_env_int("JITACCESS_METRICS_PORT"))
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument("--verbose", "-v", action="store_true")
 
-    sandbox = commands.add_parser("sandbox", help="run the Kubernetes API, the IAM emulator and the operator locally")
+    sandbox = commands.add_parser(
+        "sandbox", help="run the Kubernetes API, the IAM emulator and the operator locally"
+    )
     sandbox.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     sandbox.add_argument("--port-k8s", type=int, default=0)
     sandbox.add_argument("--port-iam", type=int, default=0)
-    sandbox.add_argument("--demo", action="store_true", help="walk requests through their lifecycle, then exit")
+    sandbox.add_argument(
+        "--demo", action="store_true", help="walk requests through their lifecycle, then exit"
+    )
     sandbox.add_argument("--verbose", "-v", action="store_true")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not args.verbose:
         logging.getLogger("kopf").setLevel(logging.ERROR)
     try:
@@ -55,14 +79,19 @@ async def _run(args: argparse.Namespace) -> None:
     from jitaccess.controller.operator import kubernetes_configuration, run_operator
 
     try:
-        retention = parse_duration(args.history_retention) if args.history_retention != "720h" else timedelta(days=30)
+        retention = (
+            parse_duration(args.history_retention) if args.history_retention != "720h" else timedelta(days=30)
+        )
     except DurationError as error:
         sys.exit(f"--history-retention: {error}")
     namespaces = tuple(args.namespace or ())
     settings = OperatorConfig(
-        namespaces=namespaces, all_namespaces=args.all_namespaces or not namespaces,
-        iam_endpoint=args.iam_endpoint, trusted_submitters=tuple(args.trusted_submitter or ()),
-        history_retention=retention, metrics_port=args.metrics_port,
+        namespaces=namespaces,
+        all_namespaces=args.all_namespaces or not namespaces,
+        iam_endpoint=args.iam_endpoint,
+        trusted_submitters=tuple(args.trusted_submitter or ()),
+        history_retention=retention,
+        metrics_port=args.metrics_port,
     )
     await run_operator(settings, kubernetes_configuration(args.kubeconfig, args.context))
 
@@ -79,8 +108,10 @@ async def _sandbox(args: argparse.Namespace) -> None:
         print(f"Kubernetes API: {sandbox.k8s_url}   IAM emulator: {sandbox.iam_url}")
         print(f"  export KUBECONFIG={kubeconfig}")
         print("  kubectl apply -f examples/            # grants, a namespace and alice's request")
-        print("  kubectl get eg,ar -A                  # contexts: admin, alice@example.com, bob@example.com, "
-              "carol@example.com")
+        print(
+            "  kubectl get eg,ar -A                  # contexts: admin, alice@example.com, bob@example.com, "
+            "carol@example.com"
+        )
         print(f"  curl -s {sandbox.iam_url}/_emulator/policies/projects/my-sandbox   # what IAM holds")
         print("Ctrl+C stops it.", flush=True)
         await serve_forever(sandbox)

@@ -89,7 +89,9 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     for index, role in enumerate(roles):
         if (message := role_error(role)) is not None:
             errors.append(FieldError(f"spec.roles[{index}]", message))
-    principals = _string_list(spec, "principals", "spec.principals", errors, required=True, limit=MAX_PRINCIPALS)
+    principals = _string_list(
+        spec, "principals", "spec.principals", errors, required=True, limit=MAX_PRINCIPALS
+    )
     for index, principal in enumerate(principals):
         if (message := member_error(principal)) is not None:
             errors.append(FieldError(f"spec.principals[{index}]", message))
@@ -99,10 +101,12 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         if value is not None and not SHORTEST_GRANT <= value <= LONGEST_GRANT:
             errors.append(FieldError(path, f"{format_duration(value)} must be between 5m and 168h"))
     if max_duration is not None and default_duration is not None and default_duration > max_duration:
-        errors.append(FieldError(
-            "spec.defaultDuration",
-            f"{format_duration(default_duration)} exceeds maxDuration {format_duration(max_duration)}",
-        ))
+        errors.append(
+            FieldError(
+                "spec.defaultDuration",
+                f"{format_duration(default_duration)} exceeds maxDuration {format_duration(max_duration)}",
+            )
+        )
     justification = _mapping(spec.get("justification"))
     required = justification.get("required", True)
     if not isinstance(required, bool):
@@ -208,7 +212,9 @@ def text_error(text: str, limit: int) -> str | None:
         return f"is {len(text)} characters long; the limit is {limit}"
     bad = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")})
     if bad:
-        return f"contains control or invisible characters ({', '.join(bad[:5])}); write plain text on one line"
+        return (
+            f"contains control or invisible characters ({', '.join(bad[:5])}); write plain text on one line"
+        )
     return None
 
 
@@ -217,8 +223,9 @@ def _approval(spec: Body, errors: list[FieldError]) -> Approval | None:
     if raw is None:
         return None
     approval = _mapping(raw)
-    approvers = _string_list(approval, "approvers", "spec.approval.approvers", errors, required=True,
-                             limit=MAX_PRINCIPALS)
+    approvers = _string_list(
+        approval, "approvers", "spec.approval.approvers", errors, required=True, limit=MAX_PRINCIPALS
+    )
     for index, approver in enumerate(approvers):
         if (message := member_error(approver)) is not None:
             errors.append(FieldError(f"spec.approval.approvers[{index}]", message))
@@ -230,7 +237,9 @@ def _approval(spec: Body, errors: list[FieldError]) -> Approval | None:
     return Approval(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
 
 
-def _duration(spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool) -> timedelta | None:
+def _duration(
+    spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool
+) -> timedelta | None:
     raw = spec.get(key)
     if raw is None:
         if required:
@@ -243,8 +252,9 @@ def _duration(spec: Body, key: str, path: str, errors: list[FieldError], *, requ
         return None
 
 
-def _string_list(spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool,
-                 limit: int) -> list[str]:
+def _string_list(
+    spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool, limit: int
+) -> list[str]:
     raw = spec.get(key)
     if raw is None or raw == []:
         if required:

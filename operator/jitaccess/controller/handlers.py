@@ -23,8 +23,12 @@ def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
     bearer = api_key.get("BearerToken") or api_key.get("authorization") or ""
     token = bearer.removeprefix("Bearer ").strip() or None
     return kopf.ConnectionInfo(
-        server=configuration.host, ca_path=configuration.ssl_ca_cert, insecure=not configuration.verify_ssl,
-        scheme="Bearer" if token else None, token=token, certificate_path=configuration.cert_file,
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
     )
 

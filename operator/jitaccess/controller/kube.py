@@ -28,20 +28,33 @@ class Kube:
         self.instance = socket.gethostname()
         self.calls = 0
 
-    async def patch_request_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                                REQUESTS, name, {"status": status})
+    async def patch_request_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        return await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            REQUESTS,
+            name,
+            {"status": status},
+        )
 
     async def patch_request(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS,
-                                name, patch)
+        return await self._call(
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS, name, patch
+        )
 
     async def delete_request(self, namespace: str, name: str) -> None:
-        await self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS, name)
+        await self._call(
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS, name
+        )
 
     async def patch_grant_status(self, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
-        return await self._call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, GRANTS, name,
-                                {"status": status})
+        return await self._call(
+            self.custom.patch_cluster_custom_object_status, GROUP, VERSION, GRANTS, name, {"status": status}
+        )
 
     async def post_event(self, body: dict[str, Any], event: Event) -> None:
         """Record an Event on the object; losing one is logged, never fatal."""
@@ -49,14 +62,25 @@ class Kube:
         namespace = metadata.get("namespace") or "default"
         now = format_time(self.clock.now())
         event_body = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{metadata.get('name')}.", "namespace": namespace},
-            "involvedObject": {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                               "name": metadata.get("name"), "namespace": metadata.get("namespace"),
-                               "uid": metadata.get("uid")},
-            "reason": event.reason, "message": event.message[:1024], "type": event.type,
-            "source": {"component": "jitaccess"}, "reportingComponent": "jitaccess",
-            "reportingInstance": self.instance, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "name": metadata.get("name"),
+                "namespace": metadata.get("namespace"),
+                "uid": metadata.get("uid"),
+            },
+            "reason": event.reason,
+            "message": event.message[:1024],
+            "type": event.type,
+            "source": {"component": "jitaccess"},
+            "reportingComponent": "jitaccess",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
         }
         try:
             await self._call(self.core.create_namespaced_event, namespace, event_body)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,9 +20,13 @@ from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import PolicyWriter
 
 log = logging.getLogger(__name__)
+# What kopf accepts as stop and ready flags.
+Flag = asyncio.Event | threading.Event
 
 
-def kubernetes_configuration(kubeconfig: Path | None = None, context: str | None = None) -> client.Configuration:
+def kubernetes_configuration(
+    kubeconfig: Path | None = None, context: str | None = None
+) -> client.Configuration:
     """In-cluster credentials when running in a Pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
     configuration = client.Configuration()
     if kubeconfig is None and context is None:
@@ -29,29 +35,44 @@ def kubernetes_configuration(kubeconfig: Path | None = None, context: str | None
             return configuration
         except config.ConfigException:
             pass
-    config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
-                            client_configuration=configuration)
+    config.load_kube_config(
+        config_file=str(kubeconfig) if kubeconfig else None,
+        context=context,
+        client_configuration=configuration,
+    )
     return configuration
 
 
-def build(settings: OperatorConfig, configuration: client.Configuration) -> tuple[Reconciler, kopf.OperatorRegistry]:
+def build(
+    settings: OperatorConfig, configuration: client.Configuration
+) -> tuple[Reconciler, kopf.OperatorRegistry]:
     kube = Kube(client.ApiClient(configuration), settings.clock)
     writer = PolicyWriter(PolicyStore(settings.iam_endpoint))
     reconciler = Reconciler(settings, kube, writer)
     return reconciler, build_registry(reconciler, configuration)
 
 
-async def run_operator(settings: OperatorConfig, configuration: client.Configuration, *,
-                       stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
-                       reconciler_ready: asyncio.Future[Reconciler] | None = None) -> None:
+async def run_operator(
+    settings: OperatorConfig,
+    configuration: client.Configuration,
+    *,
+    stop_flag: Flag | None = None,
+    ready_flag: Flag | None = None,
+    reconciler_ready: concurrent.futures.Future[Reconciler] | None = None,
+) -> None:
     """Run until `stop_flag` is set (or the process is signalled)."""
     # Every Kubernetes and IAM call is a blocking client call on a worker thread.
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=max(8, settings.concurrency)))
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=max(8, settings.concurrency))
+    )
     reconciler, registry = build(settings, configuration)
     if reconciler_ready is not None:
         reconciler_ready.set_result(reconciler)
     await kopf.operator(
-        registry=registry, standalone=True, clusterwide=settings.all_namespaces,
+        registry=registry,
+        standalone=True,
+        clusterwide=settings.all_namespaces,
         namespaces=() if settings.all_namespaces else settings.namespaces,
-        stop_flag=stop_flag, ready_flag=ready_flag,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
     )

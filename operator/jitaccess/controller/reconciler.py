@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from dataclasses import replace
 from collections.abc import Hashable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +43,9 @@ class Reconciler:
         self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
         self.failures: dict[Hashable, int] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
-        self.scheduler = Scheduler(self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency)
+        self.scheduler = Scheduler(
+            self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
+        )
 
     # -- what the watches tell us ---------------------------------------------------------
 
@@ -125,12 +127,19 @@ class Reconciler:
             if outcome.ok:
                 follow = step.on_success
             elif outcome.permanent and step.on_failure is not None:
-                follow = _with_reason(step.on_failure, f"IAM refused the change: {outcome.message}; nothing was granted")
+                follow = _with_reason(
+                    step.on_failure, f"IAM refused the change: {outcome.message}; nothing was granted"
+                )
             else:
                 attempts = self.failures[("request", key)] = self.failures.get(("request", key), 0) + 1
                 delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts, 10))
-                log.warning("IAM change for %s/%s not done (%s); retrying in %s", namespace, name, outcome.message,
-                            delay)
+                log.warning(
+                    "IAM change for %s/%s not done (%s); retrying in %s",
+                    namespace,
+                    name,
+                    outcome.message,
+                    delay,
+                )
                 self.scheduler.schedule(("request", key), self.clock.now() + delay)
                 return False
             return await self._carry_out(key, body, follow) if follow is not None else True
@@ -140,7 +149,7 @@ class Reconciler:
             return False
         if step.add_finalizer or step.remove_finalizer:
             current = list(body.get("metadata", {}).get("finalizers") or [])
-            wanted = current + [FINALIZER] if step.add_finalizer else [f for f in current if f != FINALIZER]
+            wanted = [*current, FINALIZER] if step.add_finalizer else [f for f in current if f != FINALIZER]
             updated = await self.kube.patch_request(namespace, name, {"metadata": {"finalizers": wanted}})
             self._remember(key, updated)
         if step.status is not None:
@@ -173,8 +182,11 @@ class Reconciler:
         body = self.grant_bodies.get(name)
         if body is None:
             return
-        active = sum(1 for key in self.by_grant.get(name, ())
-                     if (self.requests.get(key, {}).get("status") or {}).get("phase") == Phase.ACTIVE.value)
+        active = sum(
+            1
+            for key in self.by_grant.get(name, ())
+            if (self.requests.get(key, {}).get("status") or {}).get("phase") == Phase.ACTIVE.value
+        )
         status = grant_status(body, active, self.clock.now())
         if status is not None:
             updated = await self.kube.patch_grant_status(name, status)
@@ -215,4 +227,3 @@ def _with_reason(step: Step, message: str) -> Step:
     status["conditions"] = conditions
     event = replace(step.event, message=message) if step.event else None
     return replace(step, status=status, event=event)
-

@@ -20,8 +20,14 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    def __init__(self, work: Callable[[Hashable], Awaitable[None]], clock: Clock, *, tick_s: float = 0.5,
-                 concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        work: Callable[[Hashable], Awaitable[None]],
+        clock: Clock,
+        *,
+        tick_s: float = 0.5,
+        concurrency: int = 32,
+    ) -> None:
         self._work = work
         self._clock = clock
         self._tick_s = tick_s

@@ -13,15 +13,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m jitaccess.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8085)
-    parser.add_argument("--resource", action="append", default=[],
-                        help="a resource that exists, e.g. projects/my-sandbox (repeatable)")
-    parser.add_argument("--any-resource", action="store_true", help="every project, folder and organization exists")
+    parser.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        help="a resource that exists, e.g. projects/my-sandbox (repeatable)",
+    )
+    parser.add_argument(
+        "--any-resource", action="store_true", help="every project, folder and organization exists"
+    )
     parser.add_argument("--state-file", type=Path, help="persist policies to this JSON file")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
     args = parser.parse_args()
 
     async def serve() -> None:
-        emulator = Emulator(resources=set(args.resource), any_resource=args.any_resource, state_file=args.state_file)
+        emulator = Emulator(
+            resources=set(args.resource), any_resource=args.any_resource, state_file=args.state_file
+        )
         emulator.configure({"latency_ms": args.latency_ms})
         runner, url = await start(emulator, args.host, args.port)
         print(f"IAM emulator listening on {url} (control API under {url}/_emulator/)", flush=True)

@@ -17,11 +17,21 @@ from typing import Any
 
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
-MEMBER_PREFIXES = ("user:", "group:", "serviceAccount:", "domain:", "deleted:", "principal://", "principalSet://")
+MEMBER_PREFIXES = (
+    "user:",
+    "group:",
+    "serviceAccount:",
+    "domain:",
+    "deleted:",
+    "principal://",
+    "principalSet://",
+)
 ROLE = re.compile(r"roles/[A-Za-z0-9_.]+|(projects|organizations)/[^/]+/roles/[A-Za-z0-9_.]+")
 TIMESTAMP_LITERAL = re.compile(r'timestamp\(\s*(["\'])(.*?)\1\s*\)')
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-ETAG_MISMATCH = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+ETAG_MISMATCH = (
+    "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+)
 
 
 @dataclass
@@ -36,7 +46,9 @@ class Limits:
 
 
 class IamError(Exception):
-    def __init__(self, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, code: int, status: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
@@ -77,7 +89,9 @@ def new_etag(bindings: list[dict[str, Any]], counter: int) -> bytes:
 def render(policy: StoredPolicy, requested_version: int) -> dict[str, Any]:
     """getIamPolicy's answer: v3 with conditions only when asked; otherwise v1 and `_withcond_` roles."""
     if requested_version not in (0, 1, 3):
-        raise bad_request(f"Invalid requested policy version {requested_version}. Valid versions are 0, 1 and 3.")
+        raise bad_request(
+            f"Invalid requested policy version {requested_version}. Valid versions are 0, 1 and 3."
+        )
     out: dict[str, Any] = {"version": 1, "etag": policy.etag_text()}
     bindings = policy.bindings
     if policy.has_conditions:
@@ -92,13 +106,22 @@ def render(policy: StoredPolicy, requested_version: int) -> dict[str, Any]:
     return out
 
 
-def apply_set(stored: StoredPolicy, body: dict[str, Any], *, resource: str, limits: Limits,
-              unknown_roles: frozenset[str], counter: int) -> StoredPolicy:
+def apply_set(
+    stored: StoredPolicy,
+    body: dict[str, Any],
+    *,
+    resource: str,
+    limits: Limits,
+    unknown_roles: frozenset[str],
+    counter: int,
+) -> StoredPolicy:
     """setIamPolicy: check etag and version, validate, normalise; the new stored policy or IamError."""
     incoming = body.get("policy")
     if not isinstance(incoming, dict):
         raise bad_request("Invalid JSON payload: 'policy' is required.")
-    mask = {part.strip() for part in str(body.get("updateMask") or "bindings,etag").split(",") if part.strip()}
+    mask = {
+        part.strip() for part in str(body.get("updateMask") or "bindings,etag").split(",") if part.strip()
+    }
     etag = incoming.get("etag")
     if etag:
         try:
@@ -106,8 +129,12 @@ def apply_set(stored: StoredPolicy, body: dict[str, Any], *, resource: str, limi
         except ValueError:
             raise bad_request(f"Invalid value at 'policy.etag' ({etag!r}): not base64.") from None
         if sent != stored.etag:
-            raise IamError(409, "ABORTED", ETAG_MISMATCH + f" The request's ETag '{etag}' did not match the "
-                           f"current policy's ETag '{stored.etag_text()}'.")
+            raise IamError(
+                409,
+                "ABORTED",
+                ETAG_MISMATCH + f" The request's ETag '{etag}' did not match the "
+                f"current policy's ETag '{stored.etag_text()}'.",
+            )
     version = incoming.get("version", 1) or 1
     if version not in (1, 3):
         raise bad_request(f"Invalid policy version {version}. Valid versions are 1 and 3.")
@@ -118,21 +145,30 @@ def apply_set(stored: StoredPolicy, body: dict[str, Any], *, resource: str, limi
     if has_conditions and version < 3:
         raise bad_request("Conditions are only supported in policy version 3; set policy.version to 3.")
     if etag and stored.has_conditions and version < 3:
-        raise bad_request(f"Specified policy version ({version}) cannot be less than the existing policy version (3).")
-    normalised = normalise([validate_binding(b, index, resource, unknown_roles) for index, b in enumerate(bindings)])
+        raise bad_request(
+            f"Specified policy version ({version}) cannot be less than the existing policy version (3)."
+        )
+    normalised = normalise(
+        [validate_binding(b, index, resource, unknown_roles) for index, b in enumerate(bindings)]
+    )
     check_limits(normalised, limits)
     audit = (incoming.get("auditConfigs") or []) if "auditConfigs" in mask else stored.audit_configs
     return StoredPolicy(bindings=normalised, audit_configs=audit, etag=new_etag(normalised, counter))
 
 
-def validate_binding(binding: object, index: int, resource: str, unknown_roles: frozenset[str]) -> dict[str, Any]:
+def validate_binding(
+    binding: object, index: int, resource: str, unknown_roles: frozenset[str]
+) -> dict[str, Any]:
     where = f"policy.bindings[{index}]"
     if not isinstance(binding, dict):
         raise bad_request(f"Invalid value at '{where}': must be an object.")
     role = binding.get("role")
     if not isinstance(role, str) or not ROLE.fullmatch(role) or "_withcond_" in role:
-        raise bad_request(f"Role {role} is not supported for this resource." if isinstance(role, str)
-                          else f"Invalid value at '{where}.role'.")
+        raise bad_request(
+            f"Role {role} is not supported for this resource."
+            if isinstance(role, str)
+            else f"Invalid value at '{where}.role'."
+        )
     if role in unknown_roles:
         raise bad_request(f"Role {role} is not supported for this resource.")
     members = binding.get("members")
@@ -147,8 +183,10 @@ def validate_binding(binding: object, index: int, resource: str, unknown_roles: 
             continue
         if not member.startswith(MEMBER_PREFIXES):
             if "@" in member:
-                raise bad_request(f'Invalid member {member}: Account {member} is of type "user". '
-                                  'Please set the type prefix to be "user:".')
+                raise bad_request(
+                    f'Invalid member {member}: Account {member} is of type "user". '
+                    'Please set the type prefix to be "user:".'
+                )
             raise bad_request(f"Invalid member {member}: unknown member type.")
     out: dict[str, Any] = {"role": role, "members": list(members)}
     condition = binding.get("condition")
@@ -209,18 +247,24 @@ def normalise(bindings: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def check_limits(bindings: list[dict[str, Any]], limits: Limits) -> None:
     occurrences = sum(len(binding["members"]) for binding in bindings)
     if occurrences > limits.principals:
-        raise bad_request(f"The number of members in the policy ({occurrences}) is larger than the maximum "
-                          f"allowed size {limits.principals}.")
+        raise bad_request(
+            f"The number of members in the policy ({occurrences}) is larger than the maximum "
+            f"allowed size {limits.principals}."
+        )
     groups = {m for b in bindings for m in b["members"] if m.startswith("group:")}
     domains = sum(1 for b in bindings for m in b["members"] if m.startswith("domain:"))
     if len(groups) + domains > limits.groups_and_domains:
-        raise bad_request(f"The policy names {len(groups) + domains} groups and domains; "
-                          f"the limit is {limits.groups_and_domains}.")
+        raise bad_request(
+            f"The policy names {len(groups) + domains} groups and domains; "
+            f"the limit is {limits.groups_and_domains}."
+        )
     per_pair = Counter((b["role"], m) for b in bindings if b.get("condition") for m in b["members"])
     for (role, member), count in per_pair.items():
         if count > limits.same_role_member_conditions:
-            raise bad_request(f"The policy has {count} conditional bindings of role {role} for member {member}; "
-                              f"the limit is {limits.same_role_member_conditions}.")
+            raise bad_request(
+                f"The policy has {count} conditional bindings of role {role} for member {member}; "
+                f"the limit is {limits.same_role_member_conditions}."
+            )
     size = len(json.dumps(bindings, separators=(",", ":")).encode())
     if size > limits.policy_bytes:
         raise bad_request(f"The policy is {size} bytes; the size limit is {limits.policy_bytes} bytes.")

@@ -22,9 +22,17 @@ from aiohttp import web
 from jitaccess.emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
 
 KINDS = ("projects", "folders", "organizations")
+EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")
 METHODS = ("getIamPolicy", "setIamPolicy")
-ERROR_STATUS = {403: "PERMISSION_DENIED", 404: "NOT_FOUND", 409: "ABORTED", 429: "RESOURCE_EXHAUSTED",
-                500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT"}
+ERROR_STATUS = {
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    400: "INVALID_ARGUMENT",
+}
 
 
 @dataclass
@@ -50,8 +58,15 @@ class Call:
 class Emulator:
     """State and behaviour, independent of the HTTP plumbing so that tests can inspect it."""
 
-    def __init__(self, *, resources: set[str] | None = None, any_resource: bool = False,
-                 state_file: Path | None = None, limits: Limits | None = None, keep_calls: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        resources: set[str] | None = None,
+        any_resource: bool = False,
+        state_file: Path | None = None,
+        limits: Limits | None = None,
+        keep_calls: int = 100_000,
+    ) -> None:
         self.resources: set[str] = set(resources or ())
         self.any_resource = any_resource
         self.policies: dict[str, StoredPolicy] = {}
@@ -84,8 +99,11 @@ class Emulator:
     async def _serve(self, resource: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         self._inject(resource, method)
         if not (self.any_resource or resource in self.resources):
-            raise IamError(403, "PERMISSION_DENIED", f"The caller does not have permission (or {resource} "
-                           "may not exist).")
+            raise IamError(
+                403,
+                "PERMISSION_DENIED",
+                f"The caller does not have permission (or {resource} may not exist).",
+            )
         lock = self._locks.setdefault(resource, asyncio.Lock())
         async with lock:
             policy = self.policies.get(resource) or StoredPolicy()
@@ -97,16 +115,25 @@ class Emulator:
                 self._bump(resource, policy)
                 policy = self.policies[resource]
             self.writes += 1
-            updated = apply_set(policy, body, resource=resource, limits=self.limits,
-                                unknown_roles=self.unknown_roles, counter=self.writes)
+            updated = apply_set(
+                policy,
+                body,
+                resource=resource,
+                limits=self.limits,
+                unknown_roles=self.unknown_roles,
+                counter=self.writes,
+            )
             self.policies[resource] = updated
             self._save()
             return render(updated, 3)
 
     def _inject(self, resource: str, method: str) -> None:
         for rule in self.faults.fail_next:
-            if rule.get("count", 0) > 0 and rule.get("method", method) == method \
-                    and rule.get("resource", resource) == resource:
+            if (
+                rule.get("count", 0) > 0
+                and rule.get("method", method) == method
+                and rule.get("resource", resource) == resource
+            ):
                 rule["count"] -= 1
                 raise self._fault(int(rule["status"]))
         for status, probability in (self.faults.error_rates.get(method) or {}).items():
@@ -116,19 +143,33 @@ class Emulator:
     @staticmethod
     def _fault(status: int) -> IamError:
         if status == 429:
-            return IamError(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and limit "
-                            "'Write requests per minute' of service 'cloudresourcemanager.googleapis.com'.",
-                            [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
-                              "domain": "googleapis.com"}])
-        messages = {403: "The caller does not have permission", 503: "The service is currently unavailable.",
-                    500: "Internal error encountered.", 409: "There were concurrent policy changes."}
+            return IamError(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Write requests' and limit "
+                "'Write requests per minute' of service 'cloudresourcemanager.googleapis.com'.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "RATE_LIMIT_EXCEEDED",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            )
+        messages = {
+            403: "The caller does not have permission",
+            503: "The service is currently unavailable.",
+            500: "Internal error encountered.",
+            409: "There were concurrent policy changes.",
+        }
         return IamError(status, ERROR_STATUS.get(status, "UNKNOWN"), messages.get(status, "Injected fault."))
 
     def _bump(self, resource: str, policy: StoredPolicy) -> None:
         """A foreign writer that changed nothing visible but the etag (as a no-op write does)."""
         self.writes += 1
-        self.policies[resource] = StoredPolicy(policy.bindings, policy.audit_configs,
-                                               (self.writes).to_bytes(8, "big"))
+        self.policies[resource] = StoredPolicy(
+            policy.bindings, policy.audit_configs, (self.writes).to_bytes(8, "big")
+        )
 
     # -- control ------------------------------------------------------------------------------
 
@@ -138,8 +179,14 @@ class Emulator:
         self.writes += 1
         current = self.policies.get(resource) or StoredPolicy()
         body = {"policy": {"version": 3, "bindings": bindings}}
-        self.policies[resource] = apply_set(current, body, resource=resource, limits=self.limits,
-                                            unknown_roles=frozenset(), counter=self.writes)
+        self.policies[resource] = apply_set(
+            current,
+            body,
+            resource=resource,
+            limits=self.limits,
+            unknown_roles=frozenset(),
+            counter=self.writes,
+        )
         self._save()
         return self.policies[resource]
 
@@ -148,8 +195,10 @@ class Emulator:
         if "latency_ms" in settings:
             faults.latency_ms = float(settings["latency_ms"])
         if "error_rates" in settings:
-            faults.error_rates = {m: {int(s): float(p) for s, p in rates.items()}
-                                  for m, rates in settings["error_rates"].items()}
+            faults.error_rates = {
+                m: {int(s): float(p) for s, p in rates.items()}
+                for m, rates in settings["error_rates"].items()
+            }
         if "fail_next" in settings:
             faults.fail_next = [dict(rule) for rule in settings["fail_next"]]
         if "etag_races" in settings:
@@ -169,19 +218,23 @@ class Emulator:
     def _save(self) -> None:
         if self.state_file is None:
             return
-        state = {"resources": sorted(self.resources),
-                 "policies": {name: {**self.snapshot(name)} for name in self.policies}}
+        state = {
+            "resources": sorted(self.resources),
+            "policies": {name: {**self.snapshot(name)} for name in self.policies},
+        }
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(state, indent=1))
         os.replace(temporary, self.state_file)
 
     def _load(self, path: Path) -> None:
         import base64
+
         state = json.loads(path.read_text())
         self.resources.update(state.get("resources", []))
         for name, policy in state.get("policies", {}).items():
-            self.policies[name] = StoredPolicy(policy["bindings"], policy.get("auditConfigs", []),
-                                               base64.b64decode(policy["etag"]))
+            self.policies[name] = StoredPolicy(
+                policy["bindings"], policy.get("auditConfigs", []), base64.b64decode(policy["etag"])
+            )
 
 
 def make_app(emulator: Emulator) -> web.Application:
@@ -194,7 +247,9 @@ def make_app(emulator: Emulator) -> web.Application:
             body = await request.json() if request.can_read_body else {}
         except json.JSONDecodeError:
             return _json(400, IamError(400, "INVALID_ARGUMENT", "Invalid JSON payload received.").body())
-        status, answer = await emulator.handle(f"{kind}/{identifier}", method, body if isinstance(body, dict) else {})
+        status, answer = await emulator.handle(
+            f"{kind}/{identifier}", method, body if isinstance(body, dict) else {}
+        )
         return _json(status, answer)
 
     async def get_policy(request: web.Request) -> web.Response:
@@ -214,7 +269,9 @@ def make_app(emulator: Emulator) -> web.Application:
 
     async def faults(request: web.Request) -> web.Response:
         emulator.configure(await request.json())
-        return _json(200, {"faults": asdict(emulator.faults), "unknown_roles": sorted(emulator.unknown_roles)})
+        return _json(
+            200, {"faults": asdict(emulator.faults), "unknown_roles": sorted(emulator.unknown_roles)}
+        )
 
     async def calls(request: web.Request) -> web.Response:
         if request.method == "DELETE":
@@ -228,12 +285,14 @@ def make_app(emulator: Emulator) -> web.Application:
     app.router.add_post("/_emulator/resources", add_resources)
     app.router.add_post("/_emulator/faults", faults)
     app.router.add_route("*", "/_emulator/calls", calls)
-    app["emulator"] = emulator
+    app[EMULATOR_KEY] = emulator
     return app
 
 
 def _json(status: int, body: dict[str, Any]) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json", charset="utf-8")
+    return web.Response(
+        status=status, text=json.dumps(body), content_type="application/json", charset="utf-8"
+    )
 
 
 async def start(emulator: Emulator, host: str = "127.0.0.1", port: int = 0) -> tuple[web.AppRunner, str]:

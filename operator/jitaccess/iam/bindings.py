@@ -23,7 +23,9 @@ from jitaccess.policy.lifecycle import Activation
 
 TITLE = "JIT access activation"
 JUSTIFICATION_LIMIT = 200
-_REFERENCE = re.compile(r" \[jitaccess\.dev/request=([a-z0-9.-]{1,253})/([a-z0-9.-]{1,253}) uid=([0-9a-f-]{1,64})\]\Z")
+_REFERENCE = re.compile(
+    r" \[jitaccess\.dev/request=([a-z0-9.-]{1,253})/([a-z0-9.-]{1,253}) uid=([0-9a-f-]{1,64})\]\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -42,15 +44,22 @@ class Binding:
             "resource": self.resource,
             "role": self.role,
             "member": self.member,
-            "condition": {"title": self.title, "description": self.description, "expression": self.expression},
+            "condition": {
+                "title": self.title,
+                "description": self.description,
+                "expression": self.expression,
+            },
         }
 
     @classmethod
     def from_status(cls, raw: Mapping[str, Any]) -> Binding:
         condition = raw.get("condition") or {}
         return cls(
-            resource=str(raw["resource"]), role=str(raw["role"]), member=str(raw["member"]),
-            title=str(condition.get("title", "")), description=str(condition.get("description", "")),
+            resource=str(raw["resource"]),
+            role=str(raw["role"]),
+            member=str(raw["member"]),
+            title=str(condition.get("title", "")),
+            description=str(condition.get("description", "")),
             expression=str(condition.get("expression", "")),
         )
 
@@ -90,6 +99,6 @@ def reference_of(condition: Mapping[str, Any] | None) -> tuple[str, str, str] | 
 
 
 def _one_line(text: str) -> str:
-    """Control and invisible characters become spaces; runs of spaces collapse."""
-    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    """Control, invisible, unassigned and separator characters become spaces; runs of spaces collapse."""
+    cleaned = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
     return " ".join(cleaned.split())

@@ -37,7 +37,8 @@ class PolicyStore:
 
     def get(self, resource: str) -> policy_pb2.Policy:
         request = iam_policy_pb2.GetIamPolicyRequest(
-            resource=resource, options={"requested_policy_version": POLICY_VERSION})
+            resource=resource, options={"requested_policy_version": POLICY_VERSION}
+        )
         return self._client(resource).get_iam_policy(request=request, retry=None, timeout=TIMEOUT_S)
 
     def set(self, resource: str, policy: policy_pb2.Policy) -> policy_pb2.Policy:

@@ -26,8 +26,13 @@ from jitaccess.iam.store import PolicyStore
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (google_errors.Conflict, google_errors.TooManyRequests, google_errors.ServerError,
-             requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+TRANSIENT = (
+    google_errors.Conflict,
+    google_errors.TooManyRequests,
+    google_errors.ServerError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
 PERMANENT = (google_errors.ClientError,)
 
 
@@ -55,7 +60,9 @@ class PolicyWriter:
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats = {"get": 0, "set": 0, "conflicts": 0}
 
-    async def apply(self, resource: str, add: Sequence[Binding] = (), remove: Sequence[Binding] = ()) -> Outcome:
+    async def apply(
+        self, resource: str, add: Sequence[Binding] = (), remove: Sequence[Binding] = ()
+    ) -> Outcome:
         """Add `add` and remove `remove` on `resource` in one write; idempotent."""
         for binding in remove:
             if reference_of(binding.condition()) is None:
@@ -64,7 +71,9 @@ class PolicyWriter:
         async with lock:
             return await self._apply_locked(resource, add, remove)
 
-    async def _apply_locked(self, resource: str, add: Sequence[Binding], remove: Sequence[Binding]) -> Outcome:
+    async def _apply_locked(
+        self, resource: str, add: Sequence[Binding], remove: Sequence[Binding]
+    ) -> Outcome:
         last_error = ""
         for attempt in range(self.retry.attempts):
             try:
@@ -87,7 +96,9 @@ class PolicyWriter:
                 last_error = _message(error)
                 log.info("IAM call on %s failed (attempt %d): %s", resource, attempt + 1, last_error)
                 await asyncio.sleep(self._backoff(error, attempt))
-        return Outcome(ok=False, permanent=False, message=f"gave up after {self.retry.attempts} attempts: {last_error}")
+        return Outcome(
+            ok=False, permanent=False, message=f"gave up after {self.retry.attempts} attempts: {last_error}"
+        )
 
     def _backoff(self, error: Exception, attempt: int) -> float:
         if isinstance(error, google_errors.Conflict):
@@ -110,20 +121,31 @@ def change_policy(policy: policy_pb2.Policy, add: Sequence[Binding], remove: Seq
                     policy.bindings.remove(existing)
                 changed = True
     for binding in add:
-        if any(_same(existing, binding) and binding.member in existing.members for existing in policy.bindings):
+        if any(
+            _same(existing, binding) and binding.member in existing.members for existing in policy.bindings
+        ):
             continue
-        policy.bindings.append(policy_pb2.Binding(
-            role=binding.role, members=[binding.member],
-            condition=expr_pb2.Expr(title=binding.title, description=binding.description,
-                                    expression=binding.expression)))
+        policy.bindings.append(
+            policy_pb2.Binding(
+                role=binding.role,
+                members=[binding.member],
+                condition=expr_pb2.Expr(
+                    title=binding.title, description=binding.description, expression=binding.expression
+                ),
+            )
+        )
         changed = True
     return changed
 
 
 def _same(existing: policy_pb2.Binding, binding: Binding) -> bool:
     condition = existing.condition
-    return (existing.role == binding.role and condition.title == binding.title
-            and condition.description == binding.description and condition.expression == binding.expression)
+    return (
+        existing.role == binding.role
+        and condition.title == binding.title
+        and condition.description == binding.description
+        and condition.expression == binding.expression
+    )
 
 
 def _message(error: Exception) -> str:

@@ -40,30 +40,37 @@ def coverage_errors(spec: RequestSpec, requester: str, grant: Grant) -> list[Fie
     """Why the grant does not (or no longer) cover this requester and these roles."""
     errors: list[FieldError] = []
     if not is_covered(requester, spec.requester_groups, grant.principals):
-        errors.append(FieldError(
-            "spec.requester",
-            f"{requester} is not eligible for grant {grant.name}: it is not among the grant's principals "
-            "(directly, by group or by domain)",
-        ))
+        errors.append(
+            FieldError(
+                "spec.requester",
+                f"{requester} is not eligible for grant {grant.name}: it is not among the grant's principals "
+                "(directly, by group or by domain)",
+            )
+        )
     for index, role in enumerate(spec.roles or ()):
         if role not in grant.roles:
-            errors.append(FieldError(
-                f"spec.roles[{index}]",
-                f"{role} is not one of grant {grant.name}'s roles ({', '.join(grant.roles)})",
-            ))
+            errors.append(
+                FieldError(
+                    f"spec.roles[{index}]",
+                    f"{role} is not one of grant {grant.name}'s roles ({', '.join(grant.roles)})",
+                )
+            )
     return errors
 
 
-def check_request(spec: RequestSpec, requester: str, grant: Grant, now: datetime) -> tuple[Terms | None,
-                                                                                              list[FieldError]]:
+def check_request(
+    spec: RequestSpec, requester: str, grant: Grant, now: datetime
+) -> tuple[Terms | None, list[FieldError]]:
     """Every reason `grant` does not allow this request, or the resolved terms when it does."""
     errors = coverage_errors(spec, requester, grant)
     duration = spec.duration or grant.default_duration
     if duration > grant.max_duration:
-        errors.append(FieldError(
-            "spec.duration",
-            f"{format_duration(duration)} exceeds the grant's maxDuration {format_duration(grant.max_duration)}",
-        ))
+        errors.append(
+            FieldError(
+                "spec.duration",
+                f"{format_duration(duration)} exceeds the grant's maxDuration {format_duration(grant.max_duration)}",
+            )
+        )
     errors.extend(justification_errors(spec.justification, grant))
     if spec.start_time is not None:
         if spec.start_time < now - timedelta(minutes=1):
@@ -81,9 +88,14 @@ def justification_errors(justification: str, grant: Grant) -> list[FieldError]:
         if grant.justification_required:
             return [FieldError("spec.justification", f"is required by grant {grant.name}{hint}")]
         return []
-    if grant.justification_pattern and compile_pattern(grant.justification_pattern).fullmatch(justification) is None:
-        return [FieldError(
-            "spec.justification",
-            f"does not match grant {grant.name}'s pattern {grant.justification_pattern!r}{hint}",
-        )]
+    if (
+        grant.justification_pattern
+        and compile_pattern(grant.justification_pattern).fullmatch(justification) is None
+    ):
+        return [
+            FieldError(
+                "spec.justification",
+                f"does not match grant {grant.name}'s pattern {grant.justification_pattern!r}{hint}",
+            )
+        ]
     return []

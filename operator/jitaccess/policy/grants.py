@@ -19,16 +19,26 @@ def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -
         ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": join_errors(errors)}
         approval = "-"
     else:
-        ready = {"type": "Ready", "status": "True", "reason": "Valid",
-                 "message": f"{len(grant.roles)} role(s) on {grant.resource} for {len(grant.principals)} principal(s)"}
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Valid",
+            "message": f"{len(grant.roles)} role(s) on {grant.resource} for {len(grant.principals)} principal(s)",
+        }
         approval = "Self" if grant.approval is None else f"{grant.approval.min_approvals} approval(s)"
     ready["observedGeneration"] = generation
     current = dict(body.get("status") or {})
     previous = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
     unchanged = all(previous.get(k) == v for k, v in ready.items())
     ready["lastTransitionTime"] = previous.get("lastTransitionTime") if unchanged else format_time(now)
-    wanted = {"observedGeneration": generation, "approval": approval, "activeRequests": active_requests,
-              "conditions": [ready]}
-    if unchanged and all(current.get(k) == wanted[k] for k in ("observedGeneration", "approval", "activeRequests")):
+    wanted = {
+        "observedGeneration": generation,
+        "approval": approval,
+        "activeRequests": active_requests,
+        "conditions": [ready],
+    }
+    if unchanged and all(
+        current.get(k) == wanted[k] for k in ("observedGeneration", "approval", "activeRequests")
+    ):
         return None
     return wanted

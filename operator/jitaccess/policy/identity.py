@@ -14,5 +14,7 @@ from jitaccess.api.objects import RequestSpec
 def requester_of(spec: RequestSpec) -> tuple[str | None, list[FieldError]]:
     """The IAM member the request speaks for, or None with the reason it has none."""
     if spec.requester is None:
-        return None, [FieldError("spec.requester", "is missing; it names who gets access (e.g. user:you@example.com)")]
+        return None, [
+            FieldError("spec.requester", "is missing; it names who gets access (e.g. user:you@example.com)")
+        ]
     return spec.requester, []

@@ -40,8 +40,9 @@ class Phase(StrEnum):
     WITHDRAWN = "Withdrawn"
 
 
-TERMINAL = frozenset({Phase.REJECTED, Phase.DENIED, Phase.ACTIVATION_FAILED, Phase.EXPIRED, Phase.REVOKED,
-                      Phase.WITHDRAWN})
+TERMINAL = frozenset(
+    {Phase.REJECTED, Phase.DENIED, Phase.ACTIVATION_FAILED, Phase.EXPIRED, Phase.REVOKED, Phase.WITHDRAWN}
+)
 # Phases in which bindings may exist in IAM (written, or possibly written before a crash).
 HOLDING = frozenset({Phase.ACTIVATING, Phase.ACTIVE})
 
@@ -168,8 +169,13 @@ def decide(state: RequestState, grant: Grant | None, now: datetime, retention: t
     if requester is None:
         return _end(state, now, Phase.REJECTED, "NoRequester", join_errors(identity_errors))
     if grant is None:
-        return _end(state, now, Phase.REJECTED, "GrantNotFound",
-                    f"spec.grant: EligibleGrant {spec.grant} does not exist")
+        return _end(
+            state,
+            now,
+            Phase.REJECTED,
+            "GrantNotFound",
+            f"spec.grant: EligibleGrant {spec.grant} does not exist",
+        )
     if phase is Phase.PENDING:
         return _validate(state, spec, requester, grant, now)
     still = coverage_errors(spec, requester, grant)
@@ -183,47 +189,86 @@ def decide(state: RequestState, grant: Grant | None, now: datetime, retention: t
 def _validate(state: RequestState, spec: RequestSpec, requester: str, grant: Grant, now: datetime) -> Step:
     terms, errors = check_request(spec, requester, grant, now)
     if terms is None:
-        reason = "NotEligible" if any(error.path in ("spec.requester",) or error.path.startswith("spec.roles")
-                                      for error in errors) else "InvalidRequest"
+        reason = (
+            "NotEligible"
+            if any(
+                error.path in ("spec.requester",) or error.path.startswith("spec.roles") for error in errors
+            )
+            else "InvalidRequest"
+        )
         return _end(state, now, Phase.REJECTED, reason, join_errors(errors))
     if grant.approval is not None:
         needed = grant.approval.min_approvals
-        return _transition(state, now, Phase.AWAITING_APPROVAL, "ApprovalRequired",
-                           f"waiting for {needed} approval(s) from {', '.join(grant.approval.approvers)}",
-                           requeue_at=state.created + grant.approval.timeout)
+        return _transition(
+            state,
+            now,
+            Phase.AWAITING_APPROVAL,
+            "ApprovalRequired",
+            f"waiting for {needed} approval(s) from {', '.join(grant.approval.approvers)}",
+            requeue_at=state.created + grant.approval.timeout,
+        )
     return _wait_for_start(state, spec, requester, grant, now, validated_from=Phase.PENDING)
 
 
 def _await_approval(state: RequestState, timeout: timedelta, now: datetime) -> Step:
     if now >= state.created + timeout:
-        return _end(state, now, Phase.EXPIRED, "ApprovalTimeout",
-                    f"no approval came within {format_duration(timeout)}")
+        return _end(
+            state,
+            now,
+            Phase.EXPIRED,
+            "ApprovalTimeout",
+            f"no approval came within {format_duration(timeout)}",
+        )
     return Step(requeue_at=state.created + timeout)
 
 
-def _wait_for_start(state: RequestState, spec: RequestSpec, requester: str, grant: Grant, now: datetime,
-                    validated_from: Phase | None = None) -> Step:
+def _wait_for_start(
+    state: RequestState,
+    spec: RequestSpec,
+    requester: str,
+    grant: Grant,
+    now: datetime,
+    validated_from: Phase | None = None,
+) -> Step:
     duration = spec.duration or grant.default_duration
     start = truncate_to_second(spec.start_time or now)
     if start > now:
         if state.phase is Phase.SCHEDULED:
             return Step(requeue_at=start)
-        return _transition(state, now, Phase.SCHEDULED, "Scheduled",
-                           f"{', '.join(spec.roles or grant.roles)} on {grant.resource} from {format_time(start)}",
-                           requeue_at=start)
+        return _transition(
+            state,
+            now,
+            Phase.SCHEDULED,
+            "Scheduled",
+            f"{', '.join(spec.roles or grant.roles)} on {grant.resource} from {format_time(start)}",
+            requeue_at=start,
+        )
     # A scheduled request that starts late still ends when it was booked to end.
     end = truncate_to_second(start + duration) if spec.start_time else truncate_to_second(now) + duration
     activation = Activation(
-        resource=grant.resource, roles=spec.roles or grant.roles, member=requester,
-        start=truncate_to_second(now) if not spec.start_time else start, end=end,
-        justification=spec.justification, approvers=(),
-        namespace=state.namespace, name=state.name, uid=state.uid,
+        resource=grant.resource,
+        roles=spec.roles or grant.roles,
+        member=requester,
+        start=truncate_to_second(now) if not spec.start_time else start,
+        end=end,
+        justification=spec.justification,
+        approvers=(),
+        namespace=state.namespace,
+        name=state.name,
+        uid=state.uid,
     )
     if end <= now:
-        return _end(state, now, Phase.EXPIRED, "WindowPassed", f"the booked window ended at {format_time(end)}")
-    step = _transition(state, now, Phase.ACTIVATING, "Activating",
-                       f"writing {len(activation.roles)} binding(s) on {activation.resource}",
-                       extra={"expiresAt": format_time(end)})
+        return _end(
+            state, now, Phase.EXPIRED, "WindowPassed", f"the booked window ended at {format_time(end)}"
+        )
+    step = _transition(
+        state,
+        now,
+        Phase.ACTIVATING,
+        "Activating",
+        f"writing {len(activation.roles)} binding(s) on {activation.resource}",
+        extra={"expiresAt": format_time(end)},
+    )
     return Step(status=step.status, event=None, activation=activation, requeue_at=now)
 
 
@@ -232,8 +277,9 @@ def _decide_holding(state: RequestState, spec: RequestSpec, grant: Grant | None,
     if spec.revoke:
         return _release(state, now, Phase.REVOKED, "RevokedByRequester", "revoked early by the requester")
     if grant is None:
-        return _release(state, now, Phase.REVOKED, "EligibilityRemoved",
-                        f"EligibleGrant {spec.grant} was deleted")
+        return _release(
+            state, now, Phase.REVOKED, "EligibilityRemoved", f"EligibleGrant {spec.grant} was deleted"
+        )
     lost = coverage_errors(spec, requester or "", grant) if requester else []
     if lost or (state.bindings and any(b.get("resource") != grant.resource for b in state.bindings)):
         detail = join_errors(lost) if lost else f"the grant's resource changed to {grant.resource}"
@@ -244,10 +290,19 @@ def _decide_holding(state: RequestState, spec: RequestSpec, grant: Grant | None,
     if state.phase is Phase.ACTIVATING:
         roles = ", ".join(str(b.get("role")) for b in state.bindings)
         resource = state.bindings[0].get("resource") if state.bindings else grant.resource
-        active = _transition(state, now, Phase.ACTIVE, "Activated",
-                             f"{roles} on {resource} until {format_time(expires) if expires else '?'}",
-                             extra={"activatedAt": format_time(now)}, ready=True, requeue_at=expires)
-        failed = _end(state, now, Phase.ACTIVATION_FAILED, "IamRefused", "IAM refused the change, nothing was granted")
+        active = _transition(
+            state,
+            now,
+            Phase.ACTIVE,
+            "Activated",
+            f"{roles} on {resource} until {format_time(expires) if expires else '?'}",
+            extra={"activatedAt": format_time(now)},
+            ready=True,
+            requeue_at=expires,
+        )
+        failed = _end(
+            state, now, Phase.ACTIVATION_FAILED, "IamRefused", "IAM refused the change, nothing was granted"
+        )
         return Step(iam=IamChange("add", state.bindings), on_success=active, on_failure=failed)
     return Step(requeue_at=expires)
 
@@ -256,8 +311,12 @@ def _on_delete(state: RequestState, now: datetime) -> Step:
     if state.phase in HOLDING and state.bindings:
         released = _release(state, now, Phase.REVOKED, "Deleted", "the request was deleted; access revoked")
         assert released.on_success is not None
-        return Step(iam=released.iam, on_success=Step(
-            status=released.on_success.status, event=released.on_success.event, remove_finalizer=True))
+        return Step(
+            iam=released.iam,
+            on_success=Step(
+                status=released.on_success.status, event=released.on_success.event, remove_finalizer=True
+            ),
+        )
     if state.has_finalizer:
         return Step(remove_finalizer=True)
     return Step()
@@ -273,24 +332,42 @@ def _release(state: RequestState, now: datetime, phase: Phase, reason: str, mess
 
 def _end(state: RequestState, now: datetime, phase: Phase, reason: str, message: str) -> Step:
     warning = phase in (Phase.REJECTED, Phase.ACTIVATION_FAILED, Phase.DENIED)
-    return _transition(state, now, phase, reason, message, extra={"endedAt": format_time(now)},
-                       event_type="Warning" if warning else "Normal")
+    return _transition(
+        state,
+        now,
+        phase,
+        reason,
+        message,
+        extra={"endedAt": format_time(now)},
+        event_type="Warning" if warning else "Normal",
+    )
 
 
-def _transition(state: RequestState, now: datetime, phase: Phase, reason: str, message: str, *,
-                extra: dict[str, Any] | None = None, ready: bool = False,
-                event_type: Literal["Normal", "Warning"] = "Normal", requeue_at: datetime | None = None) -> Step:
+def _transition(
+    state: RequestState,
+    now: datetime,
+    phase: Phase,
+    reason: str,
+    message: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    ready: bool = False,
+    event_type: Literal["Normal", "Warning"] = "Normal",
+    requeue_at: datetime | None = None,
+) -> Step:
     status: dict[str, Any] = {
         "phase": phase.value,
         "observedGeneration": state.generation,
-        "conditions": [{
-            "type": "Ready",
-            "status": "True" if ready else "False",
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": format_time(now),
-            "observedGeneration": state.generation,
-        }],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True" if ready else "False",
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": format_time(now),
+                "observedGeneration": state.generation,
+            }
+        ],
         **(extra or {}),
     }
     return Step(status=status, event=Event(event_type, reason, message), requeue_at=requeue_at)

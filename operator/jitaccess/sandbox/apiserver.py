@@ -36,30 +36,57 @@ from jitaccess.sandbox.validation import validate
 
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 CORE_RESOURCES = {
-    "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "namespaced": False, "shortnames": {"ns"}},
+    "v1/namespaces": {
+        "kind": "Namespace",
+        "singular": "namespace",
+        "namespaced": False,
+        "shortnames": {"ns"},
+    },
     "v1/events": {"kind": "Event", "singular": "event", "namespaced": True, "shortnames": {"ev"}},
-    "events.k8s.io/v1/events": {"kind": "Event", "singular": "event", "namespaced": True, "shortnames": {"ev"}},
+    "events.k8s.io/v1/events": {
+        "kind": "Event",
+        "singular": "event",
+        "namespaced": True,
+        "shortnames": {"ev"},
+    },
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
-        "kind": "CustomResourceDefinition", "singular": "customresourcedefinition", "namespaced": False,
-        "shortnames": {"crd", "crds"}},
+        "kind": "CustomResourceDefinition",
+        "singular": "customresourcedefinition",
+        "namespaced": False,
+        "shortnames": {"crd", "crds"},
+    },
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 # Called before a write is stored: (action, crd, new object, old object or None, request) -> denial or None.
-AdmissionHook = Callable[[str, Crd, dict[str, Any], dict[str, Any] | None, rendering.Request],
-                         "asyncio.Future[str | None] | Any"]
+AdmissionHook = Callable[
+    [str, Crd, dict[str, Any], dict[str, Any] | None, rendering.Request], "asyncio.Future[str | None] | Any"
+]
 
 
 class ApiRejection(Exception):
-    def __init__(self, code: int, reason: str, message: str, causes: list[dict[str, str]] | None = None,
-                 subject: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        causes: list[dict[str, str]] | None = None,
+        subject: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
         self.details: dict[str, Any] = {**(subject or {}), **({"causes": causes} if causes else {})}
 
     def response(self) -> aiohttp.web.Response:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": self.message, "reason": self.reason, "code": self.code}
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details:
             body["details"] = self.details
         return aiohttp.web.json_response(body, status=self.code)
@@ -79,13 +106,20 @@ class SandboxApi(kmock.KubernetesEmulator):
             self.resources[key] = kmock.ResourceInfo(verbs=VERBS, subresources=set(), **info)
         for crd in self.crds:
             self.resources[f"{crd.group}/{crd.version}/{crd.plural}"] = kmock.ResourceInfo(
-                kind=crd.kind, singular=crd.singular, namespaced=crd.namespaced, verbs=VERBS,
-                shortnames=set(crd.short_names), categories=set(crd.categories), subresources={"status"})
+                kind=crd.kind,
+                singular=crd.singular,
+                namespaced=crd.namespaced,
+                verbs=VERBS,
+                shortnames=set(crd.short_names),
+                categories=set(crd.categories),
+                subresources={"status"},
+            )
         for name in ("default", "kube-system"):
             self.add_namespace(name)
         for crd in self.crds:  # kubectl and kopf look the CRDs up too
-            self.objects["apiextensions.k8s.io/v1/customresourcedefinitions", None, crd.raw["metadata"]["name"]] = \
-                self._stamp_new(copy.deepcopy(crd.raw), None)
+            self.objects[
+                "apiextensions.k8s.io/v1/customresourcedefinitions", None, crd.raw["metadata"]["name"]
+            ] = self._stamp_new(copy.deepcopy(crd.raw), None)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # kmock cannot parse /api/v1/namespaces[/NAME] (it reads "namespaces" as the namespace
@@ -95,13 +129,21 @@ class SandboxApi(kmock.KubernetesEmulator):
             return await super().__call__(raw_request)
         return await self._serve_namespace(raw_request, match.group(1))
 
-    async def _serve_namespace(self, raw: aiohttp.web.BaseRequest, name: str | None) -> aiohttp.web.StreamResponse:
+    async def _serve_namespace(
+        self, raw: aiohttp.web.BaseRequest, name: str | None
+    ) -> aiohttp.web.StreamResponse:
         if raw.method == "GET" and name is None:
             items = sorted(self.namespaces.values(), key=lambda ns: ns["metadata"]["name"])
             if "as=Table" in raw.headers.get("Accept", ""):
                 return aiohttp.web.json_response(core_table(items, self.resource_version()))
-            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList", "items": items,
-                                              "metadata": {"resourceVersion": self.resource_version()}})
+            return aiohttp.web.json_response(
+                {
+                    "apiVersion": "v1",
+                    "kind": "NamespaceList",
+                    "items": items,
+                    "metadata": {"resourceVersion": self.resource_version()},
+                }
+            )
         if raw.method == "POST" and name is None:
             body = await raw.json()
             name = (body.get("metadata") or {}).get("name")
@@ -122,12 +164,25 @@ class SandboxApi(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(self.namespaces[name])
         if raw.method == "DELETE":
             return aiohttp.web.json_response(self.namespaces.pop(name))
-        return ApiRejection(405, "MethodNotAllowed", f"{raw.method} is not supported on namespaces").response()
+        return ApiRejection(
+            405, "MethodNotAllowed", f"{raw.method} is not supported on namespaces"
+        ).response()
 
     def add_namespace(self, name: str) -> None:
-        self.namespaces.setdefault(name, {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-            "name": name, "uid": str(uuid.uuid4()), "creationTimestamp": _now(),
-            "resourceVersion": self.resource_version()}, "status": {"phase": "Active"}})
+        self.namespaces.setdefault(
+            name,
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": name,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": _now(),
+                    "resourceVersion": self.resource_version(),
+                },
+                "status": {"phase": "Active"},
+            },
+        )
 
     def crd_for(self, request: rendering.Request) -> Crd | None:
         resource = request.resource
@@ -153,8 +208,11 @@ class SandboxApi(kmock.KubernetesEmulator):
             if request.resource is None or request.resource.plural is None:  # discovery, /version, …
                 return await super()._handle(request)
             if request.method == enums.method.PUT:
-                raise ApiRejection(405, "MethodNotAllowed", "PUT is not supported by the sandbox; use kubectl apply "
-                                   "or kubectl patch")
+                raise ApiRejection(
+                    405,
+                    "MethodNotAllowed",
+                    "PUT is not supported by the sandbox; use kubectl apply or kubectl patch",
+                )
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
                 async with self._writes:
                     request = await self._prepare_write(request)
@@ -164,7 +222,9 @@ class SandboxApi(kmock.KubernetesEmulator):
             if request.action == enums.action.FETCH and _wants_table(request):
                 obj = self._current(request)
                 if obj is None:
-                    raise ApiRejection(404, "NotFound", f"{request.resource.plural} \"{request.name}\" not found")
+                    raise ApiRejection(
+                        404, "NotFound", f'{request.resource.plural} "{request.name}" not found'
+                    )
                 return self._table_response(request, [obj])
             return await super()._handle(request)
         except ApiRejection as rejection:
@@ -180,8 +240,11 @@ class SandboxApi(kmock.KubernetesEmulator):
             new = self._stamp_new(copy.deepcopy(request.data or {}), request)
             name = new["metadata"]["name"]
             if self._exists(request, new["metadata"].get("namespace"), name):
-                raise ApiRejection(409, "AlreadyExists", f'{request.resource.plural}.{request.resource.group} '
-                                   f'"{name}" already exists')
+                raise ApiRejection(
+                    409,
+                    "AlreadyExists",
+                    f'{request.resource.plural}.{request.resource.group} "{name}" already exists',
+                )
             if crd is not None:
                 new.pop("status", None)
         elif request.action == enums.action.UPDATE:
@@ -196,15 +259,24 @@ class SandboxApi(kmock.KubernetesEmulator):
             errors = validate(crd.schema, new, old if old is not None else _MISSING_OLD)
             if errors:
                 name = new.get("metadata", {}).get("name", "")
-                causes = [{"reason": "FieldValueInvalid", "field": field, "message": message.strip()}
-                          for field, _, message in (error.partition(": ") for error in errors)]
-                raise ApiRejection(422, "Invalid", f'{kind}.{crd.group} "{name}" is invalid: ' + ", ".join(errors),
-                                   causes, {"name": name, "group": crd.group, "kind": kind})
+                causes = [
+                    {"reason": "FieldValueInvalid", "field": field, "message": message.strip()}
+                    for field, _, message in (error.partition(": ") for error in errors)
+                ]
+                raise ApiRejection(
+                    422,
+                    "Invalid",
+                    f'{kind}.{crd.group} "{name}" is invalid: ' + ", ".join(errors),
+                    causes,
+                    {"name": name, "group": crd.group, "kind": kind},
+                )
             for hook in self.admission:
                 denial = await hook(request.action.value, crd, new, old, request)
                 if denial:
                     raise ApiRejection(403, "Forbidden", denial)
-        return _with_data(request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new))
+        return _with_data(
+            request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
+        )
 
     def _patched(self, old: dict[str, Any], request: rendering.Request, crd: Crd | None) -> dict[str, Any]:
         body = request.data
@@ -219,8 +291,11 @@ class SandboxApi(kmock.KubernetesEmulator):
             raise ApiRejection(415, "UnsupportedMediaType", "send a JSON merge patch or a JSON patch")
         if crd is not None:  # the status subresource: each side changes only its own part
             if request.subresource == "status":
-                new = {**old, "status": new.get("status")} if "status" in new else {
-                    k: v for k, v in old.items() if k != "status"}
+                new = (
+                    {**old, "status": new.get("status")}
+                    if "status" in new
+                    else {k: v for k, v in old.items() if k != "status"}
+                )
                 new["metadata"] = copy.deepcopy(old["metadata"])
             else:
                 if "status" in old:
@@ -243,12 +318,18 @@ class SandboxApi(kmock.KubernetesEmulator):
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
         if request is not None and request.namespace:
             meta["namespace"] = request.namespace
-        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_now(), resourceVersion=self.resource_version(),
-                    generation=1)
+        meta.update(
+            uid=str(uuid.uuid4()),
+            creationTimestamp=_now(),
+            resourceVersion=self.resource_version(),
+            generation=1,
+        )
         if request is not None and request.resource is not None:
             info = self.resources[request.resource]
             group = request.resource.group
-            obj.setdefault("apiVersion", f"{group}/{request.resource.version}" if group else request.resource.version)
+            obj.setdefault(
+                "apiVersion", f"{group}/{request.resource.version}" if group else request.resource.version
+            )
             obj.setdefault("kind", info.kind)
         return obj
 
@@ -277,8 +358,10 @@ class SandboxApi(kmock.KubernetesEmulator):
         if request.resource not in self.resources:
             raise ApiRejection(404, "NotFound", "the server could not find the requested resource")
         items = [
-            copy.deepcopy(obj.raw) for (resource, namespace, _), obj in list(self.objects.items())
-            if resource == request.resource and not obj.deleted
+            copy.deepcopy(obj.raw)
+            for (resource, namespace, _), obj in list(self.objects.items())
+            if resource == request.resource
+            and not obj.deleted
             and (request.namespace is None or namespace == request.namespace)
         ]
         items = [item for item in items if _selected(item, request.params)]
@@ -287,14 +370,18 @@ class SandboxApi(kmock.KubernetesEmulator):
             return self._table_response(request, items)
         info = self.resources[request.resource]
         group = request.resource.group
-        return aiohttp.web.json_response({
-            "apiVersion": f"{group}/{request.resource.version}" if group else request.resource.version,
-            "kind": f"{info.kind}List",
-            "metadata": {"resourceVersion": self.resource_version()},
-            "items": items,
-        })
+        return aiohttp.web.json_response(
+            {
+                "apiVersion": f"{group}/{request.resource.version}" if group else request.resource.version,
+                "kind": f"{info.kind}List",
+                "metadata": {"resourceVersion": self.resource_version()},
+                "items": items,
+            }
+        )
 
-    def _table_response(self, request: rendering.Request, items: list[dict[str, Any]]) -> aiohttp.web.Response:
+    def _table_response(
+        self, request: rendering.Request, items: list[dict[str, Any]]
+    ) -> aiohttp.web.Response:
         crd = self.crd_for(request)
         version = self.resource_version()
         body = table(crd, items, version) if crd else core_table(items, version)

@@ -42,13 +42,21 @@ def load_crds(directory: Path | None = None) -> tuple[Crd, ...]:
         spec = raw["spec"]
         version = next(v for v in spec["versions"] if v.get("storage"))
         names = spec["names"]
-        found.append(Crd(
-            group=spec["group"], version=version["name"], plural=names["plural"], singular=names["singular"],
-            kind=names["kind"], namespaced=spec["scope"] == "Namespaced",
-            short_names=tuple(names.get("shortNames", ())), categories=tuple(names.get("categories", ())),
-            schema=version["schema"]["openAPIV3Schema"],
-            printer_columns=tuple(version.get("additionalPrinterColumns", ())), raw=raw,
-        ))
+        found.append(
+            Crd(
+                group=spec["group"],
+                version=version["name"],
+                plural=names["plural"],
+                singular=names["singular"],
+                kind=names["kind"],
+                namespaced=spec["scope"] == "Namespaced",
+                short_names=tuple(names.get("shortNames", ())),
+                categories=tuple(names.get("categories", ())),
+                schema=version["schema"]["openAPIV3Schema"],
+                printer_columns=tuple(version.get("additionalPrinterColumns", ())),
+                raw=raw,
+            )
+        )
     if not found:
         raise FileNotFoundError(f"no CRDs found in {directory or crds_dir()}; set JITACCESS_CRDS_DIR")
     return tuple(found)

@@ -39,10 +39,13 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     await wait_for(lambda: _grant_ready(custom, "sandbox-compute-admin"), "grant Ready")
     request = yaml.safe_load((examples / "request-alice.yaml").read_text())
     namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
-    await asyncio.to_thread(custom.create_namespaced_custom_object, GROUP, VERSION, namespace,
-                            "activationrequests", request)
-    say(f"alice created ActivationRequest {namespace}/{name}: {request['spec']['roles']} for "
-        f"{request['spec']['duration']}, justification {request['spec']['justification']!r}")
+    await asyncio.to_thread(
+        custom.create_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", request
+    )
+    say(
+        f"alice created ActivationRequest {namespace}/{name}: {request['spec']['roles']} for "
+        f"{request['spec']['duration']}, justification {request['spec']['justification']!r}"
+    )
     body = await follow(custom, namespace, name, until={"Active", "ActivationFailed", "Rejected"})
     show_policy(sandbox, "projects/my-sandbox")
     if body["status"]["phase"] != "Active":
@@ -51,8 +54,9 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     say("… the sandbox clock jumps 31 minutes forward (the IAM condition would end access by itself) …")
     body = await follow(custom, namespace, name, until={"Expired"}, seen={"Active"})
     show_policy(sandbox, "projects/my-sandbox")
-    events = await asyncio.to_thread(client.CoreV1Api(api).list_namespaced_event, namespace,
-                                     field_selector=f"involvedObject.name={name}")
+    events = await asyncio.to_thread(
+        client.CoreV1Api(api).list_namespaced_event, namespace, field_selector=f"involvedObject.name={name}"
+    )
     ordered = sorted(events.items, key=lambda event: int(event.metadata.resource_version or 0))
     say("Events on the request, in order (kubectl describe ar shows the same):")
     for event in ordered:
@@ -60,21 +64,34 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     phases = [PHASE_OF_EVENT.get(event.reason, event.reason) for event in ordered]
     say("phases: " + " → ".join(phases))
     approval = yaml.safe_load((examples / "grant-with-approval.yaml").read_text())
-    say(f"Grant {approval['metadata']['name']} needs approval: its requests wait in AwaitingApproval "
-        "(approvals are a later milestone).")
-    if phases != ["Pending", "Active", "Expired"] or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign:
+    say(
+        f"Grant {approval['metadata']['name']} needs approval: its requests wait in AwaitingApproval "
+        "(approvals are a later milestone)."
+    )
+    if (
+        phases != ["Pending", "Active", "Expired"]
+        or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign
+    ):
         raise SystemExit("demo failed: unexpected phases or IAM policy")
     say("Demo finished: Pending → Active → Expired; IAM holds only the other tool's binding, untouched.")
 
 
-async def follow(custom: client.CustomObjectsApi, namespace: str, name: str, *, until: set[str],
-                 seen: set[str] | None = None, timeout_s: float = 30) -> dict[str, Any]:
+async def follow(
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    name: str,
+    *,
+    until: set[str],
+    seen: set[str] | None = None,
+    timeout_s: float = 30,
+) -> dict[str, Any]:
     """Print each phase the request passes through until one of `until`."""
     seen = set(seen or ())
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        body = await asyncio.to_thread(custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
-                                       "activationrequests", name)
+        body = await asyncio.to_thread(
+            custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", name
+        )
         status = body.get("status") or {}
         phase = status.get("phase")
         if phase and phase not in seen:
@@ -107,8 +124,10 @@ async def wait_for(check: Any, what: str, timeout_s: float = 15) -> None:
 
 def _grant_ready(custom: client.CustomObjectsApi, name: str) -> bool:
     body = custom.get_cluster_custom_object(GROUP, VERSION, "eligiblegrants", name)
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (body.get("status") or {}).get("conditions", []))
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (body.get("status") or {}).get("conditions", [])
+    )
 
 
 def say(text: str) -> None:

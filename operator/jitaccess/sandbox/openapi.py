@@ -11,7 +11,6 @@ from typing import Any
 
 from jitaccess.sandbox.crds import Crd
 
-
 # Core kinds the sandbox serves, with open schemas: kubectl validates against them but we do not.
 CORE_KINDS = {"namespaces": ("Namespace", False), "events": ("Event", True)}
 
@@ -28,15 +27,24 @@ def core_document() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     for plural, (kind, namespaced) in CORE_KINDS.items():
         gvk = {"group": "", "version": "v1", "kind": kind}
-        operation = {"parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-                     "x-kubernetes-group-version-kind": gvk}
+        operation = {
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+            "x-kubernetes-group-version-kind": gvk,
+        }
         prefix = "/api/v1/namespaces/{namespace}" if namespaced else "/api/v1"
         paths[f"{prefix}/{plural}"] = {"post": operation}
         paths[f"{prefix}/{plural}/{{name}}"] = {"patch": operation}
-        schemas[f"io.k8s.api.core.v1.{kind}"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                                                "x-kubernetes-group-version-kind": [gvk]}
-    return {"openapi": "3.0.0", "info": {"title": "jitaccess sandbox", "version": "v1"}, "paths": paths,
-            "components": {"schemas": schemas}}
+        schemas[f"io.k8s.api.core.v1.{kind}"] = {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-group-version-kind": [gvk],
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "jitaccess sandbox", "version": "v1"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
 
 
 def document(crds: tuple[Crd, ...], group: str, version: str) -> dict[str, Any] | None:
@@ -56,11 +64,17 @@ def document(crds: tuple[Crd, ...], group: str, version: str) -> dict[str, Any] 
         base = f"/apis/{crd.group}/{crd.version}"
         prefix = f"{base}/namespaces/{{namespace}}" if crd.namespaced else base
         paths[f"{prefix}/{crd.plural}"] = {"post": {**operation, "x-kubernetes-action": "post"}}
-        paths[f"{prefix}/{crd.plural}/{{name}}"] = {"patch": {**operation, "x-kubernetes-action": "patch"},
-                                                  "get": {**operation, "x-kubernetes-action": "get"}}
+        paths[f"{prefix}/{crd.plural}/{{name}}"] = {
+            "patch": {**operation, "x-kubernetes-action": "patch"},
+            "get": {**operation, "x-kubernetes-action": "get"},
+        }
         schemas[_schema_name(crd)] = {**crd.schema, "x-kubernetes-group-version-kind": [gvk]}
-    return {"openapi": "3.0.0", "info": {"title": "jitaccess sandbox", "version": version},
-            "paths": paths, "components": {"schemas": schemas}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "jitaccess sandbox", "version": version},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
 
 
 def _schema_name(crd: Crd) -> str:

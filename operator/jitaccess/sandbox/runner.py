@@ -7,14 +7,16 @@ exercise the same wiring. Everything listens on 127.0.0.1 and is spoken to over 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kmock
 import yaml
-
 
 from jitaccess.clock import ManualClock
 from jitaccess.controller.config import OperatorConfig
@@ -31,7 +33,12 @@ USERS: dict[str, list[str]] = {
     "bob@example.com": ["sre-leads@example.com"],
     "carol@example.com": ["developers@example.com"],
 }
-RESOURCES = {"projects/my-sandbox", "projects/my-production", "folders/123456789012", "organizations/987654321098"}
+RESOURCES = {
+    "projects/my-sandbox",
+    "projects/my-production",
+    "folders/123456789012",
+    "organizations/987654321098",
+}
 
 
 @dataclass
@@ -49,8 +56,8 @@ class Sandbox:
     iam_url: str = field(init=False, default="")
     reconciler: Reconciler | None = field(init=False, default=None)
     _stack: contextlib.AsyncExitStack = field(init=False, default_factory=contextlib.AsyncExitStack)
-    _operator: asyncio.Task[None] | None = field(init=False, default=None)
-    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _operator: threading.Thread | None = field(init=False, default=None)
+    _stop: threading.Event = field(init=False, default_factory=threading.Event)
 
     @property
     def kubeconfig(self) -> Path:
@@ -78,44 +85,77 @@ class Sandbox:
         await self._stack.aclose()
 
     async def start_operator(self, **overrides: Any) -> Reconciler:
-        settings = OperatorConfig(iam_endpoint=self.iam_url, clock=self.clock, tick_s=self.tick_s, **overrides)
+        """Run the operator in a thread of its own, with its own event loop.
+
+        Like kopf.testing.KopfRunner, and for the same reason: when kopf stops it cancels every
+        task its loop gained while it ran, which would include this API server's connections.
+        """
+        settings = OperatorConfig(
+            iam_endpoint=self.iam_url, clock=self.clock, tick_s=self.tick_s, **overrides
+        )
         configuration = kubernetes_configuration(self.kubeconfig, context="admin")
-        self._stop = asyncio.Event()
-        ready: asyncio.Event = asyncio.Event()
-        built: asyncio.Future[Reconciler] = asyncio.get_running_loop().create_future()
-        self._operator = asyncio.create_task(run_operator(settings, configuration, stop_flag=self._stop,
-                                                          ready_flag=ready, reconciler_ready=built))
-        done, _ = await asyncio.wait({self._operator, asyncio.ensure_future(ready.wait())},
-                                     return_when=asyncio.FIRST_COMPLETED, timeout=30)
-        if self._operator in done:
-            self._operator.result()  # raises what stopped it
-        self.reconciler = await built
+        self._stop = threading.Event()
+        ready = threading.Event()
+        built: concurrent.futures.Future[Reconciler] = concurrent.futures.Future()
+
+        def operate() -> None:
+            try:
+                asyncio.run(
+                    run_operator(
+                        settings,
+                        configuration,
+                        stop_flag=self._stop,
+                        ready_flag=ready,
+                        reconciler_ready=built,
+                    )
+                )
+            except BaseException as error:
+                if not built.done():
+                    built.set_exception(error)
+                raise
+            finally:
+                ready.set()
+
+        # kopf says it ignores OS signals off the main thread; here that is the point.
+        logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
+        self._operator = threading.Thread(target=operate, name="jitaccess-operator", daemon=True)
+        self._operator.start()
+        if not await asyncio.to_thread(ready.wait, 30):
+            raise TimeoutError("the operator did not start within 30s")
+        self.reconciler = await asyncio.wrap_future(built)
         return self.reconciler
 
     async def stop_operator(self) -> None:
         if self._operator is None:
             return
         self._stop.set()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(self._operator, timeout=10)
+        await asyncio.to_thread(self._operator.join, 30)
         self._operator = None
+
+    @property
+    def operator_alive(self) -> bool:
+        return self._operator is not None and self._operator.is_alive()
 
     def write_kubeconfig(self) -> None:
         """One context per sandbox user; the token names the user to the sandbox API."""
         users = [{"name": user, "user": {"token": f"sandbox:{user}"}} for user in USERS]
-        contexts = [{"name": user, "context": {"cluster": "jitaccess-sandbox", "user": user, "namespace": "team-sre"}}
-                    for user in USERS]
-        document = {"apiVersion": "v1", "kind": "Config", "current-context": "admin",
-                    "clusters": [{"name": "jitaccess-sandbox", "cluster": {"server": self.k8s_url}}],
-                    "users": users, "contexts": contexts, "preferences": {}}
+        contexts = [
+            {"name": user, "context": {"cluster": "jitaccess-sandbox", "user": user, "namespace": "team-sre"}}
+            for user in USERS
+        ]
+        document = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "admin",
+            "clusters": [{"name": "jitaccess-sandbox", "cluster": {"server": self.k8s_url}}],
+            "users": users,
+            "contexts": contexts,
+            "preferences": {},
+        }
         self.kubeconfig.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 async def serve_forever(sandbox: Sandbox) -> None:
     """Block until interrupted (or until the operator dies)."""
-    waiter = asyncio.ensure_future(asyncio.Event().wait())
-    tasks = {waiter} | ({sandbox._operator} if sandbox._operator else set())
-    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-
-
-
+    while sandbox.operator_alive or not sandbox.run_operator:
+        await asyncio.sleep(0.5)

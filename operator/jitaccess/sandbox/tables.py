@@ -23,7 +23,9 @@ def jsonpath(obj: Any, path: str) -> Any:
             elif token.startswith("[?"):
                 match = _FILTER.fullmatch(token)
                 if match and isinstance(item, list):
-                    following.extend(x for x in item if isinstance(x, dict) and str(x.get(match[1])) == match[2])
+                    following.extend(
+                        x for x in item if isinstance(x, dict) and str(x.get(match[1])) == match[2]
+                    )
             elif isinstance(item, list) and int(token[1:-1]) < len(item):
                 following.append(item[int(token[1:-1])])
         current = following
@@ -48,12 +50,25 @@ def age(timestamp: str | None, now: datetime | None = None) -> str:
 
 
 def table(crd: Crd, objects: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
-    columns = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-                "description": "Name must be unique within a namespace."}]
+    columns = [
+        {
+            "name": "Name",
+            "type": "string",
+            "format": "name",
+            "priority": 0,
+            "description": "Name must be unique within a namespace.",
+        }
+    ]
     for column in crd.printer_columns:
-        columns.append({"name": column["name"], "type": "string" if column["type"] == "date" else column["type"],
-                        "format": "", "priority": column.get("priority", 0),
-                        "description": column.get("description", column["name"])})
+        columns.append(
+            {
+                "name": column["name"],
+                "type": "string" if column["type"] == "date" else column["type"],
+                "format": "",
+                "priority": column.get("priority", 0),
+                "description": column.get("description", column["name"]),
+            }
+        )
     rows = []
     for obj in objects:
         cells: list[Any] = [obj.get("metadata", {}).get("name")]
@@ -64,20 +79,45 @@ def table(crd: Crd, objects: list[dict[str, Any]], resource_version: str) -> dic
             elif isinstance(value, list):
                 value = ",".join(str(v) for v in value)
             cells.append(value)
-        rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                                                 "metadata": obj.get("metadata", {})}})
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": columns, "rows": rows}
+        rows.append(
+            {
+                "cells": cells,
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": obj.get("metadata", {}),
+                },
+            }
+        )
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": columns,
+        "rows": rows,
+    }
 
 
 def core_table(objects: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
     """Core resources (namespaces, events) get a plain Name/Age table."""
-    rows = [{"cells": [o.get("metadata", {}).get("name"), age(o.get("metadata", {}).get("creationTimestamp"))],
-             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-                        "metadata": o.get("metadata", {})}} for o in objects]
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": [{"name": "Name", "type": "string", "format": "name", "priority": 0,
-                                   "description": "Name"},
-                                  {"name": "Age", "type": "string", "format": "", "priority": 0,
-                                   "description": "Age"}],
-            "rows": rows}
+    rows = [
+        {
+            "cells": [o.get("metadata", {}).get("name"), age(o.get("metadata", {}).get("creationTimestamp"))],
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o.get("metadata", {}),
+            },
+        }
+        for o in objects
+    ]
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name", "priority": 0, "description": "Name"},
+            {"name": "Age", "type": "string", "format": "", "priority": 0, "description": "Age"},
+        ],
+        "rows": rows,
+    }

@@ -27,14 +27,26 @@ def _program(rule: str) -> Any:
 def validate(schema: dict[str, Any], new: Any, old: Any = _MISSING) -> list[str]:
     """Every violation, as `path: message` lines like kube-apiserver's (empty when valid)."""
     errors: list[str] = []
-    body = {key: value for key, value in new.items() if key in ("spec", "status")} if isinstance(new, dict) else new
-    old_body = ({key: value for key, value in old.items() if key in ("spec", "status")}
-                if isinstance(old, dict) else _MISSING)
+    body = (
+        {key: value for key, value in new.items() if key in ("spec", "status")}
+        if isinstance(new, dict)
+        else new
+    )
+    old_body = (
+        {key: value for key, value in old.items() if key in ("spec", "status")}
+        if isinstance(old, dict)
+        else _MISSING
+    )
     properties = schema.get("properties", {})
     for key in ("spec", "status"):
         if key in body and key in properties:
-            _check(properties[key], body[key], old_body.get(key, _MISSING) if old_body is not _MISSING else _MISSING,
-                   key, errors)
+            _check(
+                properties[key],
+                body[key],
+                old_body.get(key, _MISSING) if old_body is not _MISSING else _MISSING,
+                key,
+                errors,
+            )
     for key in schema.get("required", []):
         if key not in body and key in ("spec",):
             errors.append(f"{key}: Required value")
@@ -55,20 +67,28 @@ def _check(schema: dict[str, Any], value: Any, old: Any, path: str, errors: list
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             errors.append(f"{path}: Too long: may not be more than {schema['maxLength']} bytes")
         elif "pattern" in schema and re.search(schema["pattern"], value) is None:
-            errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body should match '{schema['pattern']}'")
+            errors.append(
+                f"{path}: Invalid value: {_show(value)}: {path} in body should match '{schema['pattern']}'"
+            )
         if schema.get("format") == "date-time" and not _is_datetime(value):
             errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body must be of type date-time")
     if kind == "integer":
         if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: Invalid value: {value}: {path} in body should be greater than or equal to "
-                          f"{schema['minimum']}")
+            errors.append(
+                f"{path}: Invalid value: {value}: {path} in body should be greater than or equal to "
+                f"{schema['minimum']}"
+            )
         if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{path}: Invalid value: {value}: {path} in body should be less than or equal to "
-                          f"{schema['maximum']}")
+            errors.append(
+                f"{path}: Invalid value: {value}: {path} in body should be less than or equal to "
+                f"{schema['maximum']}"
+            )
     if kind == "array":
         if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(f"{path}: Invalid value: {len(value)}: {path} in body should have at least "
-                          f"{schema['minItems']} items")
+            errors.append(
+                f"{path}: Invalid value: {len(value)}: {path} in body should have at least "
+                f"{schema['minItems']} items"
+            )
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             errors.append(f"{path}: Too many: {len(value)}: must have at most {schema['maxItems']} items")
         if schema.get("x-kubernetes-list-type") == "set" and len({repr(v) for v in value}) != len(value):

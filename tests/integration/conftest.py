@@ -1,0 +1,164 @@
+"""One sandbox (Kubernetes API + IAM emulator + operator on 127.0.0.1) per test module."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from kubernetes import client
+
+from jitaccess.controller.operator import kubernetes_configuration
+from jitaccess.sandbox.runner import Sandbox
+
+GROUP, VERSION = "jitaccess.dev", "v1alpha1"
+_names = itertools.count(1)
+
+
+class Cluster:
+    """What a test does to the cluster, through the official client, as a user would."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        api = client.ApiClient(kubernetes_configuration(sandbox.kubeconfig, context="admin"))
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    @property
+    def emulator(self):
+        return self.sandbox.emulator
+
+    def project(self) -> str:
+        """A fresh project that exists in the emulator."""
+        name = f"projects/test-project-{next(_names)}"
+        self.emulator.resources.add(name)
+        return name
+
+    async def grant(self, name: str, resource: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EligibleGrant",
+            "metadata": {"name": name},
+            "spec": {
+                "resource": resource,
+                "roles": ["roles/compute.admin", "roles/storage.admin"],
+                "principals": ["user:alice@example.com", "group:sre@example.com"],
+                "maxDuration": "2h",
+                **spec,
+            },
+        }
+        return await asyncio.to_thread(
+            self.custom.create_cluster_custom_object, GROUP, VERSION, "eligiblegrants", body
+        )
+
+    async def request(
+        self, name: str, grant: str, namespace: str = "team-sre", **spec: Any
+    ) -> dict[str, Any]:
+        fields = {
+            "grant": grant,
+            "justification": "INC-4711: open port 443 on the edge firewall",
+            "requester": "user:alice@example.com",
+            **spec,
+        }
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationRequest",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {k: v for k, v in fields.items() if v is not None},
+        }
+        return await asyncio.to_thread(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", body
+        )
+
+    async def get(self, name: str, namespace: str = "team-sre") -> dict[str, Any] | None:
+        try:
+            return await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "activationrequests",
+                name,
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch(self, name: str, spec: dict[str, Any], namespace: str = "team-sre") -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationrequests",
+            name,
+            {"spec": spec},
+        )
+
+    async def delete(self, name: str, namespace: str = "team-sre") -> None:
+        await asyncio.to_thread(
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", name
+        )
+
+    async def delete_grant(self, name: str) -> None:
+        await asyncio.to_thread(
+            self.custom.delete_cluster_custom_object, GROUP, VERSION, "eligiblegrants", name
+        )
+
+    async def wait_phase(
+        self, name: str, *phases: str, namespace: str = "team-sre", timeout_s: float = 20
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        body = None
+        while time.monotonic() < deadline:
+            body = await self.get(name, namespace)
+            if body and (body.get("status") or {}).get("phase") in phases:
+                return body
+            await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"{namespace}/{name} did not reach {phases}; last seen: {body and body.get('status')}"
+        )
+
+    async def wait_gone(self, name: str, namespace: str = "team-sre", timeout_s: float = 20) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if await self.get(name, namespace) is None:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{namespace}/{name} was not deleted")
+
+    async def events(self, name: str, namespace: str = "team-sre") -> list[tuple[str, str, str]]:
+        found = await asyncio.to_thread(
+            self.core.list_namespaced_event, namespace, field_selector=f"involvedObject.name={name}"
+        )
+        ordered = sorted(found.items, key=lambda event: int(event.metadata.resource_version))
+        return [(event.type, event.reason, event.message) for event in ordered]
+
+    def bindings(self, resource: str) -> list[dict[str, Any]]:
+        return self.emulator.snapshot(resource)["bindings"]
+
+    def sets(self, resource: str) -> int:
+        return sum(
+            1 for call in self.emulator.calls if call.method == "setIamPolicy" and call.resource == resource
+        )
+
+    def advance(self, **delta: float) -> None:
+        self.sandbox.clock.advance(timedelta(**delta))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
+    state = Path(tmp_path_factory.mktemp("sandbox"))
+    async with Sandbox(state, tick_s=0.05) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def cluster(sandbox: Sandbox) -> Cluster:
+    return Cluster(sandbox)

@@ -1,0 +1,232 @@
+"""The operator end to end: sandbox Kubernetes API + IAM emulator over HTTP, real clients, injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jitaccess.api.times import format_time
+from jitaccess.iam.bindings import reference_of
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+FOREIGN = {"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}
+
+
+def jit_bindings(cluster, resource):
+    return [b for b in cluster.bindings(resource) if reference_of(b.get("condition"))]
+
+
+async def test_activation_writes_exactly_the_binding_and_leaves_foreign_ones(cluster):
+    project = cluster.project()
+    cluster.emulator.seed(project, [FOREIGN])
+    await cluster.grant("activation", project)
+    await cluster.request("activation-alice", "activation", roles=["roles/compute.admin"], duration="30m")
+    body = await cluster.wait_phase("activation-alice", "Active")
+    status = body["status"]
+    start = datetime.fromisoformat(status["activatedAt"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(status["expiresAt"].replace("Z", "+00:00"))
+    assert expires - start <= timedelta(minutes=30) and expires - start > timedelta(minutes=29)
+    (binding,) = status["bindings"]
+    assert binding["condition"]["title"] == "JIT access activation"
+    assert binding["condition"]["description"] == (
+        "Self-approved, justification: INC-4711: open port 443 on the edge firewall "
+        f"[jitaccess.dev/request=team-sre/activation-alice uid={body['metadata']['uid']}]"
+    )
+    start_text = binding["condition"]["expression"].split('"')[1]
+    assert binding["condition"]["expression"] == (
+        f'(request.time >= timestamp("{start_text}") && request.time < timestamp("{status["expiresAt"]}"))'
+    )
+    assert cluster.bindings(project) == [
+        FOREIGN,
+        {
+            "role": "roles/compute.admin",
+            "members": ["user:alice@example.com"],
+            "condition": binding["condition"],
+        },
+    ]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "Activated"
+    assert [e[1] for e in await cluster.events("activation-alice")] == ["Accepted", "Activated"]
+
+
+async def test_expiry_removes_the_binding_at_expires_at(cluster):
+    project = cluster.project()
+    cluster.emulator.seed(project, [FOREIGN])
+    await cluster.grant("expiry", project)
+    await cluster.request("expiry-alice", "expiry", duration="30m")
+    await cluster.wait_phase("expiry-alice", "Active")
+    assert len(jit_bindings(cluster, project)) == 2
+    cluster.advance(minutes=31)
+    body = await cluster.wait_phase("expiry-alice", "Expired")
+    assert cluster.bindings(project) == [FOREIGN]
+    assert body["status"]["conditions"][0]["reason"] == "Expired"
+    assert body["status"]["bindings"], "the record of what was written stays"
+    assert [e[1] for e in await cluster.events("expiry-alice")][-1] == "Expired"
+
+
+async def test_revoke_ends_access_early(cluster):
+    project = cluster.project()
+    await cluster.grant("revoke", project)
+    await cluster.request("revoke-alice", "revoke")
+    await cluster.wait_phase("revoke-alice", "Active")
+    await cluster.patch("revoke-alice", {"revoke": True})
+    body = await cluster.wait_phase("revoke-alice", "Revoked")
+    assert body["status"]["conditions"][0]["reason"] == "RevokedByRequester"
+    assert jit_bindings(cluster, project) == []
+
+
+async def test_withdraw_before_activation_writes_nothing(cluster):
+    project = cluster.project()
+    await cluster.grant("withdraw", project)
+    start = format_time(cluster.sandbox.clock.now() + timedelta(hours=1))
+    await cluster.request("withdraw-alice", "withdraw", startTime=start)
+    await cluster.wait_phase("withdraw-alice", "Scheduled")
+    await cluster.patch("withdraw-alice", {"revoke": True})
+    await cluster.wait_phase("withdraw-alice", "Withdrawn")
+    assert cluster.sets(project) == 0
+
+
+async def test_delete_revokes_first_then_the_object_goes(cluster):
+    project = cluster.project()
+    await cluster.grant("delete", project)
+    await cluster.request("delete-alice", "delete")
+    await cluster.wait_phase("delete-alice", "Active")
+    assert jit_bindings(cluster, project)
+    await cluster.delete("delete-alice")
+    await cluster.wait_gone("delete-alice")
+    assert jit_bindings(cluster, project) == []
+
+
+async def test_grant_removal_revokes_active_requests(cluster):
+    project = cluster.project()
+    await cluster.grant("removed", project)
+    await cluster.request("removed-alice", "removed")
+    await cluster.wait_phase("removed-alice", "Active")
+    await cluster.delete_grant("removed")
+    body = await cluster.wait_phase("removed-alice", "Revoked")
+    assert body["status"]["conditions"][0]["reason"] == "EligibilityRemoved"
+    assert jit_bindings(cluster, project) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "reason", "words"),
+    [
+        (
+            "not-eligible",
+            {"requester": "user:mallory@example.net"},
+            "NotEligible",
+            "is not eligible for grant",
+        ),
+        ("wrong-role", {"roles": ["roles/iam.securityAdmin"]}, "NotEligible", "is not one of grant"),
+        ("too-long", {"duration": "3h"}, "InvalidRequest", "3h exceeds the grant's maxDuration 2h"),
+        ("no-reason", {"justification": None}, "InvalidRequest", "spec.justification: is required"),
+        ("bad-reason", {"justification": "because I want to"}, "InvalidRequest", "does not match grant"),
+    ],
+)
+async def test_invalid_requests_are_rejected_with_the_reason_and_grant_nothing(
+    cluster, name, fields, reason, words
+):
+    project = cluster.project()
+    await cluster.grant(f"reject-{name}", project, justification={"pattern": "^(INC|CHG)-[0-9]+: .{10,}"})
+    await cluster.request(name, f"reject-{name}", **fields)
+    body = await cluster.wait_phase(name, "Rejected")
+    ready = body["status"]["conditions"][0]
+    assert ready["reason"] == reason and words in ready["message"]
+    assert ("Warning", reason, ready["message"]) in await cluster.events(name)
+    assert cluster.sets(project) == 0
+
+
+async def test_scheduled_start_writes_nothing_before_its_time(cluster):
+    project = cluster.project()
+    await cluster.grant("scheduled", project)
+    start = (cluster.sandbox.clock.now() + timedelta(minutes=10)).replace(microsecond=0)
+    await cluster.request("scheduled-alice", "scheduled", startTime=format_time(start), duration="30m")
+    await cluster.wait_phase("scheduled-alice", "Scheduled")
+    assert cluster.sets(project) == 0
+    cluster.advance(minutes=11)
+    body = await cluster.wait_phase("scheduled-alice", "Active")
+    assert body["status"]["expiresAt"] == format_time(start + timedelta(minutes=30))
+    (binding, _) = body["status"]["bindings"]
+    assert f'timestamp("{format_time(start)}")' in binding["condition"]["expression"]
+
+
+async def test_multi_role_requests_are_all_or_nothing(cluster):
+    project = cluster.project()
+    cluster.emulator.seed(project, [FOREIGN])
+    cluster.emulator.configure({"unknown_roles": ["roles/storage.admin"]})
+    try:
+        await cluster.grant("all-or-nothing", project)
+        await cluster.request("both-roles", "all-or-nothing")
+        body = await cluster.wait_phase("both-roles", "ActivationFailed")
+    finally:
+        cluster.emulator.configure({"unknown_roles": []})
+    message = body["status"]["conditions"][0]["message"]
+    assert (
+        "Role roles/storage.admin is not supported for this resource" in message
+        and "nothing was granted" in message
+    )
+    assert cluster.bindings(project) == [FOREIGN]
+
+
+async def test_stale_etag_race_is_resolved_by_retrying_the_whole_cycle(cluster):
+    project = cluster.project()
+    cluster.emulator.seed(project, [FOREIGN])
+    await cluster.grant("etag-race", project)
+    cluster.emulator.configure({"etag_races": 3})
+    await cluster.request("etag-alice", "etag-race", roles=["roles/compute.admin"])
+    await cluster.wait_phase("etag-alice", "Active")
+    statuses = [
+        call.status
+        for call in cluster.emulator.calls
+        if call.resource == project and call.method == "setIamPolicy"
+    ]
+    assert statuses == [409, 409, 409, 200]
+    assert len(jit_bindings(cluster, project)) == 1 and FOREIGN in cluster.bindings(project)
+
+
+async def test_transient_iam_errors_are_retried(cluster):
+    project = cluster.project()
+    await cluster.grant("flaky", project)
+    cluster.emulator.configure(
+        {"fail_next": [{"method": "setIamPolicy", "status": 503, "count": 2, "resource": project}]}
+    )
+    await cluster.request("flaky-alice", "flaky", roles=["roles/compute.admin"])
+    await cluster.wait_phase("flaky-alice", "Active")
+    assert len(jit_bindings(cluster, project)) == 1
+
+
+async def test_restart_with_nothing_to_do_writes_nothing(cluster):
+    project = cluster.project()
+    await cluster.grant("restart", project)
+    await cluster.request("restart-alice", "restart")
+    await cluster.wait_phase("restart-alice", "Active")
+    writes = len([c for c in cluster.emulator.calls if c.method == "setIamPolicy"])
+    await cluster.sandbox.stop_operator()
+    reconciler = await cluster.sandbox.start_operator()
+    for _ in range(100):
+        if ("team-sre", "restart-alice") in reconciler.requests and reconciler.scheduler.pending >= 1:
+            break
+        await __import__("asyncio").sleep(0.05)
+    await __import__("asyncio").sleep(0.5)
+    assert len([c for c in cluster.emulator.calls if c.method == "setIamPolicy"]) == writes
+    assert (await cluster.get("restart-alice"))["status"]["phase"] == "Active"
+
+
+async def test_grant_status_reports_ready_and_active_count(cluster):
+    project = cluster.project()
+    await cluster.grant("counted", project, approval=None)
+    await cluster.request("counted-alice", "counted")
+    await cluster.wait_phase("counted-alice", "Active")
+    import asyncio
+
+    for _ in range(100):
+        grant = await asyncio.to_thread(
+            cluster.custom.get_cluster_custom_object, "jitaccess.dev", "v1alpha1", "eligiblegrants", "counted"
+        )
+        if (grant.get("status") or {}).get("activeRequests") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert grant["status"]["approval"] == "Self" and grant["status"]["conditions"][0]["status"] == "True"
+    assert grant["status"]["activeRequests"] == 1
+    _ = datetime.now(UTC)
