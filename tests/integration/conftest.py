@@ -140,6 +140,16 @@ class Cluster:
         ordered = sorted(found.items, key=lambda event: int(event.metadata.resource_version))
         return [(event.type, event.reason, event.message) for event in ordered]
 
+    async def wait_event(self, name: str, reason: str, namespace: str = "team-sre", timeout_s: float = 10):
+        """The Event follows the status patch that it tells of; give it its moment."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in await self.events(name, namespace):
+                if event[1] == reason:
+                    return event
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {reason} Event on {namespace}/{name}: {await self.events(name, namespace)}")
+
     def bindings(self, resource: str) -> list[dict[str, Any]]:
         return self.emulator.snapshot(resource)["bindings"]
 

@@ -47,6 +47,7 @@ async def test_activation_writes_exactly_the_binding_and_leaves_foreign_ones(clu
     ]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["reason"] == "Activated"
+    await cluster.wait_event("activation-alice", "Activated")
     assert [e[1] for e in await cluster.events("activation-alice")] == ["Accepted", "Activated"]
 
 
@@ -62,7 +63,7 @@ async def test_expiry_removes_the_binding_at_expires_at(cluster):
     assert cluster.bindings(project) == [FOREIGN]
     assert body["status"]["conditions"][0]["reason"] == "Expired"
     assert body["status"]["bindings"], "the record of what was written stays"
-    assert [e[1] for e in await cluster.events("expiry-alice")][-1] == "Expired"
+    assert (await cluster.wait_event("expiry-alice", "Expired"))[0] == "Normal"
 
 
 async def test_revoke_ends_access_early(cluster):
@@ -133,7 +134,7 @@ async def test_invalid_requests_are_rejected_with_the_reason_and_grant_nothing(
     body = await cluster.wait_phase(name, "Rejected")
     ready = body["status"]["conditions"][0]
     assert ready["reason"] == reason and words in ready["message"]
-    assert ("Warning", reason, ready["message"]) in await cluster.events(name)
+    assert await cluster.wait_event(name, reason) == ("Warning", reason, ready["message"])
     assert cluster.sets(project) == 0
 
 
@@ -209,7 +210,8 @@ async def test_restart_with_nothing_to_do_writes_nothing(cluster):
             break
         await __import__("asyncio").sleep(0.05)
     await __import__("asyncio").sleep(0.5)
-    assert len([c for c in cluster.emulator.calls if c.method == "setIamPolicy"]) == writes
+    after = [c for c in cluster.emulator.calls if c.method == "setIamPolicy"]
+    assert len(after) == writes, [(c.resource, c.status, c.body) for c in after[writes:]]
     assert (await cluster.get("restart-alice"))["status"]["phase"] == "Active"
 
 

@@ -44,6 +44,7 @@ def build_registry(reconciler: Reconciler, configuration: client.Configuration) 
     async def start_scheduler(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # Events are posted by the reconciler, one per transition
         settings.watching.reconnect_backoff = 1.0
+        await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
         memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
 
     @kopf.on.cleanup(registry=registry)

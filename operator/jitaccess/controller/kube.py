@@ -56,6 +56,10 @@ class Kube:
             self.custom.patch_cluster_custom_object_status, GROUP, VERSION, GRANTS, name, {"status": status}
         )
 
+    async def list_grants(self) -> list[dict[str, Any]]:
+        found = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, GRANTS)
+        return list((found or {}).get("items", []))
+
     async def post_event(self, body: dict[str, Any], event: Event) -> None:
         """Record an Event on the object; losing one is logged, never fatal."""
         metadata = body.get("metadata", {})

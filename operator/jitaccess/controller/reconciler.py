@@ -84,6 +84,11 @@ class Reconciler:
         for key in list(self.by_grant.get(name, ())):
             self.scheduler.schedule(("request", key))
 
+    async def load_grants(self) -> None:
+        """Know every grant before judging any request: a grant not yet seen is not a deleted one."""
+        for body in await self.kube.list_grants():
+            self.observe_grant(body)
+
     # -- work ---------------------------------------------------------------------------------
 
     async def work(self, item: Hashable) -> None:
