@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     sandbox.add_argument(
         "--demo", action="store_true", help="walk requests through their lifecycle, then exit"
     )
+    sandbox.add_argument(
+        "--no-operator", action="store_true", help="serve the Kubernetes API and the emulator only; run the operator yourself"
+    )
     sandbox.add_argument("--verbose", "-v", action="store_true")
 
     args = parser.parse_args(argv)
@@ -100,7 +103,9 @@ async def _sandbox(args: argparse.Namespace) -> None:
     from jitaccess.sandbox.demo import run_demo
     from jitaccess.sandbox.runner import Sandbox, serve_forever
 
-    async with Sandbox(args.state_dir, port_k8s=args.port_k8s, port_iam=args.port_iam) as sandbox:
+    async with Sandbox(
+        args.state_dir, port_k8s=args.port_k8s, port_iam=args.port_iam, run_operator=not args.no_operator
+    ) as sandbox:
         if args.demo:
             await run_demo(sandbox)
             return
