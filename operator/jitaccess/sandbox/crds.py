@@ -39,6 +39,8 @@ def load_crds(directory: Path | None = None) -> tuple[Crd, ...]:
     found = []
     for path in sorted((directory or crds_dir()).glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
+        if not isinstance(raw, dict) or raw.get("kind") != "CustomResourceDefinition":
+            continue  # e.g. the kustomization that lists them
         spec = raw["spec"]
         version = next(v for v in spec["versions"] if v.get("storage"))
         names = spec["names"]
