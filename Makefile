@@ -24,12 +24,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
 
 format: $(STAMP)
-	$(BIN)/ruff format operator tests benchmarks
-	$(BIN)/ruff check --fix operator tests benchmarks
+	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests
 
 clean:
 	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache

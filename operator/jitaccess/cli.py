@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
         "--demo", action="store_true", help="walk requests through their lifecycle, then exit"
     )
     sandbox.add_argument(
-        "--no-operator", action="store_true", help="serve the Kubernetes API and the emulator only; run the operator yourself"
+        "--no-operator",
+        action="store_true",
+        help="serve the Kubernetes API and the emulator only; run the operator yourself",
     )
     sandbox.add_argument("--verbose", "-v", action="store_true")
 

