@@ -269,7 +269,7 @@ def _wait_for_start(
         f"writing {len(activation.roles)} binding(s) on {activation.resource}",
         extra={"expiresAt": format_time(end)},
     )
-    return Step(status=step.status, event=None, activation=activation, requeue_at=now)
+    return Step(status=step.status, event=step.event, activation=activation, requeue_at=now)
 
 
 def _decide_holding(state: RequestState, spec: RequestSpec, grant: Grant | None, now: datetime) -> Step:

@@ -21,7 +21,12 @@ from jitaccess.controller.operator import kubernetes_configuration
 from jitaccess.sandbox.runner import Sandbox
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-PHASE_OF_EVENT = {"Accepted": "Pending", "Activated": "Active", "Expired": "Expired"}
+PHASE_OF_EVENT = {
+    "Accepted": "Pending",
+    "Activating": "Activating",
+    "Activated": "Active",
+    "Expired": "Expired",
+}
 
 
 async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
@@ -73,7 +78,9 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
         or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign
     ):
         raise SystemExit("demo failed: unexpected phases or IAM policy")
-    say("Demo finished: Pending → Active → Expired; IAM holds only the other tool's binding, untouched.")
+    say(
+        "Demo finished: Pending → Activating → Active → Expired; IAM holds only the other tool's binding, untouched."
+    )
 
 
 async def follow(

@@ -1,0 +1,103 @@
+"""The IAM adapter (real google-cloud-resource-manager client, REST) against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from google.api_core import exceptions as google_errors
+
+from jitaccess.emulator.server import Emulator, start
+from jitaccess.iam.bindings import render
+from jitaccess.iam.store import PolicyStore
+from jitaccess.iam.writer import PolicyWriter, RetryPolicy
+from jitaccess.policy.lifecycle import Activation
+
+START = datetime(2026, 11, 24, 9, tzinfo=UTC)
+FOREIGN = {"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}
+
+
+def bindings(roles=("roles/compute.admin",)):
+    return render(
+        Activation(
+            "projects/adapter-test",
+            roles,
+            "user:alice@example.com",
+            START,
+            START + timedelta(minutes=30),
+            "INC-1: test",
+            (),
+            "ns",
+            "req",
+            "0a1b-2c",
+        )
+    )
+
+
+@pytest.fixture
+async def emulator(tmp_path: Path):
+    state = Emulator(resources={"projects/adapter-test"}, state_file=tmp_path / "iam.json")
+    state.seed("projects/adapter-test", [FOREIGN])
+    runner, url = await start(state)
+    yield state, url
+    await runner.cleanup()
+
+
+async def test_quota_and_server_errors_are_retried(emulator):
+    state, url = emulator
+    writer = PolicyWriter(PolicyStore(url), RetryPolicy(quota_base_s=0.01, server_base_s=0.01))
+    state.configure(
+        {
+            "fail_next": [
+                {"method": "getIamPolicy", "status": 429, "count": 1},
+                {"method": "setIamPolicy", "status": 503, "count": 1},
+            ]
+        }
+    )
+    outcome = await writer.apply("projects/adapter-test", add=bindings())
+    assert outcome.ok and outcome.wrote
+    assert [c.status for c in state.calls] == [429, 200, 503, 200, 200]
+
+
+async def test_permanent_errors_are_reported_with_googles_message(emulator):
+    _, url = emulator
+    writer = PolicyWriter(PolicyStore(url))
+    outcome = await writer.apply("projects/not-declared", add=bindings())
+    assert (
+        not outcome.ok
+        and outcome.permanent
+        and outcome.message.startswith("403 The caller does not have permission")
+    )
+
+
+async def test_removal_refuses_bindings_that_are_not_ours(emulator):
+    _, url = emulator
+    foreign = bindings()[0].__class__(
+        "projects/adapter-test",
+        "roles/compute.viewer",
+        "group:ops@example.com",
+        "Eligible access",
+        "",
+        "has({}.jitAccessConstraint)",
+    )
+    with pytest.raises(ValueError, match="not ours"):
+        await PolicyWriter(PolicyStore(url)).apply("projects/adapter-test", remove=[foreign])
+
+
+async def test_version_1_readers_see_withcond_roles_and_state_persists(emulator, tmp_path):
+    state, url = emulator
+    await PolicyWriter(PolicyStore(url)).apply("projects/adapter-test", add=bindings())
+    projects = PolicyStore(url)._client("projects/adapter-test")
+    old = await asyncio.to_thread(
+        projects.get_iam_policy, request={"resource": "projects/adapter-test"}, retry=None
+    )
+    assert old.version == 1 and any("_withcond_" in b.role for b in old.bindings)
+    with pytest.raises(google_errors.BadRequest):  # writing v1 over a v3 policy with the etag
+        await asyncio.to_thread(
+            projects.set_iam_policy, request={"resource": "projects/adapter-test", "policy": old}, retry=None
+        )
+    reloaded = Emulator(state_file=tmp_path / "iam.json")
+    assert reloaded.snapshot("projects/adapter-test") == state.snapshot("projects/adapter-test")
+    assert "projects/adapter-test" in reloaded.resources
