@@ -74,7 +74,7 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
         "(approvals are a later milestone)."
     )
     if (
-        phases != ["Pending", "Active", "Expired"]
+        phases != ["Pending", "Activating", "Active", "Expired"]
         or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign
     ):
         raise SystemExit("demo failed: unexpected phases or IAM policy")
