@@ -1,0 +1,126 @@
+from datetime import UTC, datetime
+
+from jitaccess.api.objects import parse_grant
+from jitaccess.policy.admission import (
+    ATTESTATION,
+    Caller,
+    IdentitySettings,
+    admit_approval_identity,
+    admit_request,
+    attestation,
+    attestation_valid,
+    principal_of,
+)
+from tests.unit.factories import grant_body
+
+NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
+GRANT, _ = parse_grant(grant_body(name="g"))
+SETTINGS = IdentitySettings(
+    trusted_submitters=frozenset({"system:serviceaccount:argocd:argocd-application-controller"})
+)
+ALICE = Caller("alice@example.com", ("sre@example.com", "system:authenticated"))
+
+
+def body(**spec):
+    fields = {"grant": "g", "justification": "INC-1: restart the stuck load balancer", **spec}
+    return {
+        "metadata": {"namespace": "team", "name": "r"},
+        "spec": {k: v for k, v in fields.items() if v is not None},
+    }
+
+
+def admit(caller=ALICE, operation="CREATE", new=None, old=None, settings=SETTINGS, grant=GRANT):
+    return admit_request(operation, new or body(), old, caller, settings, grant, True, NOW)
+
+
+def test_requester_and_groups_are_stamped_from_the_caller():
+    decision = admit()
+    assert decision.allowed
+    assert decision.stamp == {
+        "requester": "user:alice@example.com",
+        "requesterGroups": ["group:sre@example.com"],
+    }
+
+
+def test_impersonation_is_refused():
+    decision = admit(new=body(requester="user:bob@example.com"))
+    assert not decision.allowed
+    assert (
+        "authenticated as user:alice@example.com and cannot act as user:bob@example.com" in decision.message
+    )
+    assert not admit(new=body(requesterGroups=["group:admins@example.com"])).allowed
+    assert admit(new=body(requester="user:alice@example.com")).allowed  # naming yourself is fine
+
+
+def test_trusted_submitter_may_file_for_someone_else_but_must_name_them():
+    gitops = Caller("system:serviceaccount:argocd:argocd-application-controller")
+    assert admit(gitops, new=body(requester="user:alice@example.com")).allowed
+    refused = admit(gitops)
+    assert not refused.allowed and "must name who" in refused.message
+
+
+def test_usernames_that_cannot_be_mapped_are_refused_with_a_reason():
+    assert "not an e-mail address" in admit(Caller("kubernetes-admin")).message
+    robot = admit(Caller("system:serviceaccount:ci:deployer"))
+    assert "--workload-identity-pool" in robot.message
+    member, _ = principal_of(
+        Caller("system:serviceaccount:ci:deployer"),
+        IdentitySettings(workload_identity_pool="p.svc.id.goog", workload_identity_project_number="123"),
+    )
+    assert member == (
+        "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/"
+        "p.svc.id.goog/subject/ns/ci/sa/deployer"
+    )
+    assert (
+        principal_of(Caller("ci@p.iam.gserviceaccount.com"), SETTINGS)[0]
+        == "serviceAccount:ci@p.iam.gserviceaccount.com"
+    )
+
+
+def test_ineligible_requests_are_refused_at_admission_naming_the_field():
+    carol = Caller("carol@example.com", ("developers@example.com",))
+    assert admit(carol).message.startswith("spec.requester: user:carol@example.com is not eligible")
+    assert "spec.duration: 3h exceeds" in admit(new=body(duration="3h")).message
+    assert admit(grant=None).message.startswith("spec.grant: EligibleGrant g does not exist")
+
+
+def test_warnings_when_allowed_but_worth_knowing():
+    decision = admit_request("CREATE", body(duration="90m"), None, ALICE, SETTINGS, GRANT, False, NOW)
+    assert decision.allowed and len(decision.warnings) == 2
+
+
+def test_updates_only_revoke_false_to_true():
+    old = body(requester="user:alice@example.com")
+    assert admit(
+        operation="UPDATE", new=body(requester="user:alice@example.com", revoke=True), old=old
+    ).allowed
+    changed = admit(operation="UPDATE", new=body(requester="user:bob@example.com"), old=old)
+    assert not changed.allowed and changed.message.startswith("spec.requester: spec is immutable")
+    back = admit(operation="UPDATE", new=old, old=body(requester="user:alice@example.com", revoke=True))
+    assert not back.allowed and "cannot go back" in back.message
+
+
+def test_approvals_get_the_approver_stamped_and_cannot_be_edited():
+    bob = Caller("bob@example.com", ("sre-leads@example.com",))
+    new = {"spec": {"request": "r", "decision": "Approve"}}
+    assert (
+        admit_approval_identity("CREATE", new, None, bob, SETTINGS).stamp["approver"]
+        == "user:bob@example.com"
+    )
+    forged = {"spec": {"request": "r", "decision": "Approve", "approver": "user:carol@example.com"}}
+    assert not admit_approval_identity("CREATE", forged, None, bob, SETTINGS).allowed
+    edited = {"spec": {"request": "r", "decision": "Deny"}}
+    assert not admit_approval_identity("UPDATE", edited, new, bob, SETTINGS).allowed
+
+
+def test_attestation_binds_identity_and_spec_but_not_revoke():
+    key = b"k" * 32
+    admitted = body(requester="user:alice@example.com")
+    admitted["metadata"]["annotations"] = {ATTESTATION: attestation(admitted, key)}
+    assert attestation_valid(admitted, key)
+    revoked = {**admitted, "spec": {**admitted["spec"], "revoke": True}}
+    assert attestation_valid(revoked, key)
+    forged = {**admitted, "spec": {**admitted["spec"], "requester": "user:mallory@example.com"}}
+    assert not attestation_valid(forged, key)
+    assert not attestation_valid(admitted, b"another key")
+    assert not attestation_valid(body(requester="user:alice@example.com"), key)  # never admitted
