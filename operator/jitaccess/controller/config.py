@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from jitaccess.clock import Clock, SystemClock
+from jitaccess.policy.admission import IdentitySettings
 
 
 @dataclass
@@ -20,3 +22,9 @@ class OperatorConfig:
     tick_s: float = 0.5
     concurrency: int = 32
     clock: Clock = field(default_factory=SystemClock)
+    # Admission webhooks (issue #3): served when a port is given.
+    webhook_port: int | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_cert_dir: Path | None = None  # holds tls.crt, tls.key, ca.crt; generated when absent
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    attestation_key: bytes = b""

@@ -33,7 +33,11 @@ def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
     )
 
 
-def build_registry(reconciler: Reconciler, configuration: client.Configuration) -> kopf.OperatorRegistry:
+def build_registry(
+    reconciler: Reconciler,
+    configuration: client.Configuration,
+    webhook_server: kopf.WebhookServer | None = None,
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -44,6 +48,8 @@ def build_registry(reconciler: Reconciler, configuration: client.Configuration) 
     async def start_scheduler(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # Events are posted by the reconciler, one per transition
         settings.watching.reconnect_backoff = 1.0
+        if webhook_server is not None:
+            settings.admission.server = webhook_server
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
         memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
 

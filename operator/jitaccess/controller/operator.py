@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,8 @@ from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.handlers import build_registry
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.controller.tls import make_serving_certificate
+from jitaccess.controller.webhooks import register_webhooks
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import PolicyWriter
 
@@ -49,7 +52,33 @@ def build(
     kube = Kube(client.ApiClient(configuration), settings.clock)
     writer = PolicyWriter(PolicyStore(settings.iam_endpoint))
     reconciler = Reconciler(settings, kube, writer)
-    return reconciler, build_registry(reconciler, configuration)
+    registry = build_registry(reconciler, configuration, webhook_server(settings))
+    if settings.webhook_port is not None:
+        register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)
+    return reconciler, registry
+
+
+def webhook_server(settings: OperatorConfig) -> kopf.WebhookServer | None:
+    """HTTPS for the admission webhooks: the certificate in --webhook-cert-dir, or one made here."""
+    if settings.webhook_port is None:
+        return None
+    if not settings.attestation_key:
+        raise ValueError("the admission webhooks need an attestation key (--attestation-key-file)")
+    directory = settings.webhook_cert_dir or Path(tempfile.mkdtemp(prefix="jitaccess-webhook-"))
+    if (directory / "tls.crt").exists() and (directory / "tls.key").exists():
+        certfile, keyfile = directory / "tls.crt", directory / "tls.key"
+        ca = (directory / "ca.crt").read_bytes() if (directory / "ca.crt").exists() else None
+    else:
+        made = make_serving_certificate(directory, [settings.webhook_host, "localhost"])
+        certfile, keyfile, ca = made.certfile, made.keyfile, made.ca_pem
+    return kopf.WebhookServer(
+        addr=settings.webhook_host,
+        port=settings.webhook_port,
+        host=settings.webhook_host,
+        certfile=str(certfile),
+        pkeyfile=str(keyfile),
+        cadata=ca,
+    )
 
 
 async def run_operator(

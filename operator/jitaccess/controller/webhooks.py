@@ -1,0 +1,118 @@
+"""Admission webhooks (kopf's on.mutate / on.validate): wiring only, the rules are policy.admission.
+
+Mutating, on CREATE: stamp the caller's identity into spec and seal what was admitted with an
+HMAC annotation. Validating: judge the final object with the same functions the reconciler uses,
+so a bad request is refused at `kubectl apply` time with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.clock import Clock
+from jitaccess.controller.reconciler import Reconciler
+from jitaccess.policy.admission import (
+    ATTESTATION,
+    Admission,
+    Caller,
+    IdentitySettings,
+    admit_approval_identity,
+    admit_request,
+    attestation,
+    attestation_valid,
+)
+
+
+def register_webhooks(
+    registry: kopf.OperatorRegistry,
+    reconciler: Reconciler,
+    identity: IdentitySettings,
+    key: bytes,
+    clock: Clock,
+) -> None:
+    def decide(
+        operation: str, body: dict[str, Any], old: dict[str, Any] | None, userinfo: dict[str, Any]
+    ) -> Admission:
+        caller = Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))
+        grant_name = (body.get("spec") or {}).get("grant")
+        grant = reconciler.grants.get(grant_name) if isinstance(grant_name, str) else None
+        conditions = ((reconciler.grant_bodies.get(grant_name or "") or {}).get("status") or {}).get(
+            "conditions"
+        ) or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return admit_request(operation, body, old, caller, identity, grant, ready, clock.now())
+
+    @kopf.on.mutate(
+        GROUP,
+        VERSION,
+        "activationrequests",
+        id="stamp-requester",
+        registry=registry,
+        operations=["CREATE"],
+        persistent=True,
+        side_effects=False,
+    )
+    def stamp_requester(
+        body: kopf.Body, userinfo: dict[str, Any], patch: kopf.Patch, warnings: list[str], **_: Any
+    ) -> None:
+        raw = dict(body)
+        decision = decide("CREATE", raw, None, userinfo)
+        if not decision.allowed:
+            raise kopf.AdmissionError(decision.message, code=403)
+        spec = {**(raw.get("spec") or {}), **decision.stamp}
+        patch.setdefault("spec", {}).update(decision.stamp)
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[ATTESTATION] = attestation(
+            {**raw, "spec": spec}, key
+        )
+        warnings.extend(decision.warnings)
+
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "activationrequests",
+        id="validate-request",
+        registry=registry,
+        operations=["CREATE", "UPDATE"],
+        persistent=True,
+        side_effects=False,
+    )
+    def validate_request(
+        body: kopf.Body, old: kopf.Body | None, operation: str, userinfo: dict[str, Any], **_: Any
+    ) -> None:
+        decision = decide(operation, dict(body), dict(old or {}) if old else None, userinfo)
+        if not decision.allowed:
+            raise kopf.AdmissionError(decision.message, code=422)
+        if operation == "CREATE" and not attestation_valid(body, key):
+            raise kopf.AdmissionError(
+                "the request changed after the jitaccess mutating webhook admitted it", code=422
+            )
+
+    @kopf.on.mutate(
+        GROUP,
+        VERSION,
+        "activationapprovals",
+        id="stamp-approver",
+        registry=registry,
+        operations=["CREATE", "UPDATE"],
+        persistent=True,
+        side_effects=False,
+    )
+    def stamp_approver(
+        body: kopf.Body,
+        old: kopf.Body | None,
+        operation: str,
+        userinfo: dict[str, Any],
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        caller = Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))
+        decision = admit_approval_identity(
+            operation, dict(body), dict(old) if old else None, caller, identity
+        )
+        if not decision.allowed:
+            raise kopf.AdmissionError(decision.message, code=403)
+        if decision.stamp:
+            patch.setdefault("spec", {}).update(decision.stamp)
