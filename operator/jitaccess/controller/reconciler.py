@@ -112,7 +112,7 @@ class Reconciler:
             body = self.requests.get(key)
             if body is None:
                 return
-            state = read_state(body)
+            state = read_state(body, self.config.attestation_key)
             grant = self.grants.get(state.spec.grant) if state.spec else None
             step = decide(state, grant, self.clock.now(), self.config.history_retention)
             if not step.changes_anything:

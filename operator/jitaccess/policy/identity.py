@@ -1,8 +1,9 @@
 """Who is asking: the requester an ActivationRequest speaks for.
 
-Until the admission webhooks attest identity (issue #3), the reconciler trusts
-`spec.requester` as written. This is the one function that decision is made in, so replacing
-it with attestation checks changes the answer everywhere at once.
+`spec.requester` is stamped by the mutating webhook from the caller's authenticated identity and
+sealed with the rest of the spec (policy.admission); `lifecycle.decide` refuses a request whose
+seal is missing or wrong before it ever gets here, so an attested `spec.requester` is trusted.
+With no attestation key configured (admission off), it is trusted as written: see the README.
 """
 
 from __future__ import annotations

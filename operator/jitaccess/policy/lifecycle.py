@@ -20,6 +20,7 @@ from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.objects import Grant, RequestSpec, parse_request_spec
 from jitaccess.api.times import format_time, parse_time, truncate_to_second
+from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.eligibility import check_request, coverage_errors
 from jitaccess.policy.identity import requester_of
 
@@ -81,6 +82,8 @@ class RequestState:
     activated_at: datetime | None
     expires_at: datetime | None
     ended_at: datetime | None
+    # Whether the admission webhooks sealed this request; None when admission is not configured.
+    attested: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class Step:
         return bool(self.status or self.iam or self.add_finalizer or self.remove_finalizer or self.delete)
 
 
-def read_state(body: Mapping[str, Any]) -> RequestState:
+def read_state(body: Mapping[str, Any], attestation_key: bytes = b"") -> RequestState:
     """Parse a Kubernetes body into the lifecycle's view of it (never raises on user input)."""
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
@@ -138,6 +141,7 @@ def read_state(body: Mapping[str, Any]) -> RequestState:
         activated_at=_time_or(status.get("activatedAt"), None),
         expires_at=_time_or(status.get("expiresAt"), None),
         ended_at=_time_or(status.get("endedAt"), None),
+        attested=attestation_valid(body, attestation_key) if attestation_key else None,
     )
 
 
@@ -163,6 +167,15 @@ def decide(state: RequestState, grant: Grant | None, now: datetime, retention: t
     if phase in HOLDING:
         return _decide_holding(state, spec, grant, now)
     # Nothing is in IAM yet: Pending, AwaitingApproval or Scheduled.
+    if state.attested is False:
+        return _end(
+            state,
+            now,
+            Phase.REJECTED,
+            "AdmissionBypassed",
+            "this request did not pass the jitaccess admission webhooks (no valid jitaccess.dev/admitted "
+            "seal), so who asked for it is unknown; create it again with the webhooks installed",
+        )
     if spec.revoke:
         return _end(state, now, Phase.WITHDRAWN, "Withdrawn", "withdrawn by the requester before activation")
     requester, identity_errors = requester_of(spec)

@@ -19,7 +19,6 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ import kmock
 from kmock._internal import enums, rendering
 
 from jitaccess.sandbox import openapi
+from jitaccess.sandbox.admission import WebhookDispatcher
 from jitaccess.sandbox.crds import Crd, load_crds
 from jitaccess.sandbox.tables import core_table, table
 from jitaccess.sandbox.validation import validate
@@ -49,6 +49,16 @@ CORE_RESOURCES = {
         "namespaced": True,
         "shortnames": {"ev"},
     },
+    "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations": {
+        "kind": "MutatingWebhookConfiguration",
+        "singular": "mutatingwebhookconfiguration",
+        "namespaced": False,
+    },
+    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": {
+        "kind": "ValidatingWebhookConfiguration",
+        "singular": "validatingwebhookconfiguration",
+        "namespaced": False,
+    },
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",
         "singular": "customresourcedefinition",
@@ -57,11 +67,6 @@ CORE_RESOURCES = {
     },
 }
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
-
-# Called before a write is stored: (action, crd, new object, old object or None, request) -> denial or None.
-AdmissionHook = Callable[
-    [str, Crd, dict[str, Any], dict[str, Any] | None, rendering.Request], "asyncio.Future[str | None] | Any"
-]
 
 
 class ApiRejection(Exception):
@@ -95,7 +100,7 @@ class ApiRejection(Exception):
 @attrs.define(kw_only=True)
 class SandboxApi(kmock.KubernetesEmulator):
     crds: tuple[Crd, ...] = attrs.field(factory=load_crds)
-    admission: list[AdmissionHook] = attrs.field(factory=list)
+    admission: WebhookDispatcher | None = None
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
@@ -184,6 +189,13 @@ class SandboxApi(kmock.KubernetesEmulator):
             },
         )
 
+    def stored(self, key: str) -> list[dict[str, Any]]:
+        """Every live object of one resource, e.g. the webhook configurations."""
+        resource = kmock.resource(key)
+        return [
+            obj.raw for (res, _, _), obj in list(self.objects.items()) if res == resource and not obj.deleted
+        ]
+
     def crd_for(self, request: rendering.Request) -> Crd | None:
         resource = request.resource
         if resource is None:
@@ -255,6 +267,17 @@ class SandboxApi(kmock.KubernetesEmulator):
             if old is None:
                 raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
             return request
+        if crd is not None and self.admission is not None and request.subresource is None:
+            new, denial = await self.admission.admit(
+                "CREATE" if old is None else "UPDATE",
+                crd,
+                new,
+                old,
+                request.namespace,
+                request.headers.get("Authorization"),
+            )
+            if denial:
+                raise ApiRejection(403, "Forbidden", denial)
         if crd is not None:
             errors = validate(crd.schema, new, old if old is not None else _MISSING_OLD)
             if errors:
@@ -270,10 +293,6 @@ class SandboxApi(kmock.KubernetesEmulator):
                     causes,
                     {"name": name, "group": crd.group, "kind": kind},
                 )
-            for hook in self.admission:
-                denial = await hook(request.action.value, crd, new, old, request)
-                if denial:
-                    raise ApiRejection(403, "Forbidden", denial)
         return _with_data(
             request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
         )

@@ -42,11 +42,21 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
         await asyncio.to_thread(custom.create_cluster_custom_object, GROUP, VERSION, "eligiblegrants", grant)
         say(f"applied EligibleGrant {grant['metadata']['name']} ({path.name})")
     await wait_for(lambda: _grant_ready(custom, "sandbox-compute-admin"), "grant Ready")
-    request = yaml.safe_load((examples / "request-alice.yaml").read_text())
+    request = yaml.safe_load((examples / "requests" / "alice-fix-firewall.yaml").read_text())
     namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
+    as_alice = client.ApiClient(kubernetes_configuration(sandbox.kubeconfig, context="alice@example.com"))
     await asyncio.to_thread(
-        custom.create_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", request
+        client.CustomObjectsApi(as_alice).create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        "activationrequests",
+        request,
     )
+    created = await asyncio.to_thread(
+        custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", name
+    )
+    say(f"the admission webhook stamped spec.requester={created['spec']['requester']} from alice's login")
     say(
         f"alice created ActivationRequest {namespace}/{name}: {request['spec']['roles']} for "
         f"{request['spec']['duration']}, justification {request['spec']['justification']!r}"

@@ -7,14 +7,19 @@ exercise the same wiring. Everything listens on 127.0.0.1 and is spoken to over 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import logging
+import secrets
+import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp.test_utils
 import kmock
 import yaml
 
@@ -22,8 +27,11 @@ from jitaccess.clock import ManualClock
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.operator import kubernetes_configuration, run_operator
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.controller.tls import ServingCertificate, make_serving_certificate
 from jitaccess.emulator.server import Emulator
 from jitaccess.emulator.server import start as start_emulator
+from jitaccess.policy.admission import IdentitySettings
+from jitaccess.sandbox.admission import MUTATING, VALIDATING, WebhookDispatcher
 from jitaccess.sandbox.apiserver import SandboxApi
 
 # The people of the sandbox, and the groups their (pretend) identity provider says they are in.
@@ -50,6 +58,10 @@ class Sandbox:
     clock: ManualClock = field(default_factory=ManualClock)
     tick_s: float = 0.2
     namespaces: tuple[str, ...] = ("default", "team-sre")
+    # The sandbox API calls the operator's admission webhooks, as a real cluster does. Tests turn
+    # this off only to prove that what bypasses admission never gets access.
+    admission: bool = True
+    trusted_submitters: frozenset[str] = frozenset()
     api: SandboxApi = field(init=False)
     emulator: Emulator = field(init=False)
     k8s_url: str = field(init=False, default="")
@@ -58,6 +70,8 @@ class Sandbox:
     _stack: contextlib.AsyncExitStack = field(init=False, default_factory=contextlib.AsyncExitStack)
     _operator: threading.Thread | None = field(init=False, default=None)
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
+    _key: bytes = field(init=False, default_factory=lambda: secrets.token_bytes(32))
+    _api_tls: ServingCertificate = field(init=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -66,11 +80,18 @@ class Sandbox:
     async def __aenter__(self) -> Sandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.api = SandboxApi()
+        self.api.admission = WebhookDispatcher(self.api.stored, USERS)
         for namespace in self.namespaces:
             self.api.add_namespace(namespace)
         await self._stack.enter_async_context(self.api)
-        server = await self._stack.enter_async_context(kmock.Server(self.api, port=self.port_k8s or None))
-        self.k8s_url = f"http://127.0.0.1:{server.port}"
+        # HTTPS like any real cluster (kubectl sends no credentials over plain http).
+        self._api_tls = make_serving_certificate(self.state_dir / "api-tls", ["127.0.0.1", "localhost"])
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self._api_tls.certfile, self._api_tls.keyfile)
+        server = await self._stack.enter_async_context(
+            kmock.Server(self.api, port=self.port_k8s or None, server_cls=_tls_server(context))
+        )
+        self.k8s_url = f"https://127.0.0.1:{server.port}"
         self.emulator = Emulator(resources=set(RESOURCES))
         runner, self.iam_url = await start_emulator(self.emulator, port=self.port_iam)
         self._stack.push_async_callback(runner.cleanup)
@@ -90,8 +111,16 @@ class Sandbox:
         Like kopf.testing.KopfRunner, and for the same reason: when kopf stops it cancels every
         task its loop gained while it ran, which would include this API server's connections.
         """
+        webhook: dict[str, Any] = {}
+        if self.admission:
+            webhook = {
+                "webhook_port": _free_port(),
+                "webhook_cert_dir": self.state_dir / "webhook",
+                "attestation_key": self._key,
+                "identity": IdentitySettings(self.trusted_submitters),
+            }
         settings = OperatorConfig(
-            iam_endpoint=self.iam_url, clock=self.clock, tick_s=self.tick_s, **overrides
+            iam_endpoint=self.iam_url, clock=self.clock, tick_s=self.tick_s, **{**webhook, **overrides}
         )
         configuration = kubernetes_configuration(self.kubeconfig, context="admin")
         self._stop = threading.Event()
@@ -123,7 +152,50 @@ class Sandbox:
         if not await asyncio.to_thread(ready.wait, 30):
             raise TimeoutError("the operator did not start within 30s")
         self.reconciler = await asyncio.wrap_future(built)
+        if settings.webhook_port is not None:
+            await _wait_for_port(settings.webhook_port)  # kopf starts its webhook server just after "ready"
+            self._register_webhooks(settings.webhook_port, (settings.webhook_cert_dir or Path()) / "ca.crt")
         return self.reconciler
+
+    def _register_webhooks(self, port: int, ca_file: Path) -> None:
+        """Static webhook configurations, the shape manifests/ will ship (a URL instead of a Service)."""
+        ca = base64.b64encode(ca_file.read_bytes()).decode()
+
+        def hook(name: str, resource: str, operations: list[str]) -> dict[str, Any]:
+            return {
+                "name": f"{name}.jitaccess.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 5,
+                "matchPolicy": "Equivalent",
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/{name}", "caBundle": ca},
+                "rules": [
+                    {
+                        "apiGroups": ["jitaccess.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "resources": [resource],
+                        "operations": operations,
+                        "scope": "*",
+                    }
+                ],
+            }
+
+        configurations = {
+            MUTATING: [
+                hook("stamp-requester", "activationrequests", ["CREATE"]),
+                hook("stamp-approver", "activationapprovals", ["CREATE", "UPDATE"]),
+            ],
+            VALIDATING: [hook("validate-request", "activationrequests", ["CREATE", "UPDATE"])],
+        }
+        for key, webhooks in configurations.items():
+            kind = "MutatingWebhookConfiguration" if key == MUTATING else "ValidatingWebhookConfiguration"
+            self.api.objects[key, None, "jitaccess"] = {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": kind,
+                "metadata": {"name": "jitaccess"},
+                "webhooks": webhooks,
+            }
 
     async def stop_operator(self) -> None:
         if self._operator is None:
@@ -147,12 +219,53 @@ class Sandbox:
             "apiVersion": "v1",
             "kind": "Config",
             "current-context": "admin",
-            "clusters": [{"name": "jitaccess-sandbox", "cluster": {"server": self.k8s_url}}],
+            "clusters": [
+                {
+                    "name": "jitaccess-sandbox",
+                    "cluster": {
+                        "server": self.k8s_url,
+                        "certificate-authority-data": base64.b64encode(self._api_tls.ca_pem).decode(),
+                    },
+                }
+            ],
             "users": users,
             "contexts": contexts,
             "preferences": {},
         }
         self.kubeconfig.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+async def _wait_for_port(port: int, timeout_s: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the webhook server did not listen on {port}") from None
+            await asyncio.sleep(0.05)
+        else:
+            writer.close()
+            return
+
+
+def _tls_server(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:
+    """kmock's test server class, serving TLS with `context`."""
+
+    class TlsServer(aiohttp.test_utils.RawTestServer):
+        def __init__(self, handler: Any, **kwargs: Any) -> None:
+            super().__init__(handler, scheme="https", **kwargs)
+
+        async def start_server(self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any) -> None:
+            await super().start_server(loop=loop, ssl=context, **kwargs)
+
+    return TlsServer
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def serve_forever(sandbox: Sandbox) -> None:

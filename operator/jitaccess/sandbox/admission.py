@@ -1,0 +1,134 @@
+"""Call admission webhooks like kube-apiserver does: from the stored webhook configurations.
+
+On each create or update of a matching resource: every MutatingWebhookConfiguration webhook
+whose rules match is sent an AdmissionReview over HTTPS (trusting its caBundle), its JSON patch
+is applied; then every ValidatingWebhookConfiguration webhook. A denial, or a webhook that
+cannot be reached under `failurePolicy: Fail`, refuses the write. `userInfo` is the caller the
+request's bearer token names (the sandbox kubeconfig's users).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import ssl
+import uuid
+from typing import Any
+
+import aiohttp
+import jsonpatch
+
+from jitaccess.sandbox.crds import Crd
+
+MUTATING = "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+VALIDATING = "admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+
+
+class WebhookDispatcher:
+    def __init__(self, configurations: Any, users: dict[str, list[str]], timeout_s: float = 10) -> None:
+        self._configurations = configurations  # callable(key) -> list of stored configuration bodies
+        self._users = users
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.enabled = True
+
+    def user_info(self, authorization: str | None) -> dict[str, Any]:
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        username = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
+        groups = [*self._users.get(username, []), "system:authenticated"]
+        return {"username": username, "groups": groups}
+
+    async def admit(
+        self,
+        operation: str,
+        crd: Crd,
+        new: dict[str, Any],
+        old: dict[str, Any] | None,
+        namespace: str | None,
+        authorization: str | None,
+    ) -> tuple[dict[str, Any], str | None]:
+        """The object after mutation, or a refusal message."""
+        if not self.enabled:
+            return new, None
+        user = self.user_info(authorization)
+        for kind in (MUTATING, VALIDATING):
+            for configuration in self._configurations(kind):
+                for webhook in configuration.get("webhooks", []):
+                    if not _matches(webhook, crd, operation):
+                        continue
+                    review = _review(operation, crd, new, old, namespace, user)
+                    try:
+                        response = await self._call(webhook, review)
+                    except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as error:
+                        if webhook.get("failurePolicy", "Fail") == "Ignore":
+                            continue
+                        return new, (
+                            f'Internal error occurred: failed calling webhook "{webhook["name"]}": '
+                            f"{type(error).__name__}: {error}"
+                        )
+                    if not response.get("allowed"):
+                        message = (response.get("status") or {}).get("message") or "denied"
+                        return new, f'admission webhook "{webhook["name"]}" denied the request: {message}'
+                    if kind == MUTATING and response.get("patch"):
+                        patch = jsonpatch.JsonPatch.from_string(base64.b64decode(response["patch"]).decode())
+                        new = patch.apply(copy.deepcopy(new))
+        return new, None
+
+    async def _call(self, webhook: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
+        client = webhook["clientConfig"]
+        context = (
+            ssl.create_default_context(cadata=base64.b64decode(client["caBundle"]).decode())
+            if client.get("caBundle")
+            else ssl.create_default_context()
+        )
+        async with (
+            aiohttp.ClientSession(timeout=self._timeout) as session,
+            session.post(client["url"], json=review, ssl=context) as answer,
+        ):
+            answer.raise_for_status()
+            return dict((await answer.json()).get("response") or {})
+
+
+def _matches(webhook: dict[str, Any], crd: Crd, operation: str) -> bool:
+    for rule in webhook.get("rules", []):
+        if (
+            _any(rule.get("apiGroups"), crd.group)
+            and _any(rule.get("apiVersions"), crd.version)
+            and _any(rule.get("resources"), crd.plural)
+            and _any(rule.get("operations"), operation)
+        ):
+            return True
+    return False
+
+
+def _any(allowed: list[str] | None, value: str) -> bool:
+    return not allowed or "*" in allowed or value in allowed
+
+
+def _review(
+    operation: str,
+    crd: Crd,
+    new: dict[str, Any],
+    old: dict[str, Any] | None,
+    namespace: str | None,
+    user: dict[str, Any],
+) -> dict[str, Any]:
+    gvk = {"group": crd.group, "version": crd.version, "kind": crd.kind}
+    gvr = {"group": crd.group, "version": crd.version, "resource": crd.plural}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": (new.get("metadata") or {}).get("name"),
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": user,
+            "object": new,
+            "oldObject": old,
+            "dryRun": False,
+        },
+    }
