@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 from jitaccess.api.durations import DurationError, parse_duration
@@ -46,6 +45,33 @@ def main(argv: list[str] | None = None) -> None:
         help="how long terminal requests are kept (a duration; default 720h)",
     )
     run.add_argument("--metrics-port", type=int, default=_env_int("JITACCESS_METRICS_PORT"))
+    run.add_argument(
+        "--webhook-host",
+        default=os.environ.get("JITACCESS_WEBHOOK_HOST", "0.0.0.0"),
+        help="address the admission webhook server listens on",
+    )
+    run.add_argument("--webhook-port", type=int, default=_env_int("JITACCESS_WEBHOOK_PORT") or 9443)
+    run.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        default=os.environ.get("JITACCESS_WEBHOOK_CERT_DIR"),
+        help="tls.crt and tls.key (e.g. a cert-manager Secret); a self-signed pair is made if absent",
+    )
+    run.add_argument(
+        "--attestation-key-file",
+        type=Path,
+        default=os.environ.get("JITACCESS_ATTESTATION_KEY_FILE"),
+        help="secret key that seals admitted requests; without it admission is OFF (identity unverified)",
+    )
+    run.add_argument(
+        "--workload-identity-pool",
+        default=os.environ.get("JITACCESS_WORKLOAD_IDENTITY_POOL"),
+        help="PROJECT_ID.svc.id.goog: map Kubernetes service accounts to Workload Identity principals",
+    )
+    run.add_argument(
+        "--workload-identity-project-number",
+        default=os.environ.get("JITACCESS_WORKLOAD_IDENTITY_PROJECT_NUMBER"),
+    )
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument("--verbose", "-v", action="store_true")
@@ -82,21 +108,36 @@ def main(argv: list[str] | None = None) -> None:
 async def _run(args: argparse.Namespace) -> None:
     from jitaccess.controller.config import OperatorConfig
     from jitaccess.controller.operator import kubernetes_configuration, run_operator
+    from jitaccess.policy.admission import IdentitySettings
 
     try:
-        retention = (
-            parse_duration(args.history_retention) if args.history_retention != "720h" else timedelta(days=30)
-        )
+        retention = parse_duration(args.history_retention)
     except DurationError as error:
         sys.exit(f"--history-retention: {error}")
+    key = args.attestation_key_file.read_bytes().strip() if args.attestation_key_file else b""
+    if args.attestation_key_file and len(key) < 32:
+        sys.exit("--attestation-key-file: the key must be at least 32 bytes (e.g. openssl rand -hex 32)")
+    if not key:
+        logging.getLogger("jitaccess").warning(
+            "no --attestation-key-file: admission webhooks are OFF and spec.requester is trusted as written; "
+            "never run like this where untrusted people can create ActivationRequests"
+        )
     namespaces = tuple(args.namespace or ())
     settings = OperatorConfig(
         namespaces=namespaces,
         all_namespaces=args.all_namespaces or not namespaces,
         iam_endpoint=args.iam_endpoint,
-        trusted_submitters=tuple(args.trusted_submitter or ()),
         history_retention=retention,
         metrics_port=args.metrics_port,
+        webhook_port=args.webhook_port if key else None,
+        webhook_host=args.webhook_host,
+        webhook_cert_dir=args.webhook_cert_dir,
+        attestation_key=key,
+        identity=IdentitySettings(
+            trusted_submitters=frozenset(args.trusted_submitter or ()),
+            workload_identity_pool=args.workload_identity_pool,
+            workload_identity_project_number=args.workload_identity_project_number,
+        ),
     )
     await run_operator(settings, kubernetes_configuration(args.kubeconfig, args.context))
 

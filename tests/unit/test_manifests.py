@@ -30,3 +30,23 @@ def test_kustomize_renders_the_crds_from_crds_folder():
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert deployment["metadata"]["namespace"] == "jitaccess-system"
+    assert "--attestation-key-file=/etc/jitaccess/attestation/key" in container["args"]
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        (configuration,) = [o for o in objects if o["kind"] == kind]
+        for webhook in configuration["webhooks"]:
+            assert webhook["failurePolicy"] == "Fail" and webhook["sideEffects"] == "None"
+            assert webhook["timeoutSeconds"] <= 10
+            assert all(rule["apiGroups"] == ["jitaccess.dev"] for rule in webhook["rules"])
+            assert webhook["clientConfig"]["service"]["name"] == "jitaccess-webhook"
+    roles = {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"}
+    assert {"jitaccess-requester", "jitaccess-approver", "jitaccess-admin", "jitaccess-view"} <= roles
+
+
+def test_sandbox_webhook_paths_are_the_ones_the_manifests_route_to():
+    shipped = yaml.safe_load_all((ROOT / "manifests" / "webhooks.yaml").read_text())
+    paths = {
+        w["clientConfig"]["service"]["path"] for o in shipped if o and "webhooks" in o for w in o["webhooks"]
+    }
+    source = (ROOT / "operator" / "jitaccess" / "controller" / "webhooks.py").read_text()
+    assert paths == {"/stamp-requester", "/stamp-approver", "/validate-request"}
+    assert all(f'id="{path[1:]}"' in source for path in paths)

@@ -15,7 +15,6 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = True
     iam_endpoint: str | None = None
-    trusted_submitters: tuple[str, ...] = ()
     history_retention: timedelta = timedelta(days=30)
     metrics_port: int | None = None
     # How often the scheduler looks at the clock; bounds the lag after a ManualClock jump.
