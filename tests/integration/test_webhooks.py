@@ -102,6 +102,12 @@ async def test_requester_is_stamped_from_user_info_and_sealed(webhook):
     assert validated["allowed"] is True
 
 
+async def test_allowed_but_worth_knowing_comes_back_as_warnings(webhook):
+    response = await send(webhook, "stamp-requester", review("CREATE", request(duration="90m")))
+    assert response["allowed"] is True
+    assert any("longer than the grant's default 1h" in warning for warning in response["warnings"])
+
+
 async def test_impersonation_is_refused(webhook):
     response = await send(
         webhook, "stamp-requester", review("CREATE", request(requester="user:bob@example.com"))

@@ -45,8 +45,9 @@ class WebhookDispatcher:
         old: dict[str, Any] | None,
         namespace: str | None,
         authorization: str | None,
+        warnings: list[str] | None = None,
     ) -> tuple[dict[str, Any], str | None]:
-        """The object after mutation, or a refusal message."""
+        """The object after mutation, or a refusal message; the webhooks' warnings go to `warnings`."""
         if not self.enabled:
             return new, None
         user = self.user_info(authorization)
@@ -65,6 +66,8 @@ class WebhookDispatcher:
                             f'Internal error occurred: failed calling webhook "{webhook["name"]}": '
                             f"{type(error).__name__}: {error}"
                         )
+                    if warnings is not None:
+                        warnings.extend(response.get("warnings") or [])
                     if not response.get("allowed"):
                         message = (response.get("status") or {}).get("message") or "denied"
                         return new, f'admission webhook "{webhook["name"]}" denied the request: {message}'

@@ -104,6 +104,7 @@ class SandboxApi(kmock.KubernetesEmulator):
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _warnings: dict[int, list[str]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -227,8 +228,14 @@ class SandboxApi(kmock.KubernetesEmulator):
                 )
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
                 async with self._writes:
-                    request = await self._prepare_write(request)
-                    return await super()._handle(request)
+                    try:
+                        request = await self._prepare_write(request)
+                        response = await super()._handle(request)
+                    finally:
+                        warnings = self._warnings.pop(id(request), [])
+                    for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
+                        response.headers.add("Warning", f'299 - "{warning}"')
+                    return response
             if request.action == enums.action.LIST:
                 return self._serve_listing(request)
             if request.action == enums.action.FETCH and _wants_table(request):
@@ -275,6 +282,7 @@ class SandboxApi(kmock.KubernetesEmulator):
                 old,
                 request.namespace,
                 request.headers.get("Authorization"),
+                self._warnings.setdefault(id(request), []),
             )
             if denial:
                 raise ApiRejection(403, "Forbidden", denial)
