@@ -11,16 +11,17 @@ transient failure leaves the phase as it is and is retried.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
-from jitaccess.api.objects import Grant, RequestSpec, parse_request_spec
+from jitaccess.api.objects import Approval, Grant, RequestSpec, parse_request_spec
 from jitaccess.api.times import format_time, parse_time, truncate_to_second
 from jitaccess.policy.admission import attestation_valid
+from jitaccess.policy.approvals import Decision, tally, why_not_counted
 from jitaccess.policy.eligibility import check_request, coverage_errors
 from jitaccess.policy.identity import requester_of
 
@@ -84,6 +85,8 @@ class RequestState:
     ended_at: datetime | None
     # Whether the admission webhooks sealed this request; None when admission is not configured.
     attested: bool | None = None
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    approvals: tuple[Mapping[str, Any], ...] = ()  # the decisions recorded in status
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,19 @@ def read_state(body: Mapping[str, Any], attestation_key: bytes = b"") -> Request
         expires_at=_time_or(status.get("expiresAt"), None),
         ended_at=_time_or(status.get("endedAt"), None),
         attested=attestation_valid(body, attestation_key) if attestation_key else None,
+        conditions=tuple(status.get("conditions") or ()),
+        approvals=tuple(status.get("approvals") or ()),
     )
 
 
-def decide(state: RequestState, grant: Grant | None, now: datetime, retention: timedelta) -> Step:
-    """The next transition of `state`, given its grant (None: not found) and the time."""
+def decide(
+    state: RequestState,
+    grant: Grant | None,
+    now: datetime,
+    retention: timedelta,
+    decisions: tuple[Decision, ...] = (),
+) -> Step:
+    """The next transition of `state`, given its grant (None: not found), approvals and the time."""
     phase = state.phase
     if state.deleting:
         return _on_delete(state, now)
@@ -195,7 +206,7 @@ def decide(state: RequestState, grant: Grant | None, now: datetime, retention: t
     if still:
         return _end(state, now, Phase.REJECTED, "NoLongerEligible", join_errors(still))
     if phase is Phase.AWAITING_APPROVAL and grant.approval is not None:
-        return _await_approval(state, grant.approval.timeout, now)
+        return _await_approval(state, spec, requester, grant, grant.approval, decisions, now)
     return _wait_for_start(state, spec, requester, grant, now)
 
 
@@ -223,16 +234,60 @@ def _validate(state: RequestState, spec: RequestSpec, requester: str, grant: Gra
     return _wait_for_start(state, spec, requester, grant, now, validated_from=Phase.PENDING)
 
 
-def _await_approval(state: RequestState, timeout: timedelta, now: datetime) -> Step:
-    if now >= state.created + timeout:
-        return _end(
+def _await_approval(
+    state: RequestState,
+    spec: RequestSpec,
+    requester: str,
+    grant: Grant,
+    approval: Approval,
+    decisions: tuple[Decision, ...],
+    now: datetime,
+) -> Step:
+    counted = tally(decisions, requester, approval)
+    record = [
+        {"approver": d.approver, "decision": d.decision, "comment": d.comment, "time": d.time}
+        for d in sorted(decisions, key=lambda d: (d.time, d.name))
+        if why_not_counted(d, requester, approval) is None
+    ]
+    condition = {
+        "type": "Approved",
+        "status": "True" if counted.met else "False",
+        "reason": "Denied" if counted.denied_by else "Approved" if counted.met else "Waiting",
+        "message": counted.summary(),
+        "lastTransitionTime": format_time(now),
+        "observedGeneration": state.generation,
+    }
+    if counted.denied_by:
+        step = _end(state, now, Phase.DENIED, "Denied", f"denied by {counted.denied_by}")
+    elif counted.met:
+        step = _wait_for_start(state, spec, requester, grant, now, approvers=counted.approved_by)
+    elif now >= state.created + approval.timeout:
+        step = _end(
             state,
             now,
             Phase.EXPIRED,
             "ApprovalTimeout",
-            f"no approval came within {format_duration(timeout)}",
+            f"no approval came within {format_duration(approval.timeout)} ({counted.summary()})",
         )
-    return Step(requeue_at=state.created + timeout)
+    elif record != [dict(a) for a in state.approvals]:
+        step = _transition(
+            state,
+            now,
+            Phase.AWAITING_APPROVAL,
+            "ApprovalRecorded",
+            counted.summary(),
+            requeue_at=state.created + approval.timeout,
+        )
+    else:
+        return Step(requeue_at=state.created + approval.timeout)
+    return _with_approvals(step, condition, record)
+
+
+def _with_approvals(step: Step, condition: dict[str, Any], record: list[dict[str, Any]]) -> Step:
+    if step.status is None:
+        return step
+    conditions = [c for c in step.status.get("conditions", []) if c.get("type") != "Approved"] + [condition]
+    return replace(step, status={**step.status, "conditions": conditions, "approvals": record})
 
 
 def _wait_for_start(
@@ -242,6 +297,7 @@ def _wait_for_start(
     grant: Grant,
     now: datetime,
     validated_from: Phase | None = None,
+    approvers: tuple[str, ...] | None = None,
 ) -> Step:
     duration = spec.duration or grant.default_duration
     start = truncate_to_second(spec.start_time or now)
@@ -265,7 +321,9 @@ def _wait_for_start(
         start=truncate_to_second(now) if not spec.start_time else start,
         end=end,
         justification=spec.justification,
-        approvers=(),
+        approvers=approvers
+        if approvers is not None
+        else tuple(str(a.get("approver")) for a in state.approvals if a.get("decision") == "Approve"),
         namespace=state.namespace,
         name=state.name,
         uid=state.uid,
@@ -379,7 +437,8 @@ def _transition(
                 "message": message,
                 "lastTransitionTime": format_time(now),
                 "observedGeneration": state.generation,
-            }
+            },
+            *(c for c in state.conditions if c.get("type") != "Ready"),  # e.g. Approved, kept as it was
         ],
         **(extra or {}),
     }
