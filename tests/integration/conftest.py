@@ -75,6 +75,54 @@ class Cluster:
             self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", body
         )
 
+    def as_user(self, context: str) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(
+            client.ApiClient(kubernetes_configuration(self.sandbox.kubeconfig, context))
+        )
+
+    async def request_as(self, user: str, name: str, grant: str, namespace: str = "team-sre", **spec: Any):
+        fields = {"grant": grant, "justification": "INC-4711: open port 443 on the edge firewall", **spec}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationRequest",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": fields,
+        }
+        return await asyncio.to_thread(
+            self.as_user(user).create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationrequests",
+            body,
+        )
+
+    async def decide(
+        self,
+        user: str,
+        request: str,
+        decision: str = "Approve",
+        namespace: str = "team-sre",
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationApproval",
+            "metadata": {
+                "name": name or f"{user.split('@')[0]}-{decision.lower()}-{request}",
+                "namespace": namespace,
+            },
+            "spec": {"request": request, "decision": decision, "comment": f"{decision} by {user}"},
+        }
+        return await asyncio.to_thread(
+            self.as_user(user).create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationapprovals",
+            body,
+        )
+
     async def get(self, name: str, namespace: str = "team-sre") -> dict[str, Any] | None:
         try:
             return await asyncio.to_thread(

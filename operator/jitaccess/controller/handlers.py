@@ -77,4 +77,12 @@ def build_registry(
         else:
             reconciler.observe_grant(body)
 
+    @kopf.on.event(GROUP, VERSION, "activationapprovals", registry=registry)
+    def approval_seen(event: kopf.RawEvent, **_: Any) -> None:
+        body = event["object"]
+        if event.get("type") == "DELETED":
+            reconciler.forget_approval(body)
+        else:
+            reconciler.observe_approval(body)
+
     return registry

@@ -56,6 +56,17 @@ class Kube:
             self.custom.patch_cluster_custom_object_status, GROUP, VERSION, GRANTS, name, {"status": status}
         )
 
+    async def patch_approval(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        return await self._call(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationapprovals",
+            name,
+            patch,
+        )
+
     async def list_grants(self) -> list[dict[str, Any]]:
         found = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, GRANTS)
         return list((found or {}).get("items", []))

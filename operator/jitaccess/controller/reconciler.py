@@ -15,12 +15,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from jitaccess.api.objects import Grant, parse_grant
+from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.scheduler import Scheduler
 from jitaccess.iam.bindings import Binding, render
 from jitaccess.iam.writer import Outcome, PolicyWriter
+from jitaccess.policy.admission import attestation_valid
+from jitaccess.policy.approvals import Decision, read_decision
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import FINALIZER, TERMINAL, Phase, Step, decide, read_state
 
@@ -41,6 +43,7 @@ class Reconciler:
         self.grant_bodies: dict[str, dict[str, Any]] = {}
         self.grants: dict[str, Grant | None] = {}
         self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
+        self.approvals: dict[RequestKey, dict[str, dict[str, Any]]] = {}
         self.failures: dict[Hashable, int] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self.scheduler = Scheduler(
@@ -67,6 +70,25 @@ class Reconciler:
         if isinstance(grant, str):
             self.by_grant[grant].discard(key)
             self.scheduler.schedule(("grant", grant))
+
+    def observe_approval(self, body: Mapping[str, Any]) -> None:
+        namespace, name = _key(body)
+        request = str((body.get("spec") or {}).get("request", ""))
+        self.approvals.setdefault((namespace, request), {})[name] = dict(body)
+        self.scheduler.schedule(("request", (namespace, request)))
+
+    def forget_approval(self, body: Mapping[str, Any]) -> None:
+        namespace, name = _key(body)
+        request = str((body.get("spec") or {}).get("request", ""))
+        self.approvals.get((namespace, request), {}).pop(name, None)
+        self.scheduler.schedule(("request", (namespace, request)))
+
+    def decisions(self, key: RequestKey) -> tuple[Decision, ...]:
+        key_bytes = self.config.attestation_key
+        return tuple(
+            read_decision(body, attestation_valid(body, key_bytes) if key_bytes else True)
+            for body in self.approvals.get(key, {}).values()
+        )
 
     def observe_grant(self, body: Mapping[str, Any]) -> None:
         name = body["metadata"]["name"]
@@ -108,13 +130,14 @@ class Reconciler:
                 self.scheduler.schedule(item, self.clock.now() + delay)
 
     async def reconcile_request(self, key: RequestKey) -> None:
+        await self._adopt_approvals(key)
         for _ in range(MAX_STEPS):
             body = self.requests.get(key)
             if body is None:
                 return
             state = read_state(body, self.config.attestation_key)
             grant = self.grants.get(state.spec.grant) if state.spec else None
-            step = decide(state, grant, self.clock.now(), self.config.history_retention)
+            step = decide(state, grant, self.clock.now(), self.config.history_retention, self.decisions(key))
             if not step.changes_anything:
                 if step.requeue_at is not None:
                     self.scheduler.schedule(("request", key), step.requeue_at)
@@ -168,6 +191,30 @@ class Reconciler:
             if step.event is not None:
                 await self.kube.post_event(updated or body, step.event)
         return key in self.requests
+
+    async def _adopt_approvals(self, key: RequestKey) -> None:
+        """Each approval is owned by its request, so deleting the request deletes its approvals."""
+        request = self.requests.get(key)
+        uid = ((request or {}).get("metadata") or {}).get("uid")
+        if not uid:
+            return
+        owner = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationRequest",
+            "name": key[1],
+            "uid": uid,
+            "blockOwnerDeletion": False,
+            "controller": False,
+        }
+        for name, body in list(self.approvals.get(key, {}).items()):
+            owners = (body.get("metadata") or {}).get("ownerReferences") or []
+            if any(o.get("uid") == uid for o in owners):
+                continue
+            updated = await self.kube.patch_approval(
+                key[0], name, {"metadata": {"ownerReferences": [*owners, owner]}}
+            )
+            if updated is not None:
+                self.approvals.setdefault(key, {})[name] = updated
 
     async def _apply_iam(self, kind: str, bindings: list[Binding]) -> Outcome:
         by_resource: dict[str, list[Binding]] = defaultdict(list)

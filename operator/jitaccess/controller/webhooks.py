@@ -19,6 +19,7 @@ from jitaccess.policy.admission import (
     Admission,
     Caller,
     IdentitySettings,
+    admit_approval,
     admit_approval_identity,
     admit_request,
     attestation,
@@ -114,5 +115,18 @@ def register_webhooks(
         )
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
-        if decision.stamp:
-            patch.setdefault("spec", {}).update(decision.stamp)
+        if operation != "CREATE":
+            return
+        raw = dict(body)
+        spec = {**(raw.get("spec") or {}), **decision.stamp}
+        namespace = (raw.get("metadata") or {}).get("namespace", "")
+        request = reconciler.requests.get((namespace, str(spec.get("request"))))
+        grant_name = ((request or {}).get("spec") or {}).get("grant")
+        grant = reconciler.grants.get(grant_name) if isinstance(grant_name, str) else None
+        verdict = admit_approval(spec, request, grant)
+        if not verdict.allowed:
+            raise kopf.AdmissionError(verdict.message, code=403)
+        patch.setdefault("spec", {}).update(decision.stamp)
+        patch.setdefault("metadata", {}).setdefault("annotations", {})[ATTESTATION] = attestation(
+            {**raw, "spec": spec}, key
+        )

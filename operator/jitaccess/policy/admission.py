@@ -191,3 +191,35 @@ def attestation(new: Mapping[str, Any], key: bytes) -> str:
 def attestation_valid(body: Mapping[str, Any], key: bytes) -> bool:
     seal = ((body.get("metadata") or {}).get("annotations") or {}).get(ATTESTATION, "")
     return bool(seal) and hmac.compare_digest(seal, attestation(body, key))
+
+
+def admit_approval(
+    spec: Mapping[str, Any], request: Mapping[str, Any] | None, grant: Grant | None
+) -> Admission:
+    """May this (already stamped) approval be given? The tally's own rules, refused early with a reason."""
+    from jitaccess.policy.approvals import Decision, why_not_counted
+
+    name = spec.get("request")
+    if request is None:
+        return Admission(False, f"spec.request: there is no ActivationRequest {name} in this namespace")
+    phase = (request.get("status") or {}).get("phase")
+    if phase != "AwaitingApproval":
+        return Admission(
+            False,
+            f"spec.request: {name} is {phase or 'not yet validated'}, not AwaitingApproval; "
+            "there is nothing to approve",
+        )
+    if grant is None or grant.approval is None:
+        return Admission(False, f"spec.request: the grant of {name} does not ask for approval")
+    requester = str((request.get("spec") or {}).get("requester") or "")
+    decision = Decision(
+        "",
+        str(spec.get("approver") or ""),
+        tuple(spec.get("approverGroups") or ()),
+        str(spec.get("decision") or ""),
+        "",
+        "",
+        attested=True,
+    )
+    reason = why_not_counted(decision, requester, grant.approval)
+    return Admission(False, f"spec.approver: {reason}") if reason else Admission(True)

@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +102,8 @@ class ApiRejection(Exception):
 class SandboxApi(kmock.KubernetesEmulator):
     crds: tuple[Crd, ...] = attrs.field(factory=load_crds)
     admission: WebhookDispatcher | None = None
+    # The cluster's time, for the timestamps it stamps; the sandbox shares its clock with the operator.
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _writes: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
@@ -183,12 +186,15 @@ class SandboxApi(kmock.KubernetesEmulator):
                 "metadata": {
                     "name": name,
                     "uid": str(uuid.uuid4()),
-                    "creationTimestamp": _now(),
+                    "creationTimestamp": self.timestamp(),
                     "resourceVersion": self.resource_version(),
                 },
                 "status": {"phase": "Active"},
             },
         )
+
+    def timestamp(self) -> str:
+        return self.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def stored(self, key: str) -> list[dict[str, Any]]:
         """Every live object of one resource, e.g. the webhook configurations."""
@@ -235,6 +241,8 @@ class SandboxApi(kmock.KubernetesEmulator):
                         warnings = self._warnings.pop(id(request), [])
                     for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
                         response.headers.add("Warning", f'299 - "{warning}"')
+                    if request.action == enums.action.CREATE and response.status == 200:
+                        response.set_status(201)  # Created, as kube-apiserver answers (clients rely on it)
                     return response
             if request.action == enums.action.LIST:
                 return self._serve_listing(request)
@@ -347,7 +355,7 @@ class SandboxApi(kmock.KubernetesEmulator):
             meta["namespace"] = request.namespace
         meta.update(
             uid=str(uuid.uuid4()),
-            creationTimestamp=_now(),
+            creationTimestamp=self.timestamp(),
             resourceVersion=self.resource_version(),
             generation=1,
         )
@@ -491,10 +499,6 @@ def _selected(item: dict[str, Any], params: Any) -> bool:
 
 def _wants_table(request: rendering.Request) -> bool:
     return "as=Table" in (request.headers.get("Accept") or request.headers.get("accept") or "")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def dumps(obj: Any) -> str:

@@ -79,7 +79,7 @@ class Sandbox:
 
     async def __aenter__(self) -> Sandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.api = SandboxApi()
+        self.api = SandboxApi(clock=self.clock.now)
         self.api.admission = WebhookDispatcher(self.api.stored, USERS)
         for namespace in self.namespaces:
             self.api.add_namespace(namespace)
