@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not args.verbose:
         logging.getLogger("kopf").setLevel(logging.ERROR)
+        # kopf logs every refused admission as an error; refusing is the webhooks' job, not a failure.
+        logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
     try:
         asyncio.run(_run(args) if args.command == "run" else _sandbox(args))
     except KeyboardInterrupt:

@@ -19,3 +19,10 @@ def test_demo_walks_a_request_through_activation_and_expiry(tmp_path):
     assert "roles/compute.admin      user:alice@example.com  if (request.time >= timestamp(" in active_policy
     final_policy = result.stdout.split("phase Expired")[1].split("Events on the request")[0]
     assert "user:alice@example.com" not in final_policy and "group:ops@example.com" in final_policy
+    story = result.stdout.split("Second story")[1]
+    assert (
+        "carol tries to approve: refused: spec.approver: user:carol@example.com is not among the approvers"
+        in story
+    )
+    assert story.index("bob approves") < story.index("phase Active") < story.index("phase Expired")
+    assert "projects/my-production in the emulator (0 binding(s))" in story

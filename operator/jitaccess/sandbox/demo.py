@@ -8,6 +8,7 @@ ones, spoken to over HTTP; the policy printed is what the emulator holds.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -78,18 +79,86 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
         print(f"    {event.type:<8} {event.reason:<12} {event.message}")
     phases = [PHASE_OF_EVENT.get(event.reason, event.reason) for event in ordered]
     say("phases: " + " → ".join(phases))
-    approval = yaml.safe_load((examples / "grant-with-approval.yaml").read_text())
-    say(
-        f"Grant {approval['metadata']['name']} needs approval: its requests wait in AwaitingApproval "
-        "(approvals are a later milestone)."
-    )
     if (
         phases != ["Pending", "Activating", "Active", "Expired"]
         or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign
     ):
         raise SystemExit("demo failed: unexpected phases or IAM policy")
+    await approval_story(sandbox, custom, examples)
     say(
-        "Demo finished: Pending → Activating → Active → Expired; IAM holds only the other tool's binding, untouched."
+        "Demo finished: both requests went Pending → … → Active → Expired; IAM holds only the other tool's binding."
+    )
+
+
+async def approval_story(sandbox: Sandbox, custom: client.CustomObjectsApi, examples: Path) -> None:
+    """alice asks for something that needs approval; carol may not approve, bob may."""
+    say("Second story: grant prod-iam-admin needs one approval from group:sre-leads@example.com")
+    request = yaml.safe_load((examples / "requests" / "alice-prod-iam.yaml").read_text())
+    namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
+    await asyncio.to_thread(
+        as_user(sandbox, "alice@example.com").create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        "activationrequests",
+        request,
+    )
+    body = await follow(custom, namespace, name, until={"AwaitingApproval", "Rejected"})
+    if body["status"]["phase"] != "AwaitingApproval":
+        raise SystemExit(f"demo failed: {name} ended {body['status']['phase']}")
+    approval = yaml.safe_load((examples / "approvals" / "bob-approves-alice-prod-iam.yaml").read_text())
+    as_carol = {**approval, "metadata": {**approval["metadata"], "name": "carol-approves-alice-prod-iam"}}
+    try:
+        await asyncio.to_thread(
+            as_user(sandbox, "carol@example.com").create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationapprovals",
+            as_carol,
+        )
+        raise SystemExit("demo failed: carol, who is no approver, could approve")
+    except client.ApiException as error:
+        say(
+            "carol tries to approve: refused: "
+            + json.loads(error.body)["message"].split("denied the request: ")[-1]
+        )
+    await asyncio.to_thread(
+        as_user(sandbox, "bob@example.com").create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        "activationapprovals",
+        approval,
+    )
+    say(f"bob approves: {approval['spec']['comment']!r}")
+    body = await follow(
+        custom, namespace, name, until={"Active", "ActivationFailed"}, seen={"AwaitingApproval"}
+    )
+    show_policy(sandbox, "projects/my-production")
+    if body["status"]["phase"] != "Active":
+        raise SystemExit(f"demo failed: {name} ended {body['status']['phase']}")
+    sandbox.clock.advance(timedelta(minutes=31))
+    say("… the sandbox clock jumps 31 minutes forward …")
+    await follow(
+        custom, namespace, name, until={"Expired"}, seen={"Active", "AwaitingApproval", "Activating"}
+    )
+    show_policy(sandbox, "projects/my-production")
+    if sandbox.emulator.snapshot("projects/my-production")["bindings"]:
+        raise SystemExit("demo failed: the approved binding was not removed")
+    await wait_for(
+        lambda: (
+            not custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "activationrequests", name)[
+                "metadata"
+            ].get("finalizers")
+        ),
+        "the request to settle",
+    )
+
+
+def as_user(sandbox: Sandbox, context: str) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(
+        client.ApiClient(kubernetes_configuration(sandbox.kubeconfig, context=context))
     )
 
 
