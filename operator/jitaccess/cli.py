@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         "--workload-identity-project-number",
         default=os.environ.get("JITACCESS_WORKLOAD_IDENTITY_PROJECT_NUMBER"),
     )
+    run.add_argument(
+        "--notify-url",
+        default=os.environ.get("JITACCESS_NOTIFY_URL"),
+        help="POST a JSON event here on approval needed/approved/denied/activated/expired/revoked",
+    )
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument("--verbose", "-v", action="store_true")
@@ -135,6 +140,7 @@ async def _run(args: argparse.Namespace) -> None:
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,
         attestation_key=key,
+        notify_url=args.notify_url,
         identity=IdentitySettings(
             trusted_submitters=frozenset(args.trusted_submitter or ()),
             workload_identity_pool=args.workload_identity_pool,

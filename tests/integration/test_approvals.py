@@ -8,6 +8,8 @@ import json
 import pytest
 from kubernetes.client import ApiException
 
+from tests.integration.test_kubectl import kubectl
+
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 LEADS = {"approvers": ["group:sre-leads@example.com"], "minApprovals": 1, "timeout": "1h"}
 
@@ -28,6 +30,9 @@ async def test_group_approver_approves_and_access_is_granted_naming_them(cluster
     await cluster.grant("mpa-approve", project, approval=LEADS)
     await cluster.request_as("alice@example.com", "mpa-alice", "mpa-approve", roles=["roles/compute.admin"])
     await cluster.wait_phase("mpa-alice", "AwaitingApproval")
+    wide = await kubectl(cluster, "get", "ar", "-n", "team-sre", "mpa-alice", "-o", "wide")
+    assert "APPROVALS" in wide.stdout.split("\n")[0].split(), wide.stdout
+    assert "AwaitingApproval" in wide.stdout and "0 of 1 approval(s)" in wide.stdout
     approval = await cluster.decide("bob@example.com", "mpa-alice")
     assert approval["spec"]["approver"] == "user:bob@example.com"  # stamped from bob's login
     body = await cluster.wait_phase("mpa-alice", "Active")
@@ -99,7 +104,7 @@ async def test_two_of_n_and_a_deleted_approval_does_not_count(cluster):
     bob = await cluster.decide("bob@example.com", "mpa-two-alice")
     for _ in range(100):
         body = await cluster.get("mpa-two-alice")
-        if approved_condition_or_none(body):
+        if (approved_condition_or_none(body) or {}).get("message", "").startswith("1 of 2"):
             break
         await asyncio.sleep(0.05)
     assert approved_condition(body)["message"].startswith("1 of 2 approval(s)")

@@ -27,3 +27,4 @@ class OperatorConfig:
     webhook_cert_dir: Path | None = None  # holds tls.crt, tls.key, ca.crt; generated when absent
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     attestation_key: bytes = b""
+    notify_url: str | None = None  # where lifecycle notifications are posted (JSON)

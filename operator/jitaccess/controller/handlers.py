@@ -14,6 +14,7 @@ import kopf
 from kubernetes import client
 
 from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.controller.notify import HttpSender
 from jitaccess.controller.reconciler import Reconciler
 
 
@@ -52,14 +53,19 @@ def build_registry(
             settings.admission.server = webhook_server
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
         memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+        if reconciler.config.notify_url:
+            sender = HttpSender(reconciler.config.notify_url)
+            reconciler.notifier = sender
+            memo.notifier = asyncio.create_task(sender.run(), name="jitaccess-notifier")
 
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("scheduler")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for name in ("scheduler", "notifier"):
+            task = memo.get(name)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @kopf.on.event(GROUP, VERSION, "activationrequests", registry=registry)
     def request_seen(event: kopf.RawEvent, **_: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.kube import Kube
+from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
 from jitaccess.controller.scheduler import Scheduler
 from jitaccess.iam.bindings import Binding, render
 from jitaccess.iam.writer import Outcome, PolicyWriter
@@ -46,6 +47,7 @@ class Reconciler:
         self.approvals: dict[RequestKey, dict[str, dict[str, Any]]] = {}
         self.failures: dict[Hashable, int] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
+        self.notifier: Sender = NoSender()
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
         )
@@ -190,7 +192,20 @@ class Reconciler:
                 self.scheduler.schedule(("grant", updated.get("spec", {}).get("grant")))
             if step.event is not None:
                 await self.kube.post_event(updated or body, step.event)
+                self._notify(updated or body, step)
         return key in self.requests
+
+    def _notify(self, body: Mapping[str, Any], step: Step) -> None:
+        assert step.event is not None and step.status is not None
+        kind = KINDS.get(step.event.reason)
+        approved = any(
+            c.get("type") == "Approved" and c.get("status") == "True"
+            for c in step.status.get("conditions", [])
+        )
+        if approved and step.status.get("phase") in (Phase.SCHEDULED.value, Phase.ACTIVATING.value):
+            kind = "approved"
+        if kind is not None:
+            self.notifier.publish(notification(kind, body, step.event.reason, step.event.message))
 
     async def _adopt_approvals(self, key: RequestKey) -> None:
         """Each approval is owned by its request, so deleting the request deletes its approvals."""

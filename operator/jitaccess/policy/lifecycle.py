@@ -21,7 +21,7 @@ from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.objects import Approval, Grant, RequestSpec, parse_request_spec
 from jitaccess.api.times import format_time, parse_time, truncate_to_second
 from jitaccess.policy.admission import attestation_valid
-from jitaccess.policy.approvals import Decision, tally, why_not_counted
+from jitaccess.policy.approvals import Decision, Tally, tally, why_not_counted
 from jitaccess.policy.eligibility import check_request, coverage_errors
 from jitaccess.policy.identity import requester_of
 
@@ -223,7 +223,7 @@ def _validate(state: RequestState, spec: RequestSpec, requester: str, grant: Gra
         return _end(state, now, Phase.REJECTED, reason, join_errors(errors))
     if grant.approval is not None:
         needed = grant.approval.min_approvals
-        return _transition(
+        entering = _transition(
             state,
             now,
             Phase.AWAITING_APPROVAL,
@@ -231,6 +231,7 @@ def _validate(state: RequestState, spec: RequestSpec, requester: str, grant: Gra
             f"waiting for {needed} approval(s) from {', '.join(grant.approval.approvers)}",
             requeue_at=state.created + grant.approval.timeout,
         )
+        return _with_approvals(entering, _approved(tally((), requester, grant.approval), state, now), [])
     return _wait_for_start(state, spec, requester, grant, now, validated_from=Phase.PENDING)
 
 
@@ -249,14 +250,7 @@ def _await_approval(
         for d in sorted(decisions, key=lambda d: (d.time, d.name))
         if why_not_counted(d, requester, approval) is None
     ]
-    condition = {
-        "type": "Approved",
-        "status": "True" if counted.met else "False",
-        "reason": "Denied" if counted.denied_by else "Approved" if counted.met else "Waiting",
-        "message": counted.summary(),
-        "lastTransitionTime": format_time(now),
-        "observedGeneration": state.generation,
-    }
+    condition = _approved(counted, state, now)
     if counted.denied_by:
         step = _end(state, now, Phase.DENIED, "Denied", f"denied by {counted.denied_by}")
     elif counted.met:
@@ -281,6 +275,18 @@ def _await_approval(
     else:
         return Step(requeue_at=state.created + approval.timeout)
     return _with_approvals(step, condition, record)
+
+
+def _approved(counted: Tally, state: RequestState, now: datetime) -> dict[str, Any]:
+    """The Approved condition: how many of how many, or who denied."""
+    return {
+        "type": "Approved",
+        "status": "True" if counted.met else "False",
+        "reason": "Denied" if counted.denied_by else "Approved" if counted.met else "Waiting",
+        "message": counted.summary(),
+        "lastTransitionTime": format_time(now),
+        "observedGeneration": state.generation,
+    }
 
 
 def _with_approvals(step: Step, condition: dict[str, Any], record: list[dict[str, Any]]) -> Step:

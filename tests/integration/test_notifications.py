@@ -1,0 +1,100 @@
+"""Notifications reach a real HTTP receiver on loopback, with retries, and never block reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from jitaccess.controller.notify import HttpSender
+from jitaccess.sandbox.runner import Sandbox
+from tests.integration.conftest import Cluster
+from tests.integration.test_processes import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+class Receiver:
+    def __init__(self, failures: int = 0) -> None:
+        self.events: list[dict] = []
+        self.calls = 0
+        self.failures = failures
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if self.calls <= self.failures:
+            return web.Response(status=500)
+        self.events.append(await request.json())
+        return web.Response(status=204)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def receiver():
+    state = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", state.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    state.url = f"http://127.0.0.1:{port}/hook"
+    yield state
+    await runner.cleanup()
+
+
+async def until(check, timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+async def test_delivery_is_retried(receiver):
+    receiver.failures = 2
+    sender = HttpSender(receiver.url, backoff_s=0.01)
+    task = asyncio.create_task(sender.run())
+    sender.publish({"type": "activated"})
+    await until(lambda: sender.delivered == 1)
+    task.cancel()
+    assert receiver.calls == 3 and receiver.events == [{"type": "activated"}]
+
+
+async def test_a_dead_receiver_never_blocks_and_drops_after_retries():
+    sender = HttpSender(f"http://127.0.0.1:{free_port()}/nobody", attempts=2, backoff_s=0.01, capacity=2)
+    task = asyncio.create_task(sender.run())
+    started = time.monotonic()
+    for number in range(5):
+        sender.publish({"type": "expired", "n": number})
+    assert time.monotonic() - started < 0.05  # publishing is immediate, whatever the receiver does
+    await until(lambda: sender.dropped >= 3)
+    task.cancel()
+    assert sender.delivered == 0
+
+
+async def test_an_approved_request_notifies_each_step(receiver, tmp_path):
+    async with Sandbox(tmp_path, run_operator=False, tick_s=0.05) as sandbox:
+        await sandbox.start_operator(notify_url=receiver.url)
+        cluster = Cluster(sandbox)
+        await cluster.grant(
+            "notified", "projects/my-sandbox", approval={"approvers": ["group:sre-leads@example.com"]}
+        )
+        await asyncio.sleep(0.3)
+        await cluster.request_as("alice@example.com", "notified-alice", "notified", duration="30m")
+        await cluster.wait_phase("notified-alice", "AwaitingApproval")
+        await cluster.decide("bob@example.com", "notified-alice")
+        await cluster.wait_phase("notified-alice", "Active")
+        cluster.advance(minutes=31)
+        await cluster.wait_phase("notified-alice", "Expired")
+        await until(lambda: [e["type"] for e in receiver.events][-1:] == ["expired"])
+    kinds = [event["type"] for event in receiver.events]
+    assert kinds == ["approval-needed", "approved", "activated", "expired"]
+    activated = receiver.events[2]
+    assert activated["requester"] == "user:alice@example.com" and activated["approvers"] == [
+        "user:bob@example.com"
+    ]
+    assert activated["request"]["name"] == "notified-alice" and activated["resource"] == "projects/my-sandbox"
