@@ -54,6 +54,17 @@ async def test_group_approver_approves_and_access_is_granted_naming_them(cluster
             break
         await asyncio.sleep(0.05)
     assert stored["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    await cluster.delete(
+        "mpa-alice"
+    )  # revokes, then the request and (by garbage collection) its approvals go
+    await cluster.wait_gone("mpa-alice")
+    for _ in range(100):
+        left = cluster.sandbox.api.stored("jitaccess.dev/v1alpha1/activationapprovals")
+        if all(a["metadata"]["name"] != approval["metadata"]["name"] for a in left):
+            break
+        await asyncio.sleep(0.05)
+    assert all(a["metadata"]["name"] != approval["metadata"]["name"] for a in left)
+    assert cluster.bindings(project) == []
 
 
 async def test_deny_ends_the_request(cluster):

@@ -234,11 +234,14 @@ class SandboxApi(kmock.KubernetesEmulator):
                 )
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
                 async with self._writes:
+                    before = self._current(request) if request.action != enums.action.CREATE else None
                     try:
                         request = await self._prepare_write(request)
                         response = await super()._handle(request)
                     finally:
                         warnings = self._warnings.pop(id(request), [])
+                    if before is not None and self._current(request) is None:
+                        await self._collect_dependents(before["metadata"]["uid"])
                     for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
                         response.headers.add("Warning", f'299 - "{warning}"')
                     if request.action == enums.action.CREATE and response.status == 200:
@@ -377,6 +380,17 @@ class SandboxApi(kmock.KubernetesEmulator):
         if key not in self.objects or self.objects[key].deleted:
             return None
         return copy.deepcopy(self.objects[key].raw)
+
+    async def _collect_dependents(self, owner_uid: str) -> None:
+        """Garbage collection (background propagation): what the gone object owned goes too."""
+        for (resource, _, _), obj in list(self.objects.items()):
+            owners = (obj.get("metadata") or {}).get("ownerReferences") or [] if not obj.deleted else []
+            if any(owner.get("uid") == owner_uid for owner in owners):
+                raw = copy.deepcopy(obj.raw)
+                async with self._lock:
+                    obj.delete()
+                    await self._buses[resource].put({"type": "DELETED", "object": raw})
+                await self._collect_dependents(raw["metadata"].get("uid", ""))
 
     # -- reads -------------------------------------------------------------------------------
 
