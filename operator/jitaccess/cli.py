@@ -77,6 +77,19 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("JITACCESS_NOTIFY_URL"),
         help="POST a JSON event here on approval needed/approved/denied/activated/expired/revoked",
     )
+    run.add_argument(
+        "--iam-write-mode",
+        choices=("batched", "per-activation"),
+        default=os.environ.get("JITACCESS_IAM_WRITE_MODE", "batched"),
+        help="batched: one read-modify-write per resource for all waiting changes (default); "
+        "per-activation: one per request, as Google's JIT Access does (for comparison only)",
+    )
+    run.add_argument(
+        "--iam-writes-per-second",
+        type=float,
+        default=float(os.environ.get("JITACCESS_IAM_WRITES_PER_SECOND", "8")),
+        help="read-modify-write cycles per second for the whole operator (Google allows ~10; default 8)",
+    )
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument("--verbose", "-v", action="store_true")
@@ -141,6 +154,8 @@ async def _run(args: argparse.Namespace) -> None:
         webhook_cert_dir=args.webhook_cert_dir,
         attestation_key=key,
         notify_url=args.notify_url,
+        iam_write_mode=args.iam_write_mode,
+        iam_writes_per_s=args.iam_writes_per_second,
         identity=IdentitySettings(
             trusted_submitters=frozenset(args.trusted_submitter or ()),
             workload_identity_pool=args.workload_identity_pool,

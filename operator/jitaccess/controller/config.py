@@ -28,3 +28,8 @@ class OperatorConfig:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     attestation_key: bytes = b""
     notify_url: str | None = None  # where lifecycle notifications are posted (JSON)
+    # IAM writes (issue #5): "batched" coalesces changes per resource under a rate limit;
+    # "per-activation" is one read-modify-write per request, as Google's JIT Access does.
+    iam_write_mode: str = "batched"
+    iam_writes_per_s: float = 8.0
+    iam_batch_window_s: float = 0.02

@@ -19,8 +19,10 @@ from jitaccess.controller.kube import Kube
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.controller.tls import make_serving_certificate
 from jitaccess.controller.webhooks import register_webhooks
+from jitaccess.iam.batcher import BatchingWriter
+from jitaccess.iam.ratelimit import TokenBucket
 from jitaccess.iam.store import PolicyStore
-from jitaccess.iam.writer import PolicyWriter
+from jitaccess.iam.writer import IamWriter, PolicyWriter
 
 log = logging.getLogger(__name__)
 # What kopf accepts as stop and ready flags.
@@ -50,12 +52,25 @@ def build(
     settings: OperatorConfig, configuration: client.Configuration
 ) -> tuple[Reconciler, kopf.OperatorRegistry]:
     kube = Kube(client.ApiClient(configuration), settings.clock)
-    writer = PolicyWriter(PolicyStore(settings.iam_endpoint))
+    writer = iam_writer(settings)
     reconciler = Reconciler(settings, kube, writer)
     registry = build_registry(reconciler, configuration, webhook_server(settings))
     if settings.webhook_port is not None:
         register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)
     return reconciler, registry
+
+
+def iam_writer(settings: OperatorConfig) -> IamWriter:
+    store = PolicyStore(settings.iam_endpoint)
+    if settings.iam_write_mode == "per-activation":
+        return PolicyWriter(store, serialise=False)
+    if settings.iam_write_mode != "batched":
+        raise ValueError(
+            f"--iam-write-mode must be batched or per-activation, not {settings.iam_write_mode!r}"
+        )
+    return BatchingWriter(
+        store, bucket=TokenBucket(settings.iam_writes_per_s), window_s=settings.iam_batch_window_s
+    )
 
 
 def webhook_server(settings: OperatorConfig) -> kopf.WebhookServer | None:

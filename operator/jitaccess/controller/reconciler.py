@@ -21,7 +21,7 @@ from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
 from jitaccess.controller.scheduler import Scheduler
 from jitaccess.iam.bindings import Binding, render
-from jitaccess.iam.writer import Outcome, PolicyWriter
+from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, read_decision
 from jitaccess.policy.grants import grant_status
@@ -35,7 +35,7 @@ RETRY_CAP = timedelta(minutes=5)
 
 
 class Reconciler:
-    def __init__(self, config: OperatorConfig, kube: Kube, writer: PolicyWriter) -> None:
+    def __init__(self, config: OperatorConfig, kube: Kube, writer: IamWriter) -> None:
         self.config = config
         self.clock = config.clock
         self.kube = kube

@@ -24,13 +24,18 @@ def main() -> None:
     )
     parser.add_argument("--state-file", type=Path, help="persist policies to this JSON file")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
+    parser.add_argument(
+        "--quota",
+        action="store_true",
+        help="enforce Resource Manager's quota: 10 reads and 10 writes a second, 600 a minute (429 beyond)",
+    )
     args = parser.parse_args()
 
     async def serve() -> None:
         emulator = Emulator(
             resources=set(args.resource), any_resource=args.any_resource, state_file=args.state_file
         )
-        emulator.configure({"latency_ms": args.latency_ms})
+        emulator.configure({"latency_ms": args.latency_ms, **({"quota": {}} if args.quota else {})})
         runner, url = await start(emulator, args.host, args.port)
         print(f"IAM emulator listening on {url} (control API under {url}/_emulator/)", flush=True)
         try:

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,19 @@ class Faults:
     fail_next: list[dict[str, Any]] = field(default_factory=list)  # [{method, status, count, resource?}]
     etag_races: int = 0  # the next N setIamPolicy calls find the policy changed under them
     seed: int = 0
+
+
+@dataclass
+class Quota:
+    """Resource Manager's per-consumer quota (GCP-IAM.md §2): reads and writes, per second and minute.
+
+    getIamPolicy counts as a read and setIamPolicy as a write, whatever the resource.
+    """
+
+    reads_per_s: int = 10
+    writes_per_s: int = 10
+    reads_per_min: int = 600
+    writes_per_min: int = 600
 
 
 @dataclass
@@ -79,6 +93,9 @@ class Emulator:
         self.writes = 0
         self._rng = random.Random(0)
         self._locks: dict[str, asyncio.Lock] = {}
+        self.quota: Quota | None = None  # off unless asked for: tests of other things stay simple
+        self._served: dict[str, deque[float]] = {"getIamPolicy": deque(), "setIamPolicy": deque()}
+        self._stalled: dict[str, asyncio.Event] = {}
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
@@ -87,6 +104,8 @@ class Emulator:
     async def handle(self, resource: str, method: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if self.faults.latency_ms:
             await asyncio.sleep(self.faults.latency_ms / 1000)
+        if resource in self._stalled:
+            await self._stalled[resource].wait()
         try:
             status, answer = 200, await self._serve(resource, method, body)
         except IamError as error:
@@ -98,6 +117,7 @@ class Emulator:
 
     async def _serve(self, resource: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         self._inject(resource, method)
+        self._charge_quota(method)
         if not (self.any_resource or resource in self.resources):
             raise IamError(
                 403,
@@ -140,22 +160,50 @@ class Emulator:
             if self._rng.random() < probability:
                 raise self._fault(int(status))
 
+    def _charge_quota(self, method: str) -> None:
+        if self.quota is None:
+            return
+        now = time.monotonic()
+        served = self._served[method]
+        while served and served[0] <= now - 60:
+            served.popleft()
+        reads = method == "getIamPolicy"
+        per_s = self.quota.reads_per_s if reads else self.quota.writes_per_s
+        per_min = self.quota.reads_per_min if reads else self.quota.writes_per_min
+        last_second = sum(1 for at in reversed(served) if at > now - 1)
+        if last_second >= per_s or len(served) >= per_min:
+            raise self._quota_exceeded("Read requests" if reads else "Write requests")
+        served.append(now)
+
+    def stall(self, resource: str) -> None:
+        """Hold every call on `resource` until `release` (a project whose API is very slow)."""
+        self._stalled.setdefault(resource, asyncio.Event())
+
+    def release(self, resource: str) -> None:
+        event = self._stalled.pop(resource, None)
+        if event is not None:
+            event.set()
+
+    @staticmethod
+    def _quota_exceeded(metric: str) -> IamError:
+        return IamError(
+            429,
+            "RESOURCE_EXHAUSTED",
+            f"Quota exceeded for quota metric '{metric}' and limit '{metric} per minute' "
+            "of service 'cloudresourcemanager.googleapis.com'.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "RATE_LIMIT_EXCEEDED",
+                    "domain": "googleapis.com",
+                }
+            ],
+        )
+
     @staticmethod
     def _fault(status: int) -> IamError:
         if status == 429:
-            return IamError(
-                429,
-                "RESOURCE_EXHAUSTED",
-                "Quota exceeded for quota metric 'Write requests' and limit "
-                "'Write requests per minute' of service 'cloudresourcemanager.googleapis.com'.",
-                [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "RATE_LIMIT_EXCEEDED",
-                        "domain": "googleapis.com",
-                    }
-                ],
-            )
+            return Emulator._quota_exceeded("Write requests")
         messages = {
             403: "The caller does not have permission",
             503: "The service is currently unavailable.",
@@ -208,6 +256,9 @@ class Emulator:
             self._rng = random.Random(faults.seed)
         if "unknown_roles" in settings:
             self.unknown_roles = frozenset(settings["unknown_roles"])
+        if "quota" in settings:
+            quota = settings["quota"]
+            self.quota = None if quota is None else Quota(**{**asdict(Quota()), **quota})
         if "limits" in settings:
             self.limits = Limits(**{**asdict(self.limits), **settings["limits"]})
 
