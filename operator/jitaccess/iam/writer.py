@@ -143,7 +143,8 @@ class ReadModifyWrite:
         delay = min(self.retry.cap_s, base * 2**attempt) * random.uniform(0.5, 1.0)
         if isinstance(error, google_errors.TooManyRequests) and self.on_quota is not None:
             self.on_quota(delay)
-        await asyncio.sleep(delay)
+        if attempt + 1 < self.retry.attempts:  # no point waiting after the last attempt
+            await asyncio.sleep(delay)
 
 
 class PolicyWriter:
