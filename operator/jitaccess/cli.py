@@ -44,7 +44,13 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("JITACCESS_HISTORY_RETENTION", "720h"),
         help="how long terminal requests are kept (a duration; default 720h)",
     )
-    run.add_argument("--metrics-port", type=int, default=_env_int("JITACCESS_METRICS_PORT"))
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("JITACCESS_METRICS_PORT"),
+        help="serve Prometheus /metrics and /healthz on this port",
+    )
+    run.add_argument("--metrics-host", default=os.environ.get("JITACCESS_METRICS_HOST", "0.0.0.0"))
     run.add_argument(
         "--webhook-host",
         default=os.environ.get("JITACCESS_WEBHOOK_HOST", "0.0.0.0"),
@@ -149,6 +155,7 @@ async def _run(args: argparse.Namespace) -> None:
         iam_endpoint=args.iam_endpoint,
         history_retention=retention,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         webhook_port=args.webhook_port if key else None,
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,

@@ -39,7 +39,7 @@ def wait_until(check, what: str, timeout_s: float = 30):
 
 
 def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
-    iam_port, k8s_port = free_port(), free_port()
+    iam_port, k8s_port, metrics_port = free_port(), free_port(), free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("emulator", "cluster", "operator")}
     started = []
@@ -91,6 +91,10 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
                     "admin",
                     "--iam-endpoint",
                     iam,
+                    "--metrics-port",
+                    str(metrics_port),
+                    "--metrics-host",
+                    "127.0.0.1",
                 ],
                 stdout=logs["operator"],
                 stderr=subprocess.STDOUT,
@@ -149,6 +153,17 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
         assert [(b["role"], b["members"]) for b in policy["bindings"]] == [
             ("roles/compute.admin", ["user:alice@example.com"])
         ]
+
+        def metrics() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
+
+        wait_until(
+            lambda: 'jitaccess_requests{phase="Active"} 1.0' in metrics(), "the Active request in /metrics"
+        )
+        scraped = metrics()
+        assert 'jitaccess_iam_calls_total{method="setIamPolicy"} 1.0' in scraped
+        assert "jitaccess_grants 1.0" in scraped
+        assert urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz").read() == b"ok\n"
     finally:
         for process in reversed(started):
             process.terminate()

@@ -16,7 +16,8 @@ class OperatorConfig:
     all_namespaces: bool = True
     iam_endpoint: str | None = None
     history_retention: timedelta = timedelta(days=30)
-    metrics_port: int | None = None
+    metrics_port: int | None = None  # /metrics and /healthz, when given
+    metrics_host: str = "0.0.0.0"
     # How often the scheduler looks at the clock; bounds the lag after a ManualClock jump.
     tick_s: float = 0.5
     concurrency: int = 32

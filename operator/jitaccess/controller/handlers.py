@@ -14,6 +14,7 @@ import kopf
 from kubernetes import client
 
 from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.controller.metrics import serve_metrics
 from jitaccess.controller.notify import HttpSender
 from jitaccess.controller.reconciler import Reconciler
 
@@ -53,6 +54,10 @@ def build_registry(
             settings.admission.server = webhook_server
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
         memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+        if reconciler.config.metrics_port is not None:
+            memo.metrics = await serve_metrics(
+                reconciler, reconciler.config.metrics_port, reconciler.config.metrics_host
+            )
         if reconciler.config.notify_url:
             sender = HttpSender(reconciler.config.notify_url)
             reconciler.notifier = sender
@@ -66,6 +71,8 @@ def build_registry(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if memo.get("metrics") is not None:
+            await memo.metrics.cleanup()
 
     @kopf.on.event(GROUP, VERSION, "activationrequests", registry=registry)
     def request_seen(event: kopf.RawEvent, **_: Any) -> None:

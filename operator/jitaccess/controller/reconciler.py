@@ -46,6 +46,7 @@ class Reconciler:
         self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
         self.approvals: dict[RequestKey, dict[str, dict[str, Any]]] = {}
         self.failures: dict[Hashable, int] = {}
+        self.reconciles = 0
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self.notifier: Sender = NoSender()
         self.scheduler = Scheduler(
@@ -119,6 +120,7 @@ class Reconciler:
         kind, key = item  # type: ignore[misc]
         lock = self._locks.setdefault(item, asyncio.Lock())
         async with lock:
+            self.reconciles += 1
             try:
                 if kind == "request":
                     await self.reconcile_request(key)

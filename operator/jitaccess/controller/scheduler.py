@@ -83,3 +83,9 @@ class Scheduler:
     @property
     def pending(self) -> int:
         return len(self._due)
+
+    @property
+    def busy(self) -> int:
+        """Keys due now or being worked on: 0 when everything known has been reconciled."""
+        now = self._clock.now()
+        return len(self._running) + sum(1 for when in self._due.values() if when <= now)

@@ -1,0 +1,86 @@
+"""Prometheus metrics and health endpoints on --metrics-port (/metrics, /healthz).
+
+Figures are read from the reconciler and the IAM writer when scraped, so the hot path pays
+nothing for them: no counters to bump per request, no locks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from jitaccess.controller.reconciler import Reconciler
+
+
+class ReconcilerCollector(Collector):
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        reconciler = self.reconciler
+        phases = Counter(
+            str((body.get("status") or {}).get("phase") or "New") for body in reconciler.requests.values()
+        )
+        requests = GaugeMetricFamily(
+            "jitaccess_requests", "ActivationRequests known to the operator, by phase", labels=["phase"]
+        )
+        for phase, count in sorted(phases.items()):
+            requests.add_metric([phase], count)
+        yield requests
+        yield GaugeMetricFamily(
+            "jitaccess_grants", "EligibleGrants known to the operator", value=len(reconciler.grants)
+        )
+        yield GaugeMetricFamily(
+            "jitaccess_work_busy",
+            "Requests and grants due for reconciling now or being reconciled (0: all caught up)",
+            value=reconciler.scheduler.busy,
+        )
+        yield GaugeMetricFamily(
+            "jitaccess_work_scheduled",
+            "Keys waiting for a future time (expiry, start, retry)",
+            value=reconciler.scheduler.pending,
+        )
+        yield CounterMetricFamily("jitaccess_reconciles", "Reconciles run", value=reconciler.reconciles)
+        stats = reconciler.writer.stats
+        calls = CounterMetricFamily("jitaccess_iam_calls", "IAM policy calls made", labels=["method"])
+        calls.add_metric(["getIamPolicy"], stats.get("get", 0))
+        calls.add_metric(["setIamPolicy"], stats.get("set", 0))
+        yield calls
+        yield CounterMetricFamily(
+            "jitaccess_iam_conflicts",
+            "setIamPolicy refused for a stale etag (409)",
+            value=stats.get("conflicts", 0),
+        )
+        yield CounterMetricFamily(
+            "jitaccess_iam_quota_exceeded", "IAM calls refused for quota (429)", value=stats.get("quota", 0)
+        )
+
+
+def metrics_app(reconciler: Reconciler) -> web.Application:
+    registry = CollectorRegistry()
+    registry.register(ReconcilerCollector(reconciler))
+
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve_metrics(reconciler: Reconciler, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    runner = web.AppRunner(metrics_app(reconciler), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
