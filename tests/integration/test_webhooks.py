@@ -7,6 +7,7 @@ import base64
 import json
 import ssl
 import uuid
+from typing import Any, NamedTuple
 
 import aiohttp
 import jsonpatch
@@ -41,7 +42,14 @@ async def webhook(tmp_path_factory):
                 break
             await asyncio.sleep(0.05)
         context = ssl.create_default_context(cafile=str(state / "certs" / "ca.crt"))
-        yield f"https://127.0.0.1:{port}", context
+        yield Webhook(f"https://127.0.0.1:{port}", context, reconciler, cluster)
+
+
+class Webhook(NamedTuple):
+    url: str
+    context: ssl.SSLContext
+    reconciler: Any
+    cluster: Cluster
 
 
 def review(
@@ -77,7 +85,7 @@ def request(**spec):
 
 
 async def send(webhook, path, body):
-    url, context = webhook
+    url, context = webhook.url, webhook.context
     async with (
         aiohttp.ClientSession() as session,
         session.post(f"{url}/{path}", json=body, ssl=context) as answer,
@@ -147,3 +155,22 @@ async def test_spec_edits_refused_and_revoke_allowed_once(webhook):
     assert (await send(webhook, "validate-request", review("UPDATE", revoked, old=old)))["allowed"] is True
     back = await send(webhook, "validate-request", review("UPDATE", old, old=revoked))
     assert back["allowed"] is False and "cannot go back" in back["status"]["message"]
+
+
+async def test_a_grant_the_watch_has_not_delivered_yet_is_looked_up_not_refused(webhook):
+    """`kubectl apply -f grant.yaml -f request.yaml` must not race the operator's watch."""
+    await webhook.cluster.grant("wh-fresh", "projects/my-sandbox")
+    # Once the operator has written the grant's status (its last event), forget what the watch
+    # delivered, as if the events were still on the wire.
+    for _ in range(200):
+        if (webhook.reconciler.grant_bodies.get("wh-fresh") or {}).get("status"):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert webhook.reconciler.grants.pop("wh-fresh", None)
+    webhook.reconciler.grant_bodies.pop("wh-fresh", None)
+    answer = await send(webhook, "stamp-requester", review("CREATE", request(grant="wh-fresh")))
+    assert answer["allowed"], answer
+    missing = await send(webhook, "stamp-requester", review("CREATE", request(grant="wh-never-made")))
+    assert not missing["allowed"]
+    assert "EligibleGrant wh-never-made does not exist" in missing["status"]["message"]

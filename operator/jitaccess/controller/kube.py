@@ -41,6 +41,11 @@ class Kube:
             {"status": status},
         )
 
+    async def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS, name
+        )
+
     async def patch_request(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         return await self._call(
             self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, REQUESTS, name, patch
@@ -66,6 +71,9 @@ class Kube:
             name,
             patch,
         )
+
+    async def get_grant(self, name: str) -> dict[str, Any] | None:
+        return await self._call(self.custom.get_cluster_custom_object, GROUP, VERSION, GRANTS, name)
 
     async def list_grants(self) -> list[dict[str, Any]]:
         found = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, GRANTS)

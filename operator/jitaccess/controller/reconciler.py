@@ -43,6 +43,7 @@ class Reconciler:
         self.requests: dict[RequestKey, dict[str, Any]] = {}
         self.grant_bodies: dict[str, dict[str, Any]] = {}
         self.grants: dict[str, Grant | None] = {}
+        self.deleted_grants: set[str] = set()
         self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
         self.approvals: dict[RequestKey, dict[str, dict[str, Any]]] = {}
         self.failures: dict[Hashable, int] = {}
@@ -99,6 +100,7 @@ class Reconciler:
             return
         self.grant_bodies[name] = dict(body)
         self.grants[name], _ = parse_grant(body)
+        self.deleted_grants.discard(name)
         self.scheduler.schedule(("grant", name))
         for key in list(self.by_grant.get(name, ())):
             self.scheduler.schedule(("request", key))
@@ -106,8 +108,23 @@ class Reconciler:
     def forget_grant(self, name: str) -> None:
         self.grant_bodies.pop(name, None)
         self.grants.pop(name, None)
+        self.deleted_grants.add(name)
         for key in list(self.by_grant.get(name, ())):
             self.scheduler.schedule(("request", key))
+
+    async def grant(self, name: str) -> Grant | None:
+        """The grant by name; on a cache miss ask the API, because the watch may lag a fresh grant.
+
+        Only absence is confirmed this way: a grant the cache holds is current (watch events are
+        ordered), and one whose deletion the watch reported is gone without asking again.
+        """
+        if name in self.grants or name in self.deleted_grants:
+            return self.grants.get(name)
+        body = await self.kube.get_grant(name)
+        if body is None:
+            return None
+        self.observe_grant(body)
+        return self.grants.get(name)
 
     async def load_grants(self) -> None:
         """Know every grant before judging any request: a grant not yet seen is not a deleted one."""
@@ -140,7 +157,7 @@ class Reconciler:
             if body is None:
                 return
             state = read_state(body, self.config.attestation_key)
-            grant = self.grants.get(state.spec.grant) if state.spec else None
+            grant = await self.grant(state.spec.grant) if state.spec else None
             step = decide(state, grant, self.clock.now(), self.config.history_retention, self.decisions(key))
             if not step.changes_anything:
                 if step.requeue_at is not None:

@@ -34,12 +34,12 @@ def register_webhooks(
     key: bytes,
     clock: Clock,
 ) -> None:
-    def decide(
+    async def decide(
         operation: str, body: dict[str, Any], old: dict[str, Any] | None, userinfo: dict[str, Any]
     ) -> Admission:
         caller = Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))
         grant_name = (body.get("spec") or {}).get("grant")
-        grant = reconciler.grants.get(grant_name) if isinstance(grant_name, str) else None
+        grant = await reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
         conditions = ((reconciler.grant_bodies.get(grant_name or "") or {}).get("status") or {}).get(
             "conditions"
         ) or []
@@ -56,11 +56,11 @@ def register_webhooks(
         persistent=True,
         side_effects=False,
     )
-    def stamp_requester(
+    async def stamp_requester(
         body: kopf.Body, userinfo: dict[str, Any], patch: kopf.Patch, warnings: list[str], **_: Any
     ) -> None:
         raw = dict(body)
-        decision = decide("CREATE", raw, None, userinfo)
+        decision = await decide("CREATE", raw, None, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
         spec = {**(raw.get("spec") or {}), **decision.stamp}
@@ -80,10 +80,10 @@ def register_webhooks(
         persistent=True,
         side_effects=False,
     )
-    def validate_request(
+    async def validate_request(
         body: kopf.Body, old: kopf.Body | None, operation: str, userinfo: dict[str, Any], **_: Any
     ) -> None:
-        decision = decide(operation, dict(body), dict(old or {}) if old else None, userinfo)
+        decision = await decide(operation, dict(body), dict(old or {}) if old else None, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=422)
         if operation == "CREATE" and not attestation_valid(body, key):
@@ -101,7 +101,7 @@ def register_webhooks(
         persistent=True,
         side_effects=False,
     )
-    def stamp_approver(
+    async def stamp_approver(
         body: kopf.Body,
         old: kopf.Body | None,
         operation: str,
@@ -120,9 +120,13 @@ def register_webhooks(
         raw = dict(body)
         spec = {**(raw.get("spec") or {}), **decision.stamp}
         namespace = (raw.get("metadata") or {}).get("namespace", "")
-        request = reconciler.requests.get((namespace, str(spec.get("request"))))
+        request_name = str(spec.get("request") or "")
+        # The watch may not have delivered a request created a moment ago: ask before refusing.
+        request = reconciler.requests.get((namespace, request_name))
+        if request is None and request_name:
+            request = await reconciler.kube.get_request(namespace, request_name)
         grant_name = ((request or {}).get("spec") or {}).get("grant")
-        grant = reconciler.grants.get(grant_name) if isinstance(grant_name, str) else None
+        grant = await reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
         verdict = admit_approval(spec, request, grant)
         if not verdict.allowed:
             raise kopf.AdmissionError(verdict.message, code=403)
