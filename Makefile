@@ -24,12 +24,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+
+# make bench [SCENARIOS="burst-500-1 steady-50"]: figures in the terminal and benchmarks/results/.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --scenarios "$(SCENARIOS)"
 
 format: $(STAMP)
-	$(BIN)/ruff format operator tests
-	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests benchmarks
+	$(BIN)/ruff check --fix operator tests benchmarks
 
 clean:
 	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache

@@ -30,6 +30,15 @@ class WebhookDispatcher:
         self._users = users
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.enabled = True
+        # Kept open, as kube-apiserver keeps its connections to webhooks: a TLS handshake per
+        # admission review would cost more than the review.
+        self._session: aiohttp.ClientSession | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     def user_info(self, authorization: str | None) -> dict[str, Any]:
         token = (authorization or "").removeprefix("Bearer ").strip()
@@ -78,15 +87,17 @@ class WebhookDispatcher:
 
     async def _call(self, webhook: dict[str, Any], review: dict[str, Any]) -> dict[str, Any]:
         client = webhook["clientConfig"]
-        context = (
-            ssl.create_default_context(cadata=base64.b64decode(client["caBundle"]).decode())
-            if client.get("caBundle")
-            else ssl.create_default_context()
-        )
-        async with (
-            aiohttp.ClientSession(timeout=self._timeout) as session,
-            session.post(client["url"], json=review, ssl=context) as answer,
-        ):
+        bundle = str(client.get("caBundle") or "")
+        context = self._contexts.get(bundle)
+        if context is None:
+            context = self._contexts[bundle] = (
+                ssl.create_default_context(cadata=base64.b64decode(bundle).decode())
+                if bundle
+                else ssl.create_default_context()
+            )
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        async with self._session.post(client["url"], json=review, ssl=context) as answer:
             answer.raise_for_status()
             return dict((await answer.json()).get("response") or {})
 

@@ -103,6 +103,8 @@ class Sandbox:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop_operator()
+        if self.api.admission is not None:
+            await self.api.admission.close()
         await self._stack.aclose()
 
     async def start_operator(self, **overrides: Any) -> Reconciler:
