@@ -86,11 +86,13 @@ class Settings:
     steady_seconds: float = 60.0
     deadline_s: float = 240.0  # a run that has not finished by then is reported as incomplete
     verbose: bool = False
+    profile_dir: Path | None = None  # cProfile the operator and this harness into that folder
 
 
 @dataclass
 class Observed:
     created: dict[str, float] = field(default_factory=dict)  # name -> time.time() the create was sent
+    admitted: dict[str, float] = field(default_factory=dict)  # when the create returned
     active: dict[str, float] = field(default_factory=dict)
     expired: dict[str, float] = field(default_factory=dict)
     expires_at: dict[str, float] = field(default_factory=dict)
@@ -111,6 +113,7 @@ class World:
         self.key = secrets.token_hex(32).encode()  # the operator reads the file as text
         self.session: aiohttp.ClientSession | None = None
         self.peak_rss_kib = 0
+        self.operator_cpu_s: dict[int, float] = {}  # per operator process (scale restarts it)
 
     @property
     def emulator(self) -> Emulator:
@@ -163,8 +166,13 @@ class World:
     async def start_operator(self) -> float:
         """Start `jitaccess run`; returns the time it was started (the webhooks are live after)."""
         started = time.time()
+        profile = (
+            ["-m", "cProfile", "-o", str(self.settings.profile_dir / f"operator-{self.mode}.prof")]
+            if self.settings.profile_dir
+            else []
+        )
         command = [
-            str(Path(sys.executable).parent / "jitaccess"),
+            sys.executable, *profile, "-m", "jitaccess.cli",
             "run",
             "--kubeconfig", str(self.sandbox.kubeconfig),
             "--context", "admin",
@@ -207,9 +215,13 @@ class World:
         self.operator = None
 
     def sample_rss(self) -> None:
-        """The operator's peak resident memory (VmHWM), the figure the target is about."""
+        """The operator's peak resident memory (VmHWM), the figure the target is about, and its CPU time."""
         if self.operator is None:
             return
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            self.operator_cpu_s[self.operator.pid] = (int(fields[11]) + int(fields[12])) / ticks
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{self.operator.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -271,6 +283,7 @@ class World:
             await self.call(
                 "POST", f"{API}/namespaces/{NAMESPACE}/activationrequests", body, user=engineer(number)
             )
+            observed.admitted[name] = time.time()
         except (RuntimeError, aiohttp.ClientError, TimeoutError) as error:
             observed.failed[name] = f"create: {error}"
             observed.changed.set()
@@ -302,9 +315,18 @@ async def run_scenario(scenario: Scenario, mode: str, settings: Settings) -> dic
     with tempfile.TemporaryDirectory(prefix=f"bench-{scenario.name}-") as directory:
         async with World(scenario, mode, settings, Path(directory)) as world:
             runner = {"burst": burst, "steady": steady, "expiry": expiry, "scale": scale}[scenario.kind]
+            harness_cpu = time.process_time()
             result = await runner(world)
             world.sample_rss()
+            operator_calls = {
+                f"{verb} {resource}{'/' + sub if sub else ''}": count / max(1, result.get("activations") or 1)
+                for (user, verb, resource, sub), count in world.sandbox.api.served.items()
+                if user == "admin" and resource != "namespaces"
+            }
             result.update(
+                kubernetes_calls_per_activation={k: round(v, 2) for k, v in sorted(operator_calls.items())},
+                operator_cpu_s=round(sum(world.operator_cpu_s.values()), 1),
+                harness_cpu_s=round(time.process_time() - harness_cpu, 1),
                 scenario=scenario.name,
                 mode=mode,
                 emulator_latency_ms=settings.latency_ms,
@@ -486,6 +508,10 @@ def activation_figures(world: World, observed: Observed, count: int) -> dict[str
         "failures": dict(list(observed.failed.items())[:5]),
         "failure_count": len(observed.failed),
         "latency_s": percentiles(latencies, ("p50", "p95", "p99")),
+        # Of which admission (the create call, both webhooks included).
+        "admission_s": percentiles(
+            [observed.admitted[n] - observed.created[n] for n in observed.admitted], ("p50", "p99")
+        ),
         "throughput_per_s": round(len(latencies) / (last - first), 2) if last > first else None,
     }
     figures.update(iam_figures(world))
@@ -611,13 +637,16 @@ async def main() -> int:
     parser.add_argument("--modes", default=" ".join(MODES))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--profile", type=Path, help="write cProfile files of the operator and harness here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     names = args.scenarios.split() or list(SCENARIOS)
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    settings = Settings(args.latency_ms, args.steady_seconds, args.deadline, args.verbose)
+    settings = Settings(args.latency_ms, args.steady_seconds, args.deadline, args.verbose, args.profile)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     print(
         " ".join(

@@ -56,6 +56,17 @@ class Cluster:
             self.custom.create_cluster_custom_object, GROUP, VERSION, "eligiblegrants", body
         )
 
+    async def wait_grant_ready(self, name: str, timeout_s: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            body = await asyncio.to_thread(
+                self.custom.get_cluster_custom_object, GROUP, VERSION, "eligiblegrants", name
+            )
+            if any(c.get("type") == "Ready" for c in (body.get("status") or {}).get("conditions") or []):
+                return body
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"EligibleGrant {name} got no Ready condition")
+
     async def request(
         self, name: str, grant: str, namespace: str = "team-sre", **spec: Any
     ) -> dict[str, Any]:

@@ -96,6 +96,31 @@ async def test_concurrent_changes_to_one_resource_are_one_write(iam):
     assert members(emulator) == {"group:ops@example.com"}
 
 
+async def test_the_policy_our_write_returned_stands_in_for_the_next_read_but_never_hides_a_foreign_write(
+    iam,
+):
+    emulator, store = iam
+    writer = BatchingWriter(store, FAST_RETRY)
+    assert (await writer.apply(PROJECT, add=activation(0))).wrote
+    assert (await writer.apply(PROJECT, add=activation(1))).wrote
+    assert writer.stats["get"] == 1 and sets(emulator) == 2  # the second cycle wrote without reading
+
+    def another_tool_adds_a_binding() -> None:
+        policy = store.get(PROJECT)
+        policy.bindings.add(role="roles/browser", members=["user:auditor@example.com"])
+        store.set(PROJECT, policy)
+
+    await asyncio.to_thread(another_tool_adds_a_binding)
+    assert (await writer.apply(PROJECT, add=activation(2))).wrote
+    # Our remembered etag was stale: Google said 409, the retry read afresh and kept their binding.
+    assert writer.stats["conflicts"] == 1 and writer.stats["get"] == 2
+    assert members(emulator) == {
+        "group:ops@example.com",
+        "user:auditor@example.com",
+        *(f"user:engineer{n}@example.com" for n in range(3)),
+    }
+
+
 async def test_changes_arriving_during_a_write_go_together_in_the_next(iam):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
@@ -175,6 +200,35 @@ class RecordingBucket(TokenBucket):
     async def take(self) -> None:
         await super().take()
         self.granted.append(self._clock())
+
+
+class GatedBucket(TokenBucket):
+    """Hands out tokens only when the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__(8.0)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def take(self) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        self.waiting -= 1
+        await super().take()
+
+
+async def test_changes_arriving_while_waiting_for_a_token_ride_along(iam):
+    """Under the quota, a resource waits its turn; what arrives meanwhile goes in the same write."""
+    emulator, store = iam
+    bucket = GatedBucket()
+    writer = BatchingWriter(store, FAST_RETRY, bucket=bucket)
+    first = asyncio.create_task(writer.apply(PROJECT, add=activation(0)))
+    await _until(lambda: bucket.waiting == 1)
+    later = [asyncio.create_task(writer.apply(PROJECT, add=activation(n))) for n in range(1, 10)]
+    await asyncio.sleep(0)
+    bucket.gate.set()
+    assert all(o.ok for o in await asyncio.gather(first, *later))
+    assert sets(emulator) == 1 and writer.largest_batch == 10
 
 
 async def test_writes_stay_under_the_rate_limit(iam):

@@ -62,7 +62,7 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
     assert described.returncode == 0, described.stderr
     events = described.stdout.split("Events:")[1]
     assert (
-        "Accepted" in events
+        "Activating" in events
         and "Activated" in events
         and "roles/compute.admin on projects/my-sandbox" in events
     )

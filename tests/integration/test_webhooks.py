@@ -106,8 +106,13 @@ async def test_requester_is_stamped_from_user_info_and_sealed(webhook):
     assert final["spec"]["requester"] == "user:alice@example.com"
     assert final["spec"]["requesterGroups"] == ["group:sre@example.com"]
     assert attestation_valid(final, KEY)
+    assert final["metadata"]["finalizers"] == ["jitaccess.dev/revoke-on-delete"]
     validated = await send(webhook, "validate-request", review("CREATE", final))
     assert validated["allowed"] is True
+    others = request()
+    others["metadata"]["finalizers"] = ["example.com/keep"]
+    kept = mutated(others, await send(webhook, "stamp-requester", review("CREATE", others)))
+    assert kept["metadata"]["finalizers"] == ["example.com/keep", "jitaccess.dev/revoke-on-delete"]
 
 
 async def test_allowed_but_worth_knowing_comes_back_as_warnings(webhook):

@@ -20,10 +20,11 @@ def active_status(expires="2026-11-24T09:30:05Z"):
     return {"phase": "Active", "expiresAt": expires, "bindings": bindings}
 
 
-def test_new_request_gets_a_finalizer_then_pending():
+def test_new_request_gets_a_finalizer_then_its_verdict_in_one_write():
     assert step_for(finalizers=[]).add_finalizer
     step = step_for()
-    assert step.status["phase"] == "Pending" and step.event.reason == "Accepted"
+    assert step.status["phase"] == "Activating" and step.event.reason == "Activating"
+    assert step_for(duration="3h").status["phase"] == "Rejected"
 
 
 def test_valid_pending_request_goes_activating_with_its_window():

@@ -20,7 +20,10 @@ class OperatorConfig:
     metrics_host: str = "0.0.0.0"
     # How often the scheduler looks at the clock; bounds the lag after a ManualClock jump.
     tick_s: float = 0.5
-    concurrency: int = 32
+    # Requests reconciled at once. A reconcile mostly waits (on its IAM batch, on the API), so
+    # this is high; what bounds the load on the API servers is `api_threads`.
+    concurrency: int = 256
+    api_threads: int = 32  # blocking Kubernetes and IAM client calls in flight
     clock: Clock = field(default_factory=SystemClock)
     # Admission webhooks (issue #3): served when a port is given.
     webhook_port: int | None = None

@@ -51,6 +51,9 @@ def kubernetes_configuration(
 def build(
     settings: OperatorConfig, configuration: client.Configuration
 ) -> tuple[Reconciler, kopf.OperatorRegistry]:
+    # One pooled connection per worker thread: past the pool (cpu_count x 5 by default) urllib3
+    # discards connections, and every call beyond it pays a new TLS handshake.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, settings.api_threads)
     kube = Kube(client.ApiClient(configuration), settings.clock)
     writer = iam_writer(settings)
     reconciler = Reconciler(settings, kube, writer)
@@ -107,7 +110,7 @@ async def run_operator(
     """Run until `stop_flag` is set (or the process is signalled)."""
     # Every Kubernetes and IAM call is a blocking client call on a worker thread.
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=max(8, settings.concurrency))
+        ThreadPoolExecutor(max_workers=max(8, settings.api_threads), thread_name_prefix="api")
     )
     reconciler, registry = build(settings, configuration)
     if reconciler_ready is not None:

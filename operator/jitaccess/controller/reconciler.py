@@ -32,6 +32,7 @@ RequestKey = tuple[str, str]
 MAX_STEPS = 12
 RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(minutes=5)
+GRANT_COUNT_DELAY = timedelta(seconds=1)
 
 
 class Reconciler:
@@ -58,8 +59,9 @@ class Reconciler:
 
     def observe_request(self, body: Mapping[str, Any]) -> None:
         key = _key(body)
-        if not self._is_newer(self.requests.get(key), body):
-            return
+        known = self.requests.get(key)
+        if not self._is_newer(known, body) or _same_version(known, body):
+            return  # old news, or the echo of our own write, which that reconcile already went on from
         self.requests[key] = dict(body)
         grant = (body.get("spec") or {}).get("grant")
         if isinstance(grant, str):
@@ -98,10 +100,14 @@ class Reconciler:
         name = body["metadata"]["name"]
         if not self._is_newer(self.grant_bodies.get(name), body):
             return
+        known = name in self.grants
+        previous = self.grants.get(name)
         self.grant_bodies[name] = dict(body)
         self.grants[name], _ = parse_grant(body)
         self.deleted_grants.discard(name)
         self.scheduler.schedule(("grant", name))
+        if known and self.grants[name] == previous:
+            return  # a status write (ours): nothing a request depends on changed
         for key in list(self.by_grant.get(name, ())):
             self.scheduler.schedule(("request", key))
 
@@ -208,7 +214,10 @@ class Reconciler:
             updated = await self.kube.patch_request_status(namespace, name, status)
             self._remember(key, updated)
             if updated is not None and status.get("phase") in _COUNTED_PHASES:
-                self.scheduler.schedule(("grant", updated.get("spec", {}).get("grant")))
+                # The grant's activeRequests count: one status write a second at most, however busy.
+                self.scheduler.schedule(
+                    ("grant", updated.get("spec", {}).get("grant")), self.clock.now() + GRANT_COUNT_DELAY
+                )
             if step.event is not None:
                 await self.kube.post_event(updated or body, step.event)
                 self._notify(updated or body, step)
@@ -295,6 +304,15 @@ class Reconciler:
         if old.isdigit() and new.isdigit():
             return int(new) >= int(old)
         return True
+
+
+def _same_version(known: Mapping[str, Any] | None, seen: Mapping[str, Any]) -> bool:
+    version = (seen.get("metadata") or {}).get("resourceVersion")
+    return (
+        known is not None
+        and bool(version)
+        and (known.get("metadata") or {}).get("resourceVersion") == version
+    )
 
 
 # Transitions into these change a grant's count of active requests.

@@ -48,6 +48,10 @@ class Scheduler:
         heapq.heappush(self._heap, (when, next(self._order), key))
         self._wakeup.set()
 
+    def due(self, key: Hashable) -> datetime | None:
+        """When `key` is next to run; None when it is not scheduled."""
+        return self._due.get(key)
+
     def cancel(self, key: Hashable) -> None:
         self._due.pop(key, None)
 

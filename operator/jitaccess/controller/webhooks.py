@@ -25,6 +25,7 @@ from jitaccess.policy.admission import (
     attestation,
     attestation_valid,
 )
+from jitaccess.policy.lifecycle import FINALIZER
 
 
 def register_webhooks(
@@ -65,9 +66,12 @@ def register_webhooks(
             raise kopf.AdmissionError(decision.message, code=403)
         spec = {**(raw.get("spec") or {}), **decision.stamp}
         patch.setdefault("spec", {}).update(decision.stamp)
-        patch.setdefault("metadata", {}).setdefault("annotations", {})[ATTESTATION] = attestation(
-            {**raw, "spec": spec}, key
-        )
+        metadata = patch.setdefault("metadata", {})
+        metadata.setdefault("annotations", {})[ATTESTATION] = attestation({**raw, "spec": spec}, key)
+        # Born with the finalizer, so that the reconciler's first write can already be the verdict.
+        finalizers = list((raw.get("metadata") or {}).get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            metadata["finalizers"] = [*finalizers, FINALIZER]
         warnings.extend(decision.warnings)
 
     @kopf.on.validate(

@@ -53,7 +53,9 @@ class BatchingWriter:
         max_batch: int = 500,
     ) -> None:
         self.bucket = bucket or TokenBucket(8.0)
-        self.cycle = ReadModifyWrite(store, retry, before_cycle=self.bucket.take, on_quota=self.bucket.pause)
+        self.cycle = ReadModifyWrite(
+            store, retry, before_cycle=self.bucket.take, on_quota=self.bucket.pause, reuse_written=True
+        )
         self.window_s = window_s
         self.max_batch = max_batch
         self._queues: dict[str, _Queue] = {}
@@ -83,10 +85,13 @@ class BatchingWriter:
             while queue.waiting:
                 if self.window_s > 0:
                     await asyncio.sleep(self.window_s)
+                # The token first, the batch after: what arrives while we wait for our turn rides
+                # along, instead of waiting a whole further turn.
+                await self.bucket.take()
                 batch, queue.waiting = queue.waiting[: self.max_batch], queue.waiting[self.max_batch :]
                 self.batches += 1
                 self.largest_batch = max(self.largest_batch, len(batch))
-                await self._write(resource, batch)
+                await self._write(resource, batch, token_held=True)
         except BaseException as error:  # cancelled at shutdown, or a bug: nobody waits forever
             for pending in queue.waiting:
                 _settle(pending, Outcome(ok=False, message=f"IAM writer stopped: {error!r}"))
@@ -96,9 +101,11 @@ class BatchingWriter:
             if self._queues.get(resource) is queue and not queue.waiting:
                 del self._queues[resource]
 
-    async def _write(self, resource: str, batch: list[_Pending]) -> None:
+    async def _write(self, resource: str, batch: list[_Pending], token_held: bool = False) -> None:
         try:
-            outcome = await self.cycle.run(resource, [pending.change for pending in batch])
+            outcome = await self.cycle.run(
+                resource, [pending.change for pending in batch], token_held=token_held
+            )
         except BaseException as error:
             for pending in batch:
                 _settle(pending, Outcome(ok=False, message=f"IAM writer stopped: {error!r}"))

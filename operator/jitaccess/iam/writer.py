@@ -36,6 +36,7 @@ TRANSIENT = (
     requests.exceptions.Timeout,
 )
 PERMANENT = (google_errors.ClientError,)
+REMEMBERED_POLICIES = 256  # policies kept for their etag (each up to Google's 64 KB cap)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class ReadModifyWrite:
 
     `before_cycle` runs before each read (the batching writer takes a rate-limit token there);
     `on_quota` is told of every 429 with the backoff chosen, so a shared limiter can pause too.
+
+    With `reuse_written`, the policy Google returned from our last setIamPolicy (bindings and new
+    etag) stands in for the next read of that resource: if anyone else wrote since, the etag is
+    stale, Google answers 409 and the retry reads afresh, so nothing foreign is ever overwritten.
+    That halves the calls, and the time, of every cycle on a resource the operator keeps writing.
     """
 
     def __init__(
@@ -94,42 +100,64 @@ class ReadModifyWrite:
         *,
         before_cycle: Callable[[], Awaitable[None]] | None = None,
         on_quota: Callable[[float], None] | None = None,
+        reuse_written: bool = False,
     ) -> None:
         self.store = store
         self.retry = retry or RetryPolicy()
         self.before_cycle = before_cycle
         self.on_quota = on_quota
+        self.reuse_written = reuse_written
+        self._written: dict[str, policy_pb2.Policy] = {}
         self.stats = {"get": 0, "set": 0, "conflicts": 0, "quota": 0}
 
-    async def run(self, resource: str, changes: Sequence[Change]) -> Outcome:
-        """Apply every change in order in one write; idempotent; a no-op is not written."""
+    async def run(self, resource: str, changes: Sequence[Change], *, token_held: bool = False) -> Outcome:
+        """Apply every change in order in one write; idempotent; a no-op is not written.
+
+        `token_held`: the caller already passed `before_cycle` for the first attempt.
+        """
         last_error = ""
         for attempt in range(self.retry.attempts):
             try:
-                if self.before_cycle is not None:
+                if self.before_cycle is not None and not (token_held and attempt == 0):
                     await self.before_cycle()
-                self.stats["get"] += 1
-                policy = await asyncio.to_thread(self.store.get, resource)
+                policy = await self._read(resource)
                 changed = False
                 for change in changes:
                     changed = change_policy(policy, change.add, change.remove) or changed
                 if not changed:
+                    self._remember(resource, policy)  # unchanged, so its etag is still current
                     return Outcome(ok=True)
                 self.stats["set"] += 1
-                await asyncio.to_thread(self.store.set, resource, policy)
+                self._remember(resource, await asyncio.to_thread(self.store.set, resource, policy))
                 return Outcome(ok=True, wrote=True)
             except PERMANENT as error:
+                self._written.pop(resource, None)
                 if not isinstance(error, google_errors.Conflict | google_errors.TooManyRequests):
                     return Outcome(ok=False, permanent=True, message=_message(error), code=error.code or 0)
                 last_error = _message(error)
                 await self._back_off(error, attempt)
             except TRANSIENT as error:
+                self._written.pop(resource, None)
                 last_error = _message(error)
                 log.info("IAM call on %s failed (attempt %d): %s", resource, attempt + 1, last_error)
                 await self._back_off(error, attempt)
         return Outcome(
             ok=False, permanent=False, message=f"gave up after {self.retry.attempts} attempts: {last_error}"
         )
+
+    def _remember(self, resource: str, policy: policy_pb2.Policy) -> None:
+        if not self.reuse_written or not policy.etag:
+            return
+        self._written[resource] = policy
+        while len(self._written) > REMEMBERED_POLICIES:  # the least recently used go first
+            del self._written[next(iter(self._written))]
+
+    async def _read(self, resource: str) -> policy_pb2.Policy:
+        written = self._written.pop(resource, None)
+        if written is not None:
+            return written  # popped: if this cycle fails, the next one reads
+        self.stats["get"] += 1
+        return await asyncio.to_thread(self.store.get, resource)
 
     async def _back_off(self, error: Exception, attempt: int) -> None:
         if isinstance(error, google_errors.Conflict):

@@ -170,8 +170,8 @@ def decide(
         return Step(requeue_at=ended + retention)
     if not state.has_finalizer:
         return Step(add_finalizer=True)
-    if phase is None:
-        return _transition(state, now, Phase.PENDING, "Accepted", "validating against the grant")
+    # A new request is judged at once: Pending is where it stands until then, not a step worth
+    # a status write and an Event of its own.
     spec = state.spec
     if spec is None:
         return _end(state, now, Phase.REJECTED, "InvalidSpec", join_errors(list(state.spec_errors)))
@@ -200,7 +200,7 @@ def decide(
             "GrantNotFound",
             f"spec.grant: EligibleGrant {spec.grant} does not exist",
         )
-    if phase is Phase.PENDING:
+    if phase is None or phase is Phase.PENDING:
         return _validate(state, spec, requester, grant, now)
     still = coverage_errors(spec, requester, grant)
     if still:

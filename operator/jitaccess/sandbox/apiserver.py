@@ -13,6 +13,7 @@ single source of truth.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import itertools
@@ -99,6 +100,42 @@ class ApiRejection(Exception):
         return aiohttp.web.json_response(body, status=self.code)
 
 
+class IndexedObjects(dict[tuple[Any, str | None, str], Any]):
+    """kmock's object store, plus an index by resource kind, kept as kmock writes.
+
+    kmock finds objects by scanning all of them (comparing each address by parsing resource
+    names); with thousands of objects and Events that scan, not the operator, was the bottleneck.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.by_kind: dict[tuple[str | None, str | None, str | None], dict[Any, None]] = {}
+        for key in self:
+            self._index(key)
+
+    @staticmethod
+    def kind(resource: Any) -> tuple[str | None, str | None, str | None]:
+        return (resource.group, resource.version, resource.plural)
+
+    def _index(self, key: tuple[Any, str | None, str]) -> None:
+        self.by_kind.setdefault(self.kind(key[0]), {})[key] = None
+
+    def __setitem__(self, key: tuple[Any, str | None, str], value: Any) -> None:
+        super().__setitem__(key, value)
+        self._index(key)
+
+    def __delitem__(self, key: tuple[Any, str | None, str]) -> None:
+        super().__delitem__(key)
+        self.by_kind.get(self.kind(key[0]), {}).pop(key, None)
+
+    def clear(self) -> None:
+        super().clear()
+        self.by_kind.clear()
+
+    def of_kind(self, resource: Any) -> list[tuple[tuple[Any, str | None, str], Any]]:
+        return [(key, self[key]) for key in self.by_kind.get(self.kind(resource), {})]
+
+
 @attrs.define(kw_only=True)
 class SandboxApi(kmock.KubernetesEmulator):
     crds: tuple[Crd, ...] = attrs.field(factory=load_crds)
@@ -110,9 +147,17 @@ class SandboxApi(kmock.KubernetesEmulator):
     _writes: dict[tuple[Any, ...], tuple[asyncio.Lock, int]] = attrs.field(factory=dict, init=False)
     namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _warnings: dict[int, list[str]] = attrs.field(factory=dict, init=False)
+    store: IndexedObjects = attrs.field(factory=IndexedObjects, init=False)
+    # Who did what: (user, verb, resource, subresource) -> count, in RBAC's terms. How tests and
+    # benchmarks learn which calls the operator makes (and so what its ClusterRole must allow).
+    served: collections.Counter[tuple[str, str, str, str]] = attrs.field(
+        factory=collections.Counter, init=False
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.store = IndexedObjects(self._objects._objects)
+        object.__setattr__(self._objects, "_objects", self.store)  # kmock's (frozen) ObjectsArray
         for key, info in CORE_RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(verbs=VERBS, subresources=set(), **info)
         for crd in self.crds:
@@ -200,10 +245,7 @@ class SandboxApi(kmock.KubernetesEmulator):
 
     def stored(self, key: str) -> list[dict[str, Any]]:
         """Every live object of one resource, e.g. the webhook configurations."""
-        resource = kmock.resource(key)
-        return [
-            obj.raw for (res, _, _), obj in list(self.objects.items()) if res == resource and not obj.deleted
-        ]
+        return [obj.raw for _, obj in self.store.of_kind(kmock.resource(key)) if not obj.deleted]
 
     @contextlib.asynccontextmanager
     async def _object_lock(self, request: rendering.Request) -> AsyncIterator[None]:
@@ -221,6 +263,23 @@ class SandboxApi(kmock.KubernetesEmulator):
                 del self._writes[key]
             else:
                 self._writes[key] = (lock, users - 1)
+
+    def _KubernetesEmulator__get_objs(self, request: rendering.Request, strict: bool) -> list[Any]:
+        """kmock's object lookup, by key instead of by comparing every stored object's address.
+
+        kmock scans all objects for every get, patch and list; see IndexedObjects.
+        """
+        resource, namespace, name = request.resource, request.namespace, request.name
+        if resource is None:
+            return []
+        if name is not None and (strict or namespace is not None):
+            found = self.store.get((resource, namespace, name))
+            return [found] if found is not None else []
+        return [
+            obj
+            for (_, space, label), obj in self.store.of_kind(resource)
+            if (namespace is None or space == namespace) and (name is None or label == name)
+        ]
 
     def seed(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
         """Store an object as if it had been written long ago, bypassing admission (benchmarks)."""
@@ -243,7 +302,26 @@ class SandboxApi(kmock.KubernetesEmulator):
     def resource_version(self) -> str:
         return str(next(self._versions))
 
+    def _record(self, request: rendering.Request) -> None:
+        resource = request.resource
+        if resource is None or resource.plural is None:
+            return
+        token = str(request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        user = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
+        method = str(getattr(request.method, "value", request.method)).upper()
+        if method == "GET":
+            verb = (
+                "get" if request.name else "watch" if request.params.get("watch") in ("true", "1") else "list"
+            )
+        else:
+            verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
+                method, method
+            )
+        plural = f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
+        self.served[user, verb, plural, request.subresource or ""] += 1
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        self._record(request)
         try:
             path = request.url.path
             if path.startswith("/openapi/"):
@@ -319,6 +397,11 @@ class SandboxApi(kmock.KubernetesEmulator):
         else:  # kmock marks or removes the object itself, and tells the watchers
             if old is None:
                 raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
+            metadata = old.get("metadata") or {}
+            if metadata.get("finalizers") and not metadata.get("deletionTimestamp"):
+                # kmock marks it deleting; like any write, that is a new version (watchers compare them).
+                stored = self.store[request.resource, request.namespace, request.name]
+                stored.patch({"metadata": {"resourceVersion": self.resource_version()}})
             return request
         if crd is not None and self.admission is not None and request.subresource is None:
             new, denial = await self.admission.admit(
@@ -443,10 +526,8 @@ class SandboxApi(kmock.KubernetesEmulator):
             raise ApiRejection(404, "NotFound", "the server could not find the requested resource")
         items = [
             copy.deepcopy(obj.raw)
-            for (resource, namespace, _), obj in list(self.objects.items())
-            if resource == request.resource
-            and not obj.deleted
-            and (request.namespace is None or namespace == request.namespace)
+            for (_, namespace, _), obj in self.store.of_kind(request.resource)
+            if not obj.deleted and (request.namespace is None or namespace == request.namespace)
         ]
         items = [item for item in items if _selected(item, request.params)]
         items.sort(key=lambda item: (item["metadata"].get("namespace") or "", item["metadata"].get("name")))

@@ -23,7 +23,6 @@ from jitaccess.sandbox.runner import Sandbox
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 PHASE_OF_EVENT = {
-    "Accepted": "Pending",
     "Activating": "Activating",
     "Activated": "Active",
     "Expired": "Expired",
@@ -80,13 +79,13 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     phases = [PHASE_OF_EVENT.get(event.reason, event.reason) for event in ordered]
     say("phases: " + " → ".join(phases))
     if (
-        phases != ["Pending", "Activating", "Active", "Expired"]
+        phases != ["Activating", "Active", "Expired"]
         or sandbox.emulator.snapshot("projects/my-sandbox")["bindings"] != foreign
     ):
         raise SystemExit("demo failed: unexpected phases or IAM policy")
     await approval_story(sandbox, custom, examples)
     say(
-        "Demo finished: both requests went Pending → … → Active → Expired; IAM holds only the other tool's binding."
+        "Demo finished: both requests went Activating → Active → Expired; IAM holds only the other tool's binding."
     )
 
 

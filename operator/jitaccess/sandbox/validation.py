@@ -56,6 +56,10 @@ def validate(schema: dict[str, Any], new: Any, old: Any = _MISSING) -> list[str]
 def _check(schema: dict[str, Any], value: Any, old: Any, path: str, errors: list[str]) -> None:
     if value is None:
         return
+    if old is not _MISSING and value == old:
+        # Validation ratcheting (kube-apiserver ≥ 1.30, CRDValidationRatcheting): a value an update
+        # leaves unchanged is not validated again, so status writes do not re-run spec rules.
+        return
     kind = schema.get("type")
     if not _type_ok(kind, value):
         errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body must be of type {kind}")
