@@ -75,7 +75,7 @@ def build_registry(
             await memo.metrics.cleanup()
 
     @kopf.on.event(GROUP, VERSION, "activationrequests", registry=registry)
-    def request_seen(event: kopf.RawEvent, **_: Any) -> None:
+    async def request_seen(event: kopf.RawEvent, **_: Any) -> None:
         body = event["object"]
         if event.get("type") == "DELETED":
             reconciler.forget_request(body)
@@ -83,7 +83,7 @@ def build_registry(
             reconciler.observe_request(body)
 
     @kopf.on.event(GROUP, VERSION, "eligiblegrants", registry=registry)
-    def grant_seen(event: kopf.RawEvent, **_: Any) -> None:
+    async def grant_seen(event: kopf.RawEvent, **_: Any) -> None:
         body = event["object"]
         if event.get("type") == "DELETED":
             reconciler.forget_grant(body["metadata"]["name"])
@@ -91,7 +91,7 @@ def build_registry(
             reconciler.observe_grant(body)
 
     @kopf.on.event(GROUP, VERSION, "activationapprovals", registry=registry)
-    def approval_seen(event: kopf.RawEvent, **_: Any) -> None:
+    async def approval_seen(event: kopf.RawEvent, **_: Any) -> None:
         body = event["object"]
         if event.get("type") == "DELETED":
             reconciler.forget_approval(body)

@@ -18,7 +18,10 @@ class TokenBucket:
     def __init__(
         self,
         rate_per_s: float,
-        burst: float = 2.0,
+        # No burst by default: a token's call reaches Google up to one read later (or not at all
+        # when the cycle reuses its last written policy), so evenly spaced tokens are what keeps
+        # any one-second window of calls, as Google counts them, under its limit.
+        burst: float = 1.0,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
