@@ -65,6 +65,7 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+        await reconciler.flush_events()
         for name in ("scheduler", "notifier"):
             task = memo.get(name)
             if task is not None:

@@ -25,7 +25,7 @@ from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, read_decision
 from jitaccess.policy.grants import grant_status
-from jitaccess.policy.lifecycle import FINALIZER, TERMINAL, Phase, Step, decide, read_state
+from jitaccess.policy.lifecycle import FINALIZER, TERMINAL, Event, Phase, Step, decide, read_state
 
 log = logging.getLogger(__name__)
 RequestKey = tuple[str, str]
@@ -50,6 +50,7 @@ class Reconciler:
         self.failures: dict[Hashable, int] = {}
         self.reconciles = 0
         self._locks: dict[Hashable, asyncio.Lock] = {}
+        self._event_posts: dict[RequestKey, asyncio.Task[None]] = {}
         self.notifier: Sender = NoSender()
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
@@ -219,9 +220,35 @@ class Reconciler:
                     ("grant", updated.get("spec", {}).get("grant")), self.clock.now() + GRANT_COUNT_DELAY
                 )
             if step.event is not None:
-                await self.kube.post_event(updated or body, step.event)
+                self._post_event(key, updated or body, step.event)
                 self._notify(updated or body, step)
         return key in self.requests
+
+    def _post_event(self, key: RequestKey, body: Mapping[str, Any], event: Event) -> None:
+        """Post the Event off the hot path (an activation need not wait for its record), but after
+        the request's previous Event, so that they read in the order things happened."""
+        previous = self._event_posts.get(key)
+
+        async def post() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await self.kube.post_event(dict(body), event)
+
+        task = asyncio.create_task(post(), name=f"event {key[0]}/{key[1]} {event.reason}")
+        self._event_posts[key] = task
+        task.add_done_callback(lambda done: self._event_done(key, done))
+
+    def _event_done(self, key: RequestKey, task: asyncio.Task[None]) -> None:
+        if self._event_posts.get(key) is task:
+            del self._event_posts[key]
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("posting an Event for %s/%s failed: %s", *key, task.exception())
+
+    async def flush_events(self, timeout_s: float = 5.0) -> None:
+        """At shutdown: give the Events still being posted a moment to land."""
+        pending = list(self._event_posts.values())
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
 
     def _notify(self, body: Mapping[str, Any], step: Step) -> None:
         assert step.event is not None and step.status is not None
