@@ -121,6 +121,22 @@ async def test_the_policy_our_write_returned_stands_in_for_the_next_read_but_nev
     }
 
 
+async def test_a_no_op_against_our_remembered_write_is_checked_on_a_fresh_read(iam):
+    emulator, store = iam
+    writer = BatchingWriter(store, FAST_RETRY)
+    assert (await writer.apply(PROJECT, add=activation(0))).wrote
+    # Another tool puts back a binding of ours we never wrote since (a restored backup) and
+    # removes the one we did write: by our remembered policy, neither change has anything to do.
+    emulator.seed(PROJECT, [FOREIGN, _as_iam(activation(1)[0])])
+    assert (await writer.apply(PROJECT, remove=activation(1))).wrote
+    assert (await writer.apply(PROJECT, add=activation(0))).wrote
+    assert members(emulator) == {"group:ops@example.com", "user:engineer0@example.com"}
+
+
+def _as_iam(binding: Binding) -> dict[str, Any]:
+    return {"role": binding.role, "members": [binding.member], "condition": binding.condition()}
+
+
 async def test_changes_arriving_during_a_write_go_together_in_the_next(iam):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)

@@ -91,6 +91,8 @@ class ReadModifyWrite:
     etag) stands in for the next read of that resource: if anyone else wrote since, the etag is
     stale, Google answers 409 and the retry reads afresh, so nothing foreign is ever overwritten.
     That halves the calls, and the time, of every cycle on a resource the operator keeps writing.
+    A change that looks like a no-op against the remembered policy is checked on a fresh read:
+    another tool may have added or removed the binding since, and no write means no 409.
     """
 
     def __init__(
@@ -120,10 +122,13 @@ class ReadModifyWrite:
             try:
                 if self.before_cycle is not None and not (token_held and attempt == 0):
                     await self.before_cycle()
-                policy = await self._read(resource)
-                changed = False
-                for change in changes:
-                    changed = change_policy(policy, change.add, change.remove) or changed
+                policy, remembered = await self._read(resource)
+                changed = _apply_all(policy, changes)
+                if not changed and remembered:
+                    # Our own last write says there is nothing to do, but someone may have
+                    # written since without us writing again: only a fresh read can tell.
+                    policy = await self._get(resource)
+                    changed = _apply_all(policy, changes)
                 if not changed:
                     self._remember(resource, policy)  # unchanged, so its etag is still current
                     return Outcome(ok=True)
@@ -152,10 +157,14 @@ class ReadModifyWrite:
         while len(self._written) > REMEMBERED_POLICIES:  # the least recently used go first
             del self._written[next(iter(self._written))]
 
-    async def _read(self, resource: str) -> policy_pb2.Policy:
+    async def _read(self, resource: str) -> tuple[policy_pb2.Policy, bool]:
+        """The policy to change, and whether it is our remembered last write (not a fresh read)."""
         written = self._written.pop(resource, None)
         if written is not None:
-            return written  # popped: if this cycle fails, the next one reads
+            return written, True  # popped: if this cycle fails, the next one reads
+        return await self._get(resource), False
+
+    async def _get(self, resource: str) -> policy_pb2.Policy:
         self.stats["get"] += 1
         return await asyncio.to_thread(self.store.get, resource)
 
@@ -204,6 +213,13 @@ class PolicyWriter:
             return await self.cycle.run(resource, [change])
         async with self._locks.setdefault(resource, asyncio.Lock()):
             return await self.cycle.run(resource, [change])
+
+
+def _apply_all(policy: policy_pb2.Policy, changes: Sequence[Change]) -> bool:
+    changed = False
+    for change in changes:
+        changed = change_policy(policy, change.add, change.remove) or changed
+    return changed
 
 
 def change_policy(policy: policy_pb2.Policy, add: Sequence[Binding], remove: Sequence[Binding]) -> bool:
