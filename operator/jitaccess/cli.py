@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from jitaccess.api.durations import DurationError, parse_duration
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> None:
         default=float(os.environ.get("JITACCESS_IAM_WRITES_PER_SECOND", "8")),
         help="read-modify-write cycles per second for the whole operator (Google allows ~10; default 8)",
     )
+    run.add_argument(
+        "--sweep-interval",
+        default=os.environ.get("JITACCESS_SWEEP_INTERVAL", "5m"),
+        help="how often IAM is swept for leftover jitaccess bindings and ones removed by others "
+        "(a duration; 0 turns it off)",
+    )
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument("--verbose", "-v", action="store_true")
@@ -140,6 +147,10 @@ async def _run(args: argparse.Namespace) -> None:
         retention = parse_duration(args.history_retention)
     except DurationError as error:
         sys.exit(f"--history-retention: {error}")
+    try:
+        sweep = timedelta(0) if args.sweep_interval in ("0", "off") else parse_duration(args.sweep_interval)
+    except DurationError as error:
+        sys.exit(f"--sweep-interval: {error} (or 0 to turn sweeping off)")
     key = args.attestation_key_file.read_bytes().strip() if args.attestation_key_file else b""
     if args.attestation_key_file and len(key) < 32:
         sys.exit("--attestation-key-file: the key must be at least 32 bytes (e.g. openssl rand -hex 32)")
@@ -163,6 +174,7 @@ async def _run(args: argparse.Namespace) -> None:
         notify_url=args.notify_url,
         iam_write_mode=args.iam_write_mode,
         iam_writes_per_s=args.iam_writes_per_second,
+        sweep_interval=sweep,
         identity=IdentitySettings(
             trusted_submitters=frozenset(args.trusted_submitter or ()),
             workload_identity_pool=args.workload_identity_pool,

@@ -37,3 +37,5 @@ class OperatorConfig:
     iam_write_mode: str = "batched"
     iam_writes_per_s: float = 8.0
     iam_batch_window_s: float = 0.02
+    # How often IAM is swept for our leftover bindings and for bindings others removed (0: never).
+    sweep_interval: timedelta = timedelta(minutes=5)

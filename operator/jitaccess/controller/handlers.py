@@ -52,8 +52,11 @@ def build_registry(
         settings.watching.reconnect_backoff = 1.0
         if webhook_server is not None:
             settings.admission.server = webhook_server
+        reconciler.loop = asyncio.get_running_loop()
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
         memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+        if reconciler.sweeper is not None:
+            memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
         if reconciler.config.metrics_port is not None:
             memo.metrics = await serve_metrics(
                 reconciler, reconciler.config.metrics_port, reconciler.config.metrics_host
@@ -66,7 +69,7 @@ def build_registry(
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
         await reconciler.flush_events()
-        for name in ("scheduler", "notifier"):
+        for name in ("sweeper", "scheduler", "notifier"):
             task = memo.get(name)
             if task is not None:
                 task.cancel()

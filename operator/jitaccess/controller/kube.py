@@ -75,6 +75,10 @@ class Kube:
     async def get_grant(self, name: str) -> dict[str, Any] | None:
         return await self._call(self.custom.get_cluster_custom_object, GROUP, VERSION, GRANTS, name)
 
+    async def list_requests(self) -> list[dict[str, Any]]:
+        found = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, REQUESTS)
+        return list((found or {}).get("items", []))
+
     async def list_grants(self) -> list[dict[str, Any]]:
         found = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, GRANTS)
         return list((found or {}).get("items", []))

@@ -17,6 +17,7 @@ from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.handlers import build_registry
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.tls import make_serving_certificate
 from jitaccess.controller.webhooks import register_webhooks
 from jitaccess.iam.batcher import BatchingWriter
@@ -55,16 +56,17 @@ def build(
     # discards connections, and every call beyond it pays a new TLS handshake.
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, settings.api_threads)
     kube = Kube(client.ApiClient(configuration), settings.clock)
-    writer = iam_writer(settings)
-    reconciler = Reconciler(settings, kube, writer)
+    store = PolicyStore(settings.iam_endpoint)
+    reconciler = Reconciler(settings, kube, iam_writer(settings, store))
+    if settings.sweep_interval.total_seconds() > 0:
+        reconciler.sweeper = Sweeper(reconciler, store, settings.sweep_interval)
     registry = build_registry(reconciler, configuration, webhook_server(settings))
     if settings.webhook_port is not None:
         register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)
     return reconciler, registry
 
 
-def iam_writer(settings: OperatorConfig) -> IamWriter:
-    store = PolicyStore(settings.iam_endpoint)
+def iam_writer(settings: OperatorConfig, store: PolicyStore) -> IamWriter:
     if settings.iam_write_mode == "per-activation":
         return PolicyWriter(store, serialise=False)
     if settings.iam_write_mode != "batched":

@@ -51,6 +51,8 @@ class Reconciler:
         self.reconciles = 0
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self._event_posts: dict[RequestKey, asyncio.Task[None]] = {}
+        self.sweeper: Any = None  # controller.sweeper.Sweeper, when sweeping is on
+        self.loop: asyncio.AbstractEventLoop | None = None  # the operator's, once it runs
         self.notifier: Sender = NoSender()
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
@@ -142,8 +144,7 @@ class Reconciler:
 
     async def work(self, item: Hashable) -> None:
         kind, key = item  # type: ignore[misc]
-        lock = self._locks.setdefault(item, asyncio.Lock())
-        async with lock:
+        async with self.lock_for(item):
             self.reconciles += 1
             try:
                 if kind == "request":
@@ -223,6 +224,16 @@ class Reconciler:
                 self._post_event(key, updated or body, step.event)
                 self._notify(updated or body, step)
         return key in self.requests
+
+    def lock_for(self, item: Hashable) -> asyncio.Lock:
+        """The lock a reconcile of `item` holds; the sweeper takes it to act on the same request."""
+        return self._locks.setdefault(item, asyncio.Lock())
+
+    def remember(self, key: RequestKey, updated: dict[str, Any] | None) -> None:
+        self._remember(key, updated)
+
+    def post_event_now(self, body: Mapping[str, Any], event: Event) -> None:
+        self._post_event(_key(body), body, event)
 
     def _post_event(self, key: RequestKey, body: Mapping[str, Any], event: Event) -> None:
         """Post the Event off the hot path (an activation need not wait for its record), but after

@@ -15,9 +15,10 @@ import secrets
 import socket
 import ssl
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp.test_utils
 import kmock
@@ -47,6 +48,8 @@ RESOURCES = {
     "folders/123456789012",
     "organizations/987654321098",
 }
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -158,6 +161,11 @@ class Sandbox:
             await _wait_for_port(settings.webhook_port)  # kopf starts its webhook server just after "ready"
             self._register_webhooks(settings.webhook_port, (settings.webhook_cert_dir or Path()) / "ca.crt")
         return self.reconciler
+
+    async def in_operator(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the operator's event loop (its locks and tasks live there)."""
+        assert self.reconciler is not None and self.reconciler.loop is not None, "the operator is not running"
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.reconciler.loop))
 
     def _register_webhooks(self, port: int, ca_file: Path) -> None:
         """Static webhook configurations, the shape manifests/ will ship (a URL instead of a Service)."""
