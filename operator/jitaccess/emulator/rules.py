@@ -8,6 +8,7 @@ name and a message shaped like Google's.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -214,8 +215,13 @@ def validate_condition(condition: object, role: str, members: list[str], where: 
     return out
 
 
+@functools.lru_cache(maxsize=65536)
 def _check_expression(expression: str) -> None:
-    """The parts of CEL validation that matter here: balanced syntax, literals, operator count."""
+    """The parts of CEL validation that matter here: balanced syntax, literals, operator count.
+
+    Cached (a refusal raises, and is not cached): a policy's expressions are re-checked on every
+    write, and a busy policy holds hundreds of them.
+    """
     stripped = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expression)
     depth = 0
     for ch in stripped:
@@ -234,9 +240,10 @@ def _check_expression(expression: str) -> None:
 
 def normalise(bindings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Merge bindings of the same role and condition; de-duplicate members, keeping first order."""
-    merged: dict[str, dict[str, Any]] = {}
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for binding in bindings:
-        key = json.dumps([binding["role"], binding.get("condition")], sort_keys=True)
+        condition = binding.get("condition") or {}
+        key = (binding["role"], *sorted(condition.items()))
         target = merged.setdefault(key, {**binding, "members": []})
         for member in binding["members"]:
             if member not in target["members"]:
