@@ -185,7 +185,8 @@ class Reconciler:
                 follow = step.on_success
             elif outcome.permanent and step.on_failure is not None:
                 follow = _with_reason(
-                    step.on_failure, f"IAM refused the change: {outcome.message}; nothing was granted"
+                    step.on_failure,
+                    f"IAM refused the change: {outcome.message.rstrip('.')}; nothing was granted",
                 )
             else:
                 attempts = self.failures[("request", key)] = self.failures.get(("request", key), 0) + 1

@@ -13,7 +13,7 @@ import json
 import os
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from jitaccess.emulator.rules import IamError, Limits, StoredPolicy, apply_set, 
 KINDS = ("projects", "folders", "organizations")
 EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")
 METHODS = ("getIamPolicy", "setIamPolicy")
+FOREIGN_ROLE = "roles/browser"  # the foreign writer's own binding
 ERROR_STATUS = {
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
@@ -44,7 +45,20 @@ class Faults:
     error_rates: dict[str, dict[int, float]] = field(default_factory=dict)  # method -> {status: p}
     fail_next: list[dict[str, Any]] = field(default_factory=list)  # [{method, status, count, resource?}]
     etag_races: int = 0  # the next N setIamPolicy calls find the policy changed under them
+    # Each call is slowed by `latency_spike_ms` more with this probability (Google's bad minutes).
+    latency_spike_probability: float = 0.0
+    latency_spike_ms: float = 0.0
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What one successful write did to a policy, member by member: (role, member, condition)."""
+
+    resource: str
+    by: str  # "setIamPolicy" (the API), "seed" (control endpoint), "foreign" (the foreign writer)
+    added: frozenset[tuple[str, str, str]]
+    removed: frozenset[tuple[str, str, str]]
 
 
 @dataclass
@@ -96,16 +110,31 @@ class Emulator:
         self.quota: Quota | None = None  # off unless asked for: tests of other things stay simple
         self._served: dict[str, deque[float]] = {"getIamPolicy": deque(), "setIamPolicy": deque()}
         self._stalled: dict[str, asyncio.Event] = {}
+        self._held: Counter[str] = Counter()
+        self.changes: list[PolicyChange] = []
+        self.foreign_writes = 0
+        self.foreign_refusals: list[str] = []
+        self._foreign_writer: asyncio.Task[None] | None = None
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
     # -- the real API -------------------------------------------------------------------------
 
     async def handle(self, resource: str, method: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        if self.faults.latency_ms:
-            await asyncio.sleep(self.faults.latency_ms / 1000)
+        delay_ms = self.faults.latency_ms
+        if (
+            self.faults.latency_spike_probability
+            and self._rng.random() < self.faults.latency_spike_probability
+        ):
+            delay_ms += self.faults.latency_spike_ms
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000)
         if resource in self._stalled:
-            await self._stalled[resource].wait()
+            self._held[resource] += 1
+            try:
+                await self._stalled[resource].wait()
+            finally:
+                self._held[resource] -= 1
         try:
             status, answer = 200, await self._serve(resource, method, body)
         except IamError as error:
@@ -143,7 +172,7 @@ class Emulator:
                 unknown_roles=self.unknown_roles,
                 counter=self.writes,
             )
-            self.policies[resource] = updated
+            self._store(resource, updated, "setIamPolicy")
             self._save()
             return render(updated, 3)
 
@@ -178,6 +207,10 @@ class Emulator:
     def stall(self, resource: str) -> None:
         """Hold every call on `resource` until `release` (a project whose API is very slow)."""
         self._stalled.setdefault(resource, asyncio.Event())
+
+    def held(self, resource: str) -> int:
+        """Calls on `resource` waiting for `release`."""
+        return self._held[resource]
 
     def release(self, resource: str) -> None:
         event = self._stalled.pop(resource, None)
@@ -224,19 +257,71 @@ class Emulator:
     def seed(self, resource: str, bindings: list[dict[str, Any]]) -> StoredPolicy:
         """Replace a policy wholesale, as another tool would (checked by the same rules)."""
         self.resources.add(resource)
+        updated = self._write_directly(resource, {"version": 3, "bindings": bindings}, "seed")
+        self._save()
+        return updated
+
+    def _write_directly(self, resource: str, policy: dict[str, Any], by: str) -> StoredPolicy:
+        """A write that is not an API call (same rules, any role): seeding, the foreign writer."""
         self.writes += 1
-        current = self.policies.get(resource) or StoredPolicy()
-        body = {"policy": {"version": 3, "bindings": bindings}}
-        self.policies[resource] = apply_set(
-            current,
-            body,
+        updated = apply_set(
+            self.policies.get(resource) or StoredPolicy(),
+            {"policy": policy},
             resource=resource,
             limits=self.limits,
             unknown_roles=frozenset(),
             counter=self.writes,
         )
-        self._save()
-        return self.policies[resource]
+        self._store(resource, updated, by)
+        return updated
+
+    def _store(self, resource: str, updated: StoredPolicy, by: str) -> None:
+        before = _members(self.policies.get(resource))
+        after = _members(updated)
+        self.policies[resource] = updated
+        self.changes.append(PolicyChange(resource, by, frozenset(after - before), frozenset(before - after)))
+        if len(self.changes) > self.keep_calls:
+            del self.changes[: len(self.changes) - self.keep_calls]
+
+    def start_foreign_writer(self, resources: list[str], interval_ms: float, max_members: int = 500) -> None:
+        """Another tool that edits `resources` every `interval_ms`, as Terraform or a person would.
+
+        Each write adds a member to the tool's own binding (`roles/browser`) until it holds
+        `max_members`, then rewrites the policy unchanged (a new etag all the same), so every
+        read-modify-write of ours in between meets a stale etag. Runs until stopped.
+        """
+        self.stop_foreign_writer()
+        self._foreign_writer = asyncio.get_running_loop().create_task(
+            self._foreign_writes(list(resources), interval_ms / 1000, max_members), name="foreign-writer"
+        )
+
+    def stop_foreign_writer(self) -> None:
+        if self._foreign_writer is not None:
+            self._foreign_writer.cancel()
+            self._foreign_writer = None
+
+    async def _foreign_writes(self, resources: list[str], interval_s: float, max_members: int) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            for resource in resources:
+                async with self._locks.setdefault(resource, asyncio.Lock()):
+                    current = self.policies.get(resource) or StoredPolicy()
+                    bindings = [dict(b, members=list(b["members"])) for b in current.bindings]
+                    mine = next(
+                        (b for b in bindings if b["role"] == FOREIGN_ROLE and not b.get("condition")), None
+                    )
+                    if mine is None:
+                        mine = {"role": FOREIGN_ROLE, "members": []}
+                        bindings.append(mine)
+                    if len(mine["members"]) < max_members:
+                        mine["members"].append(f"user:foreign-{len(mine['members'])}@example.com")
+                    policy = {"version": 3, "bindings": bindings, "etag": current.etag_text()}
+                    try:
+                        self._write_directly(resource, policy, "foreign")
+                    except IamError as error:  # refused (a full policy): the tool tries again later
+                        self.foreign_refusals.append(f"{resource}: {error}")
+                        continue
+                    self.foreign_writes += 1
 
     def configure(self, settings: dict[str, Any]) -> None:
         faults = self.faults
@@ -251,6 +336,20 @@ class Emulator:
             faults.fail_next = [dict(rule) for rule in settings["fail_next"]]
         if "etag_races" in settings:
             faults.etag_races = int(settings["etag_races"])
+        if "latency_spike" in settings:
+            spike = settings["latency_spike"] or {}
+            faults.latency_spike_probability = float(spike.get("probability", 0.0))
+            faults.latency_spike_ms = float(spike.get("ms", 0.0))
+        if "foreign_writer" in settings:
+            writer = settings["foreign_writer"]
+            if writer:
+                self.start_foreign_writer(
+                    writer["resources"],
+                    float(writer.get("interval_ms", 20)),
+                    int(writer.get("max_members", 500)),
+                )
+            else:
+                self.stop_foreign_writer()
         if "seed" in settings:
             faults.seed = int(settings["seed"])
             self._rng = random.Random(faults.seed)
@@ -286,6 +385,16 @@ class Emulator:
             self.policies[name] = StoredPolicy(
                 policy["bindings"], policy.get("auditConfigs", []), base64.b64decode(policy["etag"])
             )
+
+
+def _members(policy: StoredPolicy | None) -> set[tuple[str, str, str]]:
+    if policy is None:
+        return set()
+    return {
+        (binding["role"], member, json.dumps(binding.get("condition"), sort_keys=True))
+        for binding in policy.bindings
+        for member in binding["members"]
+    }
 
 
 def make_app(emulator: Emulator) -> web.Application:
@@ -336,6 +445,11 @@ def make_app(emulator: Emulator) -> web.Application:
     app.router.add_post("/_emulator/resources", add_resources)
     app.router.add_post("/_emulator/faults", faults)
     app.router.add_route("*", "/_emulator/calls", calls)
+
+    async def stop_foreign_writer(_: web.Application) -> None:
+        emulator.stop_foreign_writer()
+
+    app.on_cleanup.append(stop_foreign_writer)
     app[EMULATOR_KEY] = emulator
     return app
 

@@ -66,6 +66,11 @@ class BatchingWriter:
     def stats(self) -> dict[str, int]:
         return self.cycle.stats
 
+    def queued(self, resource: str) -> int:
+        """Changes for `resource` waiting for its next cycle (not counting one in flight)."""
+        queue = self._queues.get(resource)
+        return len(queue.waiting) if queue is not None else 0
+
     async def apply(
         self, resource: str, add: Sequence[Binding] = (), remove: Sequence[Binding] = ()
     ) -> Outcome:
