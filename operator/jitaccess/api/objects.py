@@ -31,6 +31,8 @@ DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=1)
 MAX_ROLES = 20
 MAX_PRINCIPALS = 100
 MAX_JUSTIFICATION = 1024
+NOT_PLAIN_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+MAX_COMMENT = 1024  # an approval's comment, as the CRD's maxLength
 MAX_PATTERN = 512
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
@@ -134,6 +136,9 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     ), []
 
 
+RESERVED_MARKER = "jitaccess.dev/"
+
+
 def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]]:
     """The request's spec, or None with every reason it is malformed (grant-independent checks)."""
     spec = _mapping(body.get("spec"))
@@ -150,12 +155,28 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         if len(set(roles)) != len(roles):
             errors.append(FieldError("spec.roles", "lists a role more than once"))
     duration = _duration(spec, "duration", "spec.duration", errors, required=False)
+    if duration is not None and duration < SHORTEST_GRANT:
+        errors.append(
+            FieldError(
+                "spec.duration",
+                f"{format_duration(duration)} is too short; at least {format_duration(SHORTEST_GRANT)}",
+            )
+        )
     justification = spec.get("justification", "")
     if not isinstance(justification, str):
         errors.append(FieldError("spec.justification", "must be a string"))
         justification = ""
     elif (message := text_error(justification, MAX_JUSTIFICATION)) is not None:
         errors.append(FieldError("spec.justification", message))
+    elif RESERVED_MARKER in justification.lower():
+        # Our reference always ends the binding's description, so it cannot be forged; but text
+        # that imitates it would mislead whoever reads the policy in the console.
+        errors.append(
+            FieldError(
+                "spec.justification",
+                f"must not contain {RESERVED_MARKER!r}: it marks jitaccess's own bindings",
+            )
+        )
     start_time = None
     if spec.get("startTime") is not None:
         try:
@@ -184,6 +205,11 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         requester=requester,
         requester_groups=tuple(groups),
     ), []
+
+
+def is_kubernetes_name(name: object) -> bool:
+    """A lowercase RFC 1123 subdomain-like name, as metadata.name of our objects (at most 253)."""
+    return isinstance(name, str) and _K8S_NAME.fullmatch(name) is not None
 
 
 def pattern_error(pattern: object) -> str | None:
@@ -215,11 +241,11 @@ def text_error(text: str, limit: int) -> str | None:
     """Why free text (a justification) is unacceptable: too long, or carrying control characters."""
     if len(text) > limit:
         return f"is {len(text)} characters long; the limit is {limit}"
-    bad = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")})
+    # Control, format (bidi overrides, zero-width), surrogate, private-use and unassigned code
+    # points, and line or paragraph separators: none belongs in one line of plain text.
+    bad = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) in NOT_PLAIN_TEXT})
     if bad:
-        return (
-            f"contains control or invisible characters ({', '.join(bad[:5])}); write plain text on one line"
-        )
+        return f"contains control, invisible or unassigned characters ({', '.join(bad[:5])}); write plain text on one line"
     return None
 
 

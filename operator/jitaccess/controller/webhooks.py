@@ -7,11 +7,12 @@ so a bad request is refused at `kubectl apply` time with a message naming the fi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.api.objects import GROUP, VERSION, is_kubernetes_name
 from jitaccess.clock import Clock
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.policy.admission import (
@@ -39,9 +40,12 @@ def register_webhooks(
         operation: str, body: dict[str, Any], old: dict[str, Any] | None, userinfo: dict[str, Any]
     ) -> Admission:
         caller = Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))
-        grant_name = (body.get("spec") or {}).get("grant")
-        grant = await reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
-        conditions = ((reconciler.grant_bodies.get(grant_name or "") or {}).get("status") or {}).get(
+        spec = body.get("spec")
+        named = spec.get("grant") if isinstance(spec, Mapping) else None
+        # Only a well-formed name is looked up; anything else is refused by admit_request below.
+        grant_name = named if is_kubernetes_name(named) else ""
+        grant = await reconciler.grant(grant_name) if grant_name else None
+        conditions = ((reconciler.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
             "conditions"
         ) or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -20,7 +20,7 @@ from typing import Any
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import join_errors
 from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX
-from jitaccess.api.objects import Grant, parse_request_spec
+from jitaccess.api.objects import MAX_COMMENT, Grant, is_kubernetes_name, parse_request_spec, text_error
 from jitaccess.policy.eligibility import check_request
 
 ATTESTATION = "jitaccess.dev/admitted"
@@ -95,7 +95,10 @@ def admit_request(
         return _admit_update(new, old or {})
     if operation != "CREATE":
         return Admission(True)
-    spec = dict(new.get("spec") or {})
+    raw = new.get("spec")
+    if not isinstance(raw, Mapping):
+        return Admission(False, "spec: must be an object with at least spec.grant")
+    spec = dict(raw)
     stamp, refusal = _identity(spec, caller, settings, "requester", "requesterGroups")
     if refusal:
         return Admission(False, refusal)
@@ -134,7 +137,10 @@ def admit_approval_identity(
         return Admission(True)
     if operation != "CREATE":
         return Admission(True)
-    stamp, refusal = _identity(dict(new.get("spec") or {}), caller, settings, "approver", "approverGroups")
+    spec = new.get("spec")
+    if not isinstance(spec, Mapping):
+        return Admission(False, "spec: must be an object with request and decision")
+    stamp, refusal = _identity(dict(spec), caller, settings, "approver", "approverGroups")
     return Admission(False, refusal) if refusal else Admission(True, stamp=stamp)
 
 
@@ -193,12 +199,30 @@ def attestation_valid(body: Mapping[str, Any], key: bytes) -> bool:
     return bool(seal) and hmac.compare_digest(seal, attestation(body, key))
 
 
+def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
+    """What is wrong with the approval's own fields, before anything is looked up, or None."""
+    request = spec.get("request")
+    if not isinstance(request, str) or not is_kubernetes_name(request):
+        return "spec.request: must name an ActivationRequest in this namespace (a lowercase Kubernetes name)"
+    decision = spec.get("decision")
+    if decision not in ("Approve", "Deny"):
+        return f"spec.decision: must be Approve or Deny, not {str(decision)[:40]!r}"
+    comment = spec.get("comment", "")
+    if not isinstance(comment, str):
+        return "spec.comment: must be a string"
+    if (message := text_error(comment, MAX_COMMENT)) is not None:
+        return f"spec.comment: {message}"
+    return None
+
+
 def admit_approval(
     spec: Mapping[str, Any], request: Mapping[str, Any] | None, grant: Grant | None
 ) -> Admission:
     """May this (already stamped) approval be given? The tally's own rules, refused early with a reason."""
     from jitaccess.policy.approvals import Decision, why_not_counted
 
+    if (mistake := approval_spec_error(spec)) is not None:
+        return Admission(False, mistake)
     name = spec.get("request")
     if request is None:
         return Admission(False, f"spec.request: there is no ActivationRequest {name} in this namespace")

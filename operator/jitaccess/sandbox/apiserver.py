@@ -37,6 +37,7 @@ from jitaccess.sandbox.crds import Crd, load_crds
 from jitaccess.sandbox.tables import core_table, table
 from jitaccess.sandbox.validation import validate
 
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 CORE_RESOURCES = {
     "v1/namespaces": {
@@ -382,6 +383,15 @@ class SandboxApi(kmock.KubernetesEmulator):
         if request.action == enums.action.CREATE:
             new = self._stamp_new(copy.deepcopy(request.data or {}), request)
             name = new["metadata"]["name"]
+            if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
+                raise ApiRejection(
+                    422,
+                    "Invalid",
+                    f'{kind} "{str(name)[:80]}" is invalid: metadata.name: Invalid value: '
+                    f"{json.dumps(str(name)[:80])}: a lowercase RFC 1123 subdomain must consist of lower case "
+                    "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
+                    "character (e.g. 'example.com'), at most 253 characters",
+                )
             if self._exists(request, new["metadata"].get("namespace"), name):
                 raise ApiRejection(
                     409,
