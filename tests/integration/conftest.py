@@ -14,9 +14,11 @@ import pytest_asyncio
 from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
-from jitaccess.sandbox.runner import Sandbox
+from jitaccess.sandbox.runner import OPERATOR_USER, Sandbox
 
 GROUP, VERSION = "jitaccess.dev", "v1alpha1"
+# Every (verb, resource, subresource) the operator called in any sandbox of this session.
+OPERATOR_CALLS: set[tuple[str, str, str]] = set()
 _names = itertools.count(1)
 
 
@@ -227,6 +229,11 @@ async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     # admin files requests on behalf of others, as a GitOps controller configured as trusted submitter would.
     async with Sandbox(state, tick_s=0.05, trusted_submitters=frozenset({"admin"})) as running:
         yield running
+        OPERATOR_CALLS.update(
+            (verb, resource, subresource)
+            for (user, verb, resource, subresource) in running.api.served
+            if user == OPERATOR_USER
+        )
 
 
 @pytest_asyncio.fixture(loop_scope="module")

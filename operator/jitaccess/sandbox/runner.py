@@ -36,8 +36,12 @@ from jitaccess.sandbox.admission import MUTATING, VALIDATING, WebhookDispatcher
 from jitaccess.sandbox.apiserver import SandboxApi
 
 # The people of the sandbox, and the groups their (pretend) identity provider says they are in.
+# The operator runs as its own service account, as in manifests/rbac.yaml (tests compare what it
+# calls with what that ClusterRole allows).
+OPERATOR_USER = "system:serviceaccount:jitaccess-system:jitaccess"
 USERS: dict[str, list[str]] = {
     "admin": ["system:masters"],
+    OPERATOR_USER: ["system:serviceaccounts", "system:serviceaccounts:jitaccess-system"],
     "alice@example.com": ["sre@example.com"],
     "bob@example.com": ["sre-leads@example.com"],
     "carol@example.com": ["developers@example.com"],
@@ -127,7 +131,7 @@ class Sandbox:
         settings = OperatorConfig(
             iam_endpoint=self.iam_url, clock=self.clock, tick_s=self.tick_s, **{**webhook, **overrides}
         )
-        configuration = kubernetes_configuration(self.kubeconfig, context="admin")
+        configuration = kubernetes_configuration(self.kubeconfig, context=OPERATOR_USER)
         self._stop = threading.Event()
         ready = threading.Event()
         built: concurrent.futures.Future[Reconciler] = concurrent.futures.Future()
