@@ -69,10 +69,7 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     say("… the sandbox clock jumps 31 minutes forward (the IAM condition would end access by itself) …")
     body = await follow(custom, namespace, name, until={"Expired"}, seen={"Active"})
     show_policy(sandbox, "projects/my-sandbox")
-    events = await asyncio.to_thread(
-        client.CoreV1Api(api).list_namespaced_event, namespace, field_selector=f"involvedObject.name={name}"
-    )
-    ordered = sorted(events.items, key=lambda event: int(event.metadata.resource_version or 0))
+    ordered = await events_of(client.CoreV1Api(api), namespace, name, count=3)
     say("Events on the request, in order (kubectl describe ar shows the same):")
     for event in ordered:
         print(f"    {event.type:<8} {event.reason:<12} {event.message}")
@@ -87,6 +84,20 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     say(
         "Demo finished: both requests went Activating → Active → Expired; IAM holds only the other tool's binding."
     )
+
+
+async def events_of(core: client.CoreV1Api, namespace: str, name: str, count: int) -> list[Any]:
+    """The request's Events in order, once `count` are there: they are posted just after the
+    status change they tell of, so the last one may trail the phase by a moment."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        events = await asyncio.to_thread(
+            core.list_namespaced_event, namespace, field_selector=f"involvedObject.name={name}"
+        )
+        ordered = sorted(events.items, key=lambda event: int(event.metadata.resource_version or 0))
+        if len(ordered) >= count or asyncio.get_running_loop().time() > deadline:
+            return ordered
+        await asyncio.sleep(0.1)
 
 
 async def approval_story(sandbox: Sandbox, custom: client.CustomObjectsApi, examples: Path) -> None:

@@ -1,0 +1,89 @@
+"""Render benchmarks/results/*.json as the Markdown table in README "Performance".
+
+python benchmarks/table.py [RESULTS_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ORDER = [
+    "burst-100-1",
+    "burst-100-10",
+    "burst-500-1",
+    "burst-500-10",
+    "steady-10",
+    "steady-50",
+    "steady-50-10",
+]
+ORDER += ["expiry-500", "scale-10000"]
+
+
+def cell(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def rows(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for run in (result, result.get("baseline")):
+        if not run:
+            continue
+        latency = run.get("latency_s") or {}
+        lag = run.get("expiry_lag_s") or {}
+        censored = run.get("latency_censored") or 0
+        bound = "≥ " if censored else ""
+        activations = run.get("activations") or 0
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    run["scenario"],
+                    run["mode"],
+                    f"{activations}/{run.get('requests', activations)}",
+                    bound + cell(latency.get("p50")),
+                    bound + cell(latency.get("p95")),
+                    bound + cell(latency.get("p99")),
+                    cell(run.get("throughput_per_s"), 1),
+                    cell(run.get("set_iam_policy_per_activation"), 3),
+                    cell(run.get("set_iam_policy_calls")),
+                    cell(run.get("get_iam_policy_calls")),
+                    cell(run.get("conflicts")),
+                    cell(run.get("quota_exceeded")),
+                    cell(lag.get("p50")),
+                    cell(lag.get("p99")),
+                    cell(run.get("peak_rss_mib"), 0),
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "results"
+    results = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
+    print(
+        "| scenario | mode | Active | p50 s | p95 s | p99 s | act/s | set/act | sets | gets | 409 | 429 "
+        "| lag p50 s | lag p99 s | RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in sorted(results, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        if name.startswith("scale"):
+            continue
+        for line in rows(results[name]):
+            print(line)
+    scale = results.get("scale-10000")
+    if scale:
+        print()
+        print(json.dumps({k: v for k, v in scale.items() if not isinstance(v, dict | list)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
