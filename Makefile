@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo sandbox test lint format bench clean
+.PHONY: install demo sandbox test soak lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ sandbox: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The long variant of the crash chaos test: 900 requests, 100 SIGKILLs (a few minutes more).
+soak: $(STAMP)
+	JITACCESS_SOAK=1 $(BIN)/python -m pytest -q tests/integration/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks

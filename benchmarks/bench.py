@@ -208,7 +208,7 @@ class World:
         except TimeoutError:
             tail = (self.directory / "operator.log").read_text()[-2000:]
             raise RuntimeError(f"the operator did not start (exit {self.operator.poll()}):\n{tail}") from None
-        self.sandbox._register_webhooks(self.webhook_port, self.directory / "webhook" / "ca.crt")
+        self.sandbox.register_webhooks(self.webhook_port, self.directory / "webhook" / "ca.crt")
         return started
 
     async def stop_operator(self) -> None:

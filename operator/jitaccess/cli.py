@@ -105,6 +105,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
+    run.add_argument(
+        "--clock-offset-file",
+        type=Path,
+        default=None,
+        help="for tests and the sandbox only: seconds to add to the wall clock, read from this file "
+        "whenever it changes (only ever forward)",
+    )
+    run.add_argument(
+        "--tick", type=float, default=0.5, help="how often the scheduler looks at the clock, in seconds"
+    )
     run.add_argument("--verbose", "-v", action="store_true")
 
     sandbox = commands.add_parser(
@@ -139,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    from jitaccess.clock import OffsetFileClock
     from jitaccess.controller.config import OperatorConfig
     from jitaccess.controller.operator import kubernetes_configuration, run_operator
     from jitaccess.policy.admission import IdentitySettings
@@ -175,6 +186,8 @@ async def _run(args: argparse.Namespace) -> None:
         iam_write_mode=args.iam_write_mode,
         iam_writes_per_s=args.iam_writes_per_second,
         sweep_interval=sweep,
+        tick_s=args.tick,
+        **({"clock": OffsetFileClock(args.clock_offset_file)} if args.clock_offset_file else {}),
         identity=IdentitySettings(
             trusted_submitters=frozenset(args.trusted_submitter or ()),
             workload_identity_pool=args.workload_identity_pool,

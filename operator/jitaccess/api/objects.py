@@ -155,13 +155,6 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         if len(set(roles)) != len(roles):
             errors.append(FieldError("spec.roles", "lists a role more than once"))
     duration = _duration(spec, "duration", "spec.duration", errors, required=False)
-    if duration is not None and duration < SHORTEST_GRANT:
-        errors.append(
-            FieldError(
-                "spec.duration",
-                f"{format_duration(duration)} is too short; at least {format_duration(SHORTEST_GRANT)}",
-            )
-        )
     justification = spec.get("justification", "")
     if not isinstance(justification, str):
         errors.append(FieldError("spec.justification", "must be a string"))

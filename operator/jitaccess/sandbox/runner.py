@@ -84,6 +84,10 @@ class Sandbox:
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
 
+    def api_ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts the sandbox API's certificate (for plain HTTPS clients)."""
+        return ssl.create_default_context(cadata=self._api_tls.ca_pem.decode())
+
     async def __aenter__(self) -> Sandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.api = SandboxApi(clock=self.clock.now)
@@ -163,7 +167,7 @@ class Sandbox:
         self.reconciler = await asyncio.wrap_future(built)
         if settings.webhook_port is not None:
             await _wait_for_port(settings.webhook_port)  # kopf starts its webhook server just after "ready"
-            self._register_webhooks(settings.webhook_port, (settings.webhook_cert_dir or Path()) / "ca.crt")
+            self.register_webhooks(settings.webhook_port, (settings.webhook_cert_dir or Path()) / "ca.crt")
         return self.reconciler
 
     async def in_operator(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -171,7 +175,7 @@ class Sandbox:
         assert self.reconciler is not None and self.reconciler.loop is not None, "the operator is not running"
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.reconciler.loop))
 
-    def _register_webhooks(self, port: int, ca_file: Path) -> None:
+    def register_webhooks(self, port: int, ca_file: Path) -> None:
         """Static webhook configurations, the shape manifests/ will ship (a URL instead of a Service)."""
         ca = base64.b64encode(ca_file.read_bytes()).decode()
 
