@@ -37,6 +37,8 @@ NAMESPACE = "team-sre"
 PROJECTS = ["projects/chaos-self-a", "projects/chaos-self-b", "projects/chaos-approved"]
 FOREIGN = {"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}
 ROLES = ["roles/compute.admin", "roles/storage.admin"]
+# The Event reasons that end a request, and the phase each claims (Deleted: the object is gone).
+ENDINGS = {"Expired": "Expired", "RevokedByRequester": "Revoked", "Deleted": "Deleted", "Denied": "Denied"}
 
 
 class Client:
@@ -278,13 +280,11 @@ async def test_sigkill_at_random_moments_loses_nothing_and_leaves_nothing(world)
         phase = (final.get(name, {}).get("status") or {}).get("phase", "Deleted" if name not in final else "")
         if reason == "Activated" and involved.get("uid") not in added_uids:
             lies.append(f"{name}: Activated, but IAM never got its binding")
-        if (
-            reason in ("Expired", "Revoked", "Denied")
-            and phase != reason
-            and not (reason == "Revoked" and phase == "Deleted")
-        ):
+        if reason in ENDINGS and phase != ENDINGS[reason]:
             lies.append(f"{name}: {reason}, but it is {phase}")
-        if reason in ("IamRefused", "ActivationFailed", "Rejected"):
+        if reason == "Denied" and expected.get(name) != "Denied":
+            lies.append(f"{name}: Denied, but bob approved it")
+        if reason not in {"Activating", "Activated", "ApprovalRequired", "ApprovalRecorded", *ENDINGS}:
             lies.append(f"{name}: {reason}: {event['message']}")
         if reason == "Activated" and expected.get(name) == "Denied":
             lies.append(f"{name}: Activated, but it was denied")
