@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> None:
         help="how often IAM is swept for leftover jitaccess bindings and ones removed by others "
         "(a duration; 0 turns it off)",
     )
+    run.add_argument(
+        "--audit-log",
+        default=os.environ.get("JITACCESS_AUDIT_LOG", "stdout"),
+        help="one JSON line per lifecycle event: stdout (default), off, or a file to append to",
+    )
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument(
@@ -187,6 +192,7 @@ async def _run(args: argparse.Namespace) -> None:
         iam_writes_per_s=args.iam_writes_per_second,
         sweep_interval=sweep,
         tick_s=args.tick,
+        audit_log=args.audit_log,
         **({"clock": OffsetFileClock(args.clock_offset_file)} if args.clock_offset_file else {}),
         identity=IdentitySettings(
             trusted_submitters=frozenset(args.trusted_submitter or ()),

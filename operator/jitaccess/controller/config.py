@@ -39,3 +39,5 @@ class OperatorConfig:
     iam_batch_window_s: float = 0.02
     # How often IAM is swept for our leftover bindings and for bindings others removed (0: never).
     sweep_interval: timedelta = timedelta(minutes=5)
+    # Where the audit log goes: "stdout" (for Cloud Logging), "off", or a file to append to.
+    audit_log: str = "stdout"

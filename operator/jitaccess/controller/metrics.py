@@ -11,17 +11,18 @@ from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.stats import Distribution
 
 
 class ReconcilerCollector(Collector):
     def __init__(self, reconciler: Reconciler) -> None:
         self.reconciler = reconciler
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         reconciler = self.reconciler
         phases = Counter(
             str((body.get("status") or {}).get("phase") or "New") for body in reconciler.requests.values()
@@ -59,6 +60,45 @@ class ReconcilerCollector(Collector):
         yield CounterMetricFamily(
             "jitaccess_iam_quota_exceeded", "IAM calls refused for quota (429)", value=stats.get("quota", 0)
         )
+        cycle = getattr(reconciler.writer, "cycle", None)
+        outcomes = CounterMetricFamily(
+            "jitaccess_iam_call_outcomes",
+            "IAM policy calls by method and outcome (ok, conflict, quota, unavailable, refused)",
+            labels=["method", "outcome"],
+        )
+        for (method, outcome), count in sorted((getattr(cycle, "outcomes", None) or {}).items()):
+            outcomes.add_metric([method, outcome], count)
+        yield outcomes
+        yield GaugeMetricFamily(
+            "jitaccess_active_activations",
+            "Requests whose access is granted now",
+            value=phases.get("Active", 0),
+        )
+        yield _histogram(
+            "jitaccess_activation_latency_seconds",
+            "From a request's creation to its Active status write",
+            reconciler.activation_latency,
+        )
+        yield _histogram(
+            "jitaccess_expiry_lag_seconds",
+            "From a request's expiresAt to the status write that says its binding is gone",
+            reconciler.expiry_lag,
+        )
+        sizes = getattr(reconciler.writer, "batch_sizes", None)
+        if sizes is not None:
+            yield _histogram("jitaccess_iam_batch_size", "Changes written in one read-modify-write", sizes)
+        decisions = CounterMetricFamily(
+            "jitaccess_webhook_decisions", "Admission decisions", labels=["webhook", "decision"]
+        )
+        for (webhook, decision), count in sorted(reconciler.webhook_decisions.items()):
+            decisions.add_metric([webhook, decision], count)
+        yield decisions
+
+
+def _histogram(name: str, documentation: str, distribution: Distribution) -> HistogramMetricFamily:
+    return HistogramMetricFamily(
+        name, documentation, buckets=distribution.cumulative(), sum_value=distribution.total
+    )
 
 
 def metrics_app(reconciler: Reconciler) -> web.Application:

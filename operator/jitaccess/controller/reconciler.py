@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
+from jitaccess.api.times import parse_time
+from jitaccess.controller.audit import AuditLog, audit_record
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
@@ -26,6 +28,7 @@ from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, read_decision
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import FINALIZER, TERMINAL, Event, Phase, Step, decide, read_state
+from jitaccess.stats import LATENCY_BUCKETS, Distribution
 
 log = logging.getLogger(__name__)
 RequestKey = tuple[str, str]
@@ -49,9 +52,13 @@ class Reconciler:
         self.approvals: dict[RequestKey, dict[str, dict[str, Any]]] = {}
         self.failures: dict[Hashable, int] = {}
         self.reconciles = 0
+        self.activation_latency = Distribution(LATENCY_BUCKETS)  # creation -> Active, seconds
+        self.expiry_lag = Distribution(LATENCY_BUCKETS)  # expiresAt -> binding removed, seconds
+        self.webhook_decisions: Counter[tuple[str, str]] = Counter()  # (webhook, allowed|denied)
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self._event_posts: dict[RequestKey, asyncio.Task[None]] = {}
         self.sweeper: Any = None  # controller.sweeper.Sweeper, when sweeping is on
+        self.audit: AuditLog | None = AuditLog.to(config.audit_log)
         self.loop: asyncio.AbstractEventLoop | None = None  # the operator's, once it runs
         self.notifier: Sender = NoSender()
         self.scheduler = Scheduler(
@@ -216,6 +223,8 @@ class Reconciler:
                 status["bindings"] = [binding.to_status() for binding in render(step.activation)]
             updated = await self.kube.patch_request_status(namespace, name, status)
             self._remember(key, updated)
+            if updated is not None:
+                self._measure(body, status)
             if updated is not None and status.get("phase") in _COUNTED_PHASES:
                 # The grant's activeRequests count: one status write a second at most, however busy.
                 self.scheduler.schedule(
@@ -225,6 +234,19 @@ class Reconciler:
                 self._post_event(key, updated or body, step.event)
                 self._notify(updated or body, step)
         return key in self.requests
+
+    def _measure(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Activation latency and expiry lag, at the status write that ends each."""
+        phase, now = status.get("phase"), self.clock.now()
+        try:
+            if phase == Phase.ACTIVE.value:
+                created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+                self.activation_latency.observe(max(0.0, (now - created).total_seconds()))
+            elif phase == Phase.EXPIRED.value:
+                expires = parse_time(status.get("expiresAt") or (body.get("status") or {}).get("expiresAt"))
+                self.expiry_lag.observe(max(0.0, (now - expires).total_seconds()))
+        except ValueError:
+            return  # no timestamp to measure from (a request seeded without one)
 
     def lock_for(self, item: Hashable) -> asyncio.Lock:
         """The lock a reconcile of `item` holds; the sweeper takes it to act on the same request."""
@@ -238,7 +260,12 @@ class Reconciler:
 
     def _post_event(self, key: RequestKey, body: Mapping[str, Any], event: Event) -> None:
         """Post the Event off the hot path (an activation need not wait for its record), but after
-        the request's previous Event, so that they read in the order things happened."""
+        the request's previous Event, so that they read in the order things happened. The audit
+        line is written at once: it is the durable record, the Event a convenience."""
+        if self.audit is not None:
+            grant = self.grants.get(str((body.get("spec") or {}).get("grant") or ""))
+            resource = grant.resource if grant is not None else None
+            self.audit.record(audit_record(body, event, self.clock.now(), resource))
         previous = self._event_posts.get(key)
 
         async def post() -> None:

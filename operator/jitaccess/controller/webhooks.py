@@ -7,7 +7,8 @@ so a bad request is refused at `kubectl apply` time with a message naming the fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -27,6 +28,26 @@ from jitaccess.policy.admission import (
     attestation_valid,
 )
 from jitaccess.policy.lifecycle import FINALIZER
+
+Handler = Callable[..., Awaitable[None]]
+
+
+def counted(reconciler: Reconciler, webhook: str) -> Callable[[Handler], Handler]:
+    """Count each admission decision of `webhook` (allowed or denied) for /metrics."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def decide(**kwargs: Any) -> None:
+            try:
+                await handler(**kwargs)
+            except kopf.AdmissionError:
+                reconciler.webhook_decisions[webhook, "denied"] += 1
+                raise
+            reconciler.webhook_decisions[webhook, "allowed"] += 1
+
+        return decide
+
+    return wrap
 
 
 def register_webhooks(
@@ -61,6 +82,7 @@ def register_webhooks(
         persistent=True,
         side_effects=False,
     )
+    @counted(reconciler, "stamp-requester")
     async def stamp_requester(
         body: kopf.Body, userinfo: dict[str, Any], patch: kopf.Patch, warnings: list[str], **_: Any
     ) -> None:
@@ -88,6 +110,7 @@ def register_webhooks(
         persistent=True,
         side_effects=False,
     )
+    @counted(reconciler, "validate-request")
     async def validate_request(
         body: kopf.Body, old: kopf.Body | None, operation: str, userinfo: dict[str, Any], **_: Any
     ) -> None:
@@ -109,6 +132,7 @@ def register_webhooks(
         persistent=True,
         side_effects=False,
     )
+    @counted(reconciler, "stamp-approver")
     async def stamp_approver(
         body: kopf.Body,
         old: kopf.Body | None,

@@ -25,6 +25,7 @@ from jitaccess.iam.bindings import Binding
 from jitaccess.iam.ratelimit import TokenBucket
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import Change, Outcome, ReadModifyWrite, RetryPolicy
+from jitaccess.stats import BATCH_BUCKETS, Distribution
 
 log = logging.getLogger(__name__)
 INVALID_ARGUMENT = 400
@@ -61,6 +62,7 @@ class BatchingWriter:
         self._queues: dict[str, _Queue] = {}
         self.batches = 0
         self.largest_batch = 0
+        self.batch_sizes = Distribution(BATCH_BUCKETS)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -96,6 +98,7 @@ class BatchingWriter:
                 batch, queue.waiting = queue.waiting[: self.max_batch], queue.waiting[self.max_batch :]
                 self.batches += 1
                 self.largest_batch = max(self.largest_batch, len(batch))
+                self.batch_sizes.observe(len(batch))
                 await self._write(resource, batch, token_held=True)
         except BaseException as error:  # cancelled at shutdown, or a bug: nobody waits forever
             for pending in queue.waiting:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -111,6 +112,8 @@ class ReadModifyWrite:
         self.reuse_written = reuse_written
         self._written: dict[str, policy_pb2.Policy] = {}
         self.stats = {"get": 0, "set": 0, "conflicts": 0, "quota": 0}
+        # (method, outcome): ok, conflict (409), quota (429), unavailable (5xx, network), refused (4xx)
+        self.outcomes: Counter[tuple[str, str]] = Counter()
 
     async def run(self, resource: str, changes: Sequence[Change], *, token_held: bool = False) -> Outcome:
         """Apply every change in order in one write; idempotent; a no-op is not written.
@@ -119,6 +122,7 @@ class ReadModifyWrite:
         """
         last_error = ""
         for attempt in range(self.retry.attempts):
+            method = "getIamPolicy"  # the call a failure below belongs to
             try:
                 if self.before_cycle is not None and not (token_held and attempt == 0):
                     await self.before_cycle()
@@ -133,16 +137,20 @@ class ReadModifyWrite:
                     self._remember(resource, policy)  # unchanged, so its etag is still current
                     return Outcome(ok=True)
                 self.stats["set"] += 1
+                method = "setIamPolicy"
                 self._remember(resource, await asyncio.to_thread(self.store.set, resource, policy))
+                self.outcomes["setIamPolicy", "ok"] += 1
                 return Outcome(ok=True, wrote=True)
             except PERMANENT as error:
                 self._written.pop(resource, None)
+                self.outcomes[method, _outcome(error)] += 1
                 if not isinstance(error, google_errors.Conflict | google_errors.TooManyRequests):
                     return Outcome(ok=False, permanent=True, message=_message(error), code=error.code or 0)
                 last_error = _message(error)
                 await self._back_off(error, attempt)
             except TRANSIENT as error:
                 self._written.pop(resource, None)
+                self.outcomes[method, "unavailable"] += 1
                 last_error = _message(error)
                 log.info("IAM call on %s failed (attempt %d): %s", resource, attempt + 1, last_error)
                 await self._back_off(error, attempt)
@@ -166,7 +174,9 @@ class ReadModifyWrite:
 
     async def _get(self, resource: str) -> policy_pb2.Policy:
         self.stats["get"] += 1
-        return await asyncio.to_thread(self.store.get, resource)
+        policy = await asyncio.to_thread(self.store.get, resource)
+        self.outcomes["getIamPolicy", "ok"] += 1
+        return policy
 
     async def _back_off(self, error: Exception, attempt: int) -> None:
         if isinstance(error, google_errors.Conflict):
@@ -213,6 +223,14 @@ class PolicyWriter:
             return await self.cycle.run(resource, [change])
         async with self._locks.setdefault(resource, asyncio.Lock()):
             return await self.cycle.run(resource, [change])
+
+
+def _outcome(error: Exception) -> str:
+    if isinstance(error, google_errors.Conflict):
+        return "conflict"
+    if isinstance(error, google_errors.TooManyRequests):
+        return "quota"
+    return "refused"
 
 
 def _apply_all(policy: policy_pb2.Policy, changes: Sequence[Change]) -> bool:

@@ -84,6 +84,11 @@ class Sandbox:
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
 
+    @property
+    def audit_log(self) -> Path:
+        """The operator's audit log (JSON lines); stdout is the demo's."""
+        return self.state_dir / "audit.log"
+
     def api_ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts the sandbox API's certificate (for plain HTTPS clients)."""
         return ssl.create_default_context(cadata=self._api_tls.ca_pem.decode())
@@ -92,6 +97,7 @@ class Sandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.api = SandboxApi(clock=self.clock.now)
         self.api.admission = WebhookDispatcher(self.api.stored, USERS)
+        self.api.users = USERS
         for namespace in self.namespaces:
             self.api.add_namespace(namespace)
         await self._stack.enter_async_context(self.api)
@@ -133,7 +139,11 @@ class Sandbox:
                 "identity": IdentitySettings(self.trusted_submitters),
             }
         settings = OperatorConfig(
-            iam_endpoint=self.iam_url, clock=self.clock, tick_s=self.tick_s, **{**webhook, **overrides}
+            iam_endpoint=self.iam_url,
+            clock=self.clock,
+            tick_s=self.tick_s,
+            audit_log=str(self.audit_log),
+            **{**webhook, **overrides},
         )
         configuration = kubernetes_configuration(self.kubeconfig, context=OPERATOR_USER)
         self._stop = threading.Event()
