@@ -38,6 +38,7 @@ from jitaccess.sandbox.tables import core_table, table
 from jitaccess.sandbox.validation import validate
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 CORE_RESOURCES = {
     "v1/namespaces": {
@@ -154,6 +155,8 @@ class SandboxApi(kmock.KubernetesEmulator):
     served: collections.Counter[tuple[str, str, str, str]] = attrs.field(
         factory=collections.Counter, init=False
     )
+    # The people authentication knows, with their groups (set by the sandbox runner).
+    users: dict[str, list[str]] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -181,10 +184,27 @@ class SandboxApi(kmock.KubernetesEmulator):
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # kmock cannot parse /api/v1/namespaces[/NAME] (it reads "namespaces" as the namespace
         # prefix of a path), so Namespace objects are served here, before kmock parses anything.
+        if raw_request.path == _SELF_SUBJECT_REVIEWS and raw_request.method == "POST":
+            return self._who_am_i(raw_request)
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
             return await super().__call__(raw_request)
         return await self._serve_namespace(raw_request, match.group(1))
+
+    def _who_am_i(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """SelfSubjectReview (`kubectl auth whoami`): the caller as authentication saw them."""
+        token = str(raw.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        user = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
+        groups = [*self.users.get(user, []), "system:authenticated"] if user in self.users else []
+        return aiohttp.web.json_response(
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "SelfSubjectReview",
+                "metadata": {"creationTimestamp": None},
+                "status": {"userInfo": {"username": user, "groups": groups}},
+            },
+            status=201,
+        )
 
     async def _serve_namespace(
         self, raw: aiohttp.web.BaseRequest, name: str | None

@@ -1,0 +1,264 @@
+"""`kubectl jit`: the kubectl plugin for people who ask for, approve and revoke access.
+
+    kubectl jit request GRANT --role R --for 30m --reason "INC-1: ..."   (prints the request name)
+    kubectl jit approve|deny NAME [--comment TEXT]
+    kubectl jit revoke NAME
+    kubectl jit list [--mine | --pending-my-approval]
+    kubectl jit grants                       what I may activate
+    kubectl jit status NAME                  waits, with a progress line, until Active or ended
+
+Installed as the console script `kubectl-jit`, so kubectl finds it on PATH. It speaks to the
+cluster as you (your kubeconfig): the admission webhooks stamp who you are, exactly as for
+`kubectl apply`, so the plugin cannot do anything you could not do with kubectl itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from kubernetes import client, config
+from kubernetes.client import ApiException
+
+from jitaccess.api.objects import GROUP, VERSION, parse_grant
+from jitaccess.policy.admission import Caller, IdentitySettings, group_members, principal_of
+from jitaccess.policy.eligibility import is_covered
+
+ENDED = {"Expired", "Revoked", "Denied", "Rejected", "ActivationFailed", "Withdrawn"}
+REQUESTS, APPROVALS, GRANTS = "activationrequests", "activationapprovals", "eligiblegrants"
+
+
+class Cli:
+    def __init__(self, api: client.ApiClient, namespace: str, out: TextIO) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.auth = client.AuthenticationV1Api(api)
+        self.namespace = namespace
+        self.out = out
+
+    # -- who am I ----------------------------------------------------------------------------
+
+    def me(self) -> tuple[str, tuple[str, ...]]:
+        """My IAM member and groups, as the cluster's authentication sees me (kubectl auth whoami)."""
+        review = self.auth.create_self_subject_review({"apiVersion": "authentication.k8s.io/v1"})
+        info = review.status.user_info
+        member, why = principal_of(Caller(info.username or "", tuple(info.groups or ())), IdentitySettings())
+        if member is None:
+            raise SystemExit(f"kubectl jit: {why}")
+        return member, group_members(tuple(info.groups or ()))
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def request(
+        self, grant: str, roles: Sequence[str], duration: str | None, reason: str, name: str | None
+    ) -> str:
+        spec: dict[str, Any] = {"grant": grant, "justification": reason}
+        if roles:
+            spec["roles"] = list(roles)
+        if duration:
+            spec["duration"] = duration
+        name = name or f"{grant[:40]}-{secrets.token_hex(3)}"
+        self.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            REQUESTS,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ActivationRequest",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
+        )
+        print(
+            f"activationrequest/{name} created in {self.namespace}; follow it with: kubectl jit status {name}",
+            file=self.out,
+        )
+        return name
+
+    def decide(self, request: str, decision: str, comment: str) -> str:
+        name = f"{request[:200]}-{decision.lower()}-{secrets.token_hex(3)}"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationApproval",
+            "metadata": {"name": name},
+            "spec": {"request": request, "decision": decision, "comment": comment},
+        }
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, APPROVALS, body)
+        print(
+            f"{'approved' if decision == 'Approve' else 'denied'} {request} (activationapproval/{name})",
+            file=self.out,
+        )
+        return name
+
+    def revoke(self, request: str) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, REQUESTS, request, {"spec": {"revoke": True}}
+        )
+        print(f"revoking {request}; access ends as soon as the operator removes the binding", file=self.out)
+
+    def list(self, mine: bool, pending_my_approval: bool) -> list[dict[str, Any]]:
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS)["items"]
+        if mine or pending_my_approval:
+            member, groups = self.me()
+        if mine:
+            items = [i for i in items if (i.get("spec") or {}).get("requester") == member]
+        if pending_my_approval:
+            grants = {
+                g["metadata"]["name"]: g
+                for g in self.custom.list_cluster_custom_object(GROUP, VERSION, GRANTS)["items"]
+            }
+            items = [i for i in items if self._awaits(i, grants, member, groups)]
+        rows = [
+            [
+                i["metadata"]["name"],
+                str((i.get("spec") or {}).get("requester", "")),
+                str((i.get("spec") or {}).get("grant", "")),
+                ",".join((i.get("spec") or {}).get("roles") or ["(all)"]),
+                str((i.get("status") or {}).get("phase", "Pending")),
+                str((i.get("status") or {}).get("expiresAt") or ""),
+            ]
+            for i in sorted(items, key=lambda i: i["metadata"].get("creationTimestamp") or "")
+        ]
+        _table(self.out, ["NAME", "REQUESTER", "GRANT", "ROLES", "PHASE", "EXPIRES"], rows)
+        return items
+
+    @staticmethod
+    def _awaits(item: dict[str, Any], grants: dict[str, Any], member: str, groups: tuple[str, ...]) -> bool:
+        if (item.get("status") or {}).get("phase") != "AwaitingApproval":
+            return False
+        if (item.get("spec") or {}).get("requester") == member:
+            return False  # the requester never approves their own request
+        grant, _ = parse_grant(grants.get((item.get("spec") or {}).get("grant", ""), {}))
+        return bool(grant and grant.approval and is_covered(member, groups, grant.approval.approvers))
+
+    def grants(self) -> list[str]:
+        member, groups = self.me()
+        rows, names = [], []
+        for body in self.custom.list_cluster_custom_object(GROUP, VERSION, GRANTS)["items"]:
+            grant, _ = parse_grant(body)
+            if grant is None or not is_covered(member, groups, grant.principals):
+                continue
+            names.append(grant.name)
+            approval = f"{grant.approval.min_approvals} approval(s)" if grant.approval else "self"
+            rows.append(
+                [grant.name, grant.resource, ",".join(grant.roles), approval, _short(grant.max_duration)]
+            )
+        _table(self.out, ["GRANT", "RESOURCE", "ROLES", "APPROVAL", "MAX"], rows)
+        return names
+
+    def status(self, request: str, timeout_s: float, poll_s: float = 1.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        last = ""
+        while True:
+            body = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
+            status = body.get("status") or {}
+            phase = status.get("phase", "Pending")
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            line = f"{request}: {phase}" + (f" - {ready.get('message')}" if ready.get("message") else "")
+            if line != last:
+                print(line, file=self.out, flush=True)
+                last = line
+            if phase == "Active" or phase in ENDED:
+                return phase
+            if time.monotonic() > deadline:
+                raise SystemExit(f"kubectl jit: {request} is still {phase} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+
+def _short(value: Any) -> str:
+    from jitaccess.api.durations import format_duration
+
+    return format_duration(value)
+
+
+def _table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print(
+            "   ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip(),
+            file=out,
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="kubectl jit", description="Just-In-Time access to Google Cloud")
+    top.add_argument("--kubeconfig", default=None)
+    top.add_argument("--context", default=None)
+    top.add_argument("-n", "--namespace", default=None, help="default: the context's namespace")
+    commands = top.add_subparsers(dest="command", required=True)
+    request = commands.add_parser("request", help="ask to activate roles of a grant")
+    request.add_argument("grant")
+    request.add_argument(
+        "--role", action="append", default=[], help="repeatable; default: all the grant's roles"
+    )
+    request.add_argument(
+        "--for", dest="duration", default=None, help="how long, e.g. 30m (default: the grant's)"
+    )
+    request.add_argument(
+        "--reason", required=True, help="the justification, e.g. a ticket and what you will do"
+    )
+    request.add_argument("--name", default=None)
+    for verb in ("approve", "deny"):
+        decide = commands.add_parser(verb, help=f"{verb} a request that awaits approval")
+        decide.add_argument("request")
+        decide.add_argument("--comment", default="")
+    revoke = commands.add_parser("revoke", help="end access early")
+    revoke.add_argument("request")
+    listing = commands.add_parser("list", help="requests in the namespace")
+    which = listing.add_mutually_exclusive_group()
+    which.add_argument("--mine", action="store_true")
+    which.add_argument("--pending-my-approval", action="store_true")
+    commands.add_parser("grants", help="what I may activate")
+    status = commands.add_parser("status", help="wait until a request is Active or has ended")
+    status.add_argument("request")
+    status.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between looks")
+    return top
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    configuration = client.Configuration()
+    config.load_kube_config(
+        config_file=args.kubeconfig, context=args.context, client_configuration=configuration
+    )
+    namespace = args.namespace
+    if namespace is None:
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        if args.context:
+            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            active = next(c for c in contexts if c["name"] == args.context)
+        namespace = (active.get("context") or {}).get("namespace") or "default"
+    cli = Cli(client.ApiClient(configuration), namespace, out)
+    try:
+        if args.command == "request":
+            cli.request(args.grant, args.role, args.duration, args.reason, args.name)
+        elif args.command in ("approve", "deny"):
+            cli.decide(args.request, "Approve" if args.command == "approve" else "Deny", args.comment)
+        elif args.command == "revoke":
+            cli.revoke(args.request)
+        elif args.command == "list":
+            cli.list(args.mine, args.pending_my_approval)
+        elif args.command == "grants":
+            cli.grants()
+        elif args.command == "status":
+            phase = cli.status(args.request, args.timeout, args.interval)
+            return 0 if phase == "Active" else 1
+    except ApiException as error:
+        import json
+
+        try:
+            message = json.loads(error.body or "{}").get("message") or error.reason
+        except ValueError:
+            message = error.reason
+        print(f"kubectl jit: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
