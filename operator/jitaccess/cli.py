@@ -138,7 +138,49 @@ def main(argv: list[str] | None = None) -> None:
     )
     sandbox.add_argument("--verbose", "-v", action="store_true")
 
+    importer = commands.add_parser(
+        "import",
+        help="read Google JIT Access 1.x eligibility from IAM policies (read-only) and write EligibleGrants",
+    )
+    importer.add_argument(
+        "--resource",
+        action="append",
+        required=True,
+        help="projects/ID, folders/N, organizations/N (repeatable)",
+    )
+    importer.add_argument("--iam-endpoint", default=os.environ.get("JITACCESS_IAM_ENDPOINT"))
+    importer.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="folder for grants.yaml and report.txt (default: stdout)",
+    )
+    importer.add_argument(
+        "--max-duration", default="1h", help="maxDuration of the grants (IAM does not hold it)"
+    )
+    importer.add_argument(
+        "--approvers",
+        action="append",
+        default=[],
+        help="approvers of multi-party grants (default: the grant's own principals, as in JIT Access)",
+    )
+    importer.add_argument("--activations", action="store_true", help="also list JIT Access's own activations")
+
     args = parser.parse_args(argv)
+    if args.command == "import":
+        from jitaccess.migrate.command import run_import
+
+        raise SystemExit(
+            run_import(
+                args.resource,
+                args.iam_endpoint,
+                args.output,
+                args.max_duration,
+                args.approvers,
+                args.activations,
+            )
+        )
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
