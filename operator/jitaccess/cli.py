@@ -108,6 +108,29 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("JITACCESS_AUDIT_LOG", "stdout"),
         help="one JSON line per lifecycle event: stdout (default), off, or a file to append to",
     )
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=os.environ.get("JITACCESS_LEADER_ELECT", "").lower() in ("1", "true", "yes"),
+        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease "
+        "reconciles and writes IAM; every replica serves the admission webhooks",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "jitaccess-system"),
+        help="namespace of the Lease (default: $POD_NAMESPACE, else jitaccess-system)",
+    )
+    run.add_argument("--leader-election-lease", default="jitaccess", help="name of the Lease")
+    run.add_argument(
+        "--leader-election-identity",
+        default=os.environ.get("POD_NAME", ""),
+        help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
+    )
+    run.add_argument("--lease-duration", default="15s", help="how long a silent leader keeps the Lease")
+    run.add_argument(
+        "--renew-deadline", default="10s", help="how long the leader tries to renew before it stops"
+    )
+    run.add_argument("--retry-period", default="2s", help="how often the Lease is renewed or tried")
     run.add_argument("--kubeconfig", type=Path, default=None)
     run.add_argument("--context", default=None)
     run.add_argument(
@@ -116,6 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="for tests and the sandbox only: seconds to add to the wall clock, read from this file "
         "whenever it changes (only ever forward)",
+    )
+    run.add_argument(
+        "--lease-clock-offset-file",
+        type=Path,
+        default=None,
+        help="for tests only: as --clock-offset-file, for the leader-election lease alone",
     )
     run.add_argument(
         "--tick", type=float, default=0.5, help="how often the scheduler looks at the clock, in seconds"
@@ -198,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
 async def _run(args: argparse.Namespace) -> None:
     from jitaccess.clock import OffsetFileClock
     from jitaccess.controller.config import OperatorConfig
+    from jitaccess.controller.leader import LeaseTimings
     from jitaccess.controller.operator import kubernetes_configuration, run_operator
     from jitaccess.policy.admission import IdentitySettings
 
@@ -209,6 +239,14 @@ async def _run(args: argparse.Namespace) -> None:
         sweep = timedelta(0) if args.sweep_interval in ("0", "off") else parse_duration(args.sweep_interval)
     except DurationError as error:
         sys.exit(f"--sweep-interval: {error} (or 0 to turn sweeping off)")
+    try:
+        timings = LeaseTimings(
+            duration=_seconds(args.lease_duration),
+            renew_deadline=_seconds(args.renew_deadline),
+            retry_period=_seconds(args.retry_period),
+        )
+    except ValueError as error:
+        sys.exit(f"--lease-duration/--renew-deadline/--retry-period: {error}")
     key = args.attestation_key_file.read_bytes().strip() if args.attestation_key_file else b""
     if args.attestation_key_file and len(key) < 32:
         sys.exit("--attestation-key-file: the key must be at least 32 bytes (e.g. openssl rand -hex 32)")
@@ -235,6 +273,16 @@ async def _run(args: argparse.Namespace) -> None:
         sweep_interval=sweep,
         tick_s=args.tick,
         audit_log=args.audit_log,
+        leader_election=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace,
+        leader_election_lease=args.leader_election_lease,
+        leader_election_identity=args.leader_election_identity,
+        lease_timings=timings,
+        **(
+            {"lease_clock": OffsetFileClock(args.lease_clock_offset_file)}
+            if args.lease_clock_offset_file
+            else {}
+        ),
         **({"clock": OffsetFileClock(args.clock_offset_file)} if args.clock_offset_file else {}),
         identity=IdentitySettings(
             trusted_submitters=frozenset(args.trusted_submitter or ()),
@@ -266,6 +314,18 @@ async def _sandbox(args: argparse.Namespace) -> None:
         print(f"  curl -s {sandbox.iam_url}/_emulator/policies/projects/my-sandbox   # what IAM holds")
         print("Ctrl+C stops it.", flush=True)
         await serve_forever(sandbox)
+
+
+def _seconds(text: str) -> timedelta:
+    """A lease timing: a duration (10s, 1m) or plain seconds (0.5, for tests)."""
+    try:
+        return timedelta(seconds=float(text))
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except DurationError as error:
+        raise ValueError(f"{text!r}: {error}") from None
 
 
 def _env_list(name: str) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jitaccess.sandbox.runner import OPERATOR_USER
+from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER
 from tests.integration.conftest import OPERATOR_CALLS
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -29,17 +29,23 @@ RARELY_CALLED: dict[tuple[str, str, str], str] = {
 
 
 def allowed_by_rbac() -> set[tuple[str, str, str]]:
-    documents = list(yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()))
+    """What the ClusterRole allows everywhere and the leader-election Role in the operator's own
+    namespace, both bound to the operator's service account."""
+    documents = [d for d in yaml.safe_load_all((MANIFESTS / "rbac.yaml").read_text()) if d]
     (role,) = [
-        d
-        for d in documents
-        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "jitaccess-operator"
+        d for d in documents if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "jitaccess-operator"
     ]
-    (binding,) = [d for d in documents if d and d["kind"] == "ClusterRoleBinding"]
-    subject = binding["subjects"][0]
-    assert f"system:serviceaccount:{subject['namespace']}:{subject['name']}" == OPERATOR_USER
+    (lease_role,) = [d for d in documents if d["kind"] == "Role"]
+    bindings = [d for d in documents if d["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+    assert {(b["kind"], b["roleRef"]["name"]) for b in bindings} == {
+        ("ClusterRoleBinding", role["metadata"]["name"]),
+        ("RoleBinding", lease_role["metadata"]["name"]),
+    }
+    for binding in bindings:
+        (subject,) = binding["subjects"]
+        assert f"system:serviceaccount:{subject['namespace']}:{subject['name']}" == OPERATOR_USER
     allowed = set()
-    for rule in role["rules"]:
+    for rule in [*role["rules"], *lease_role["rules"]]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 plural, _, subresource = resource.partition("/")
@@ -80,6 +86,9 @@ async def test_the_operator_calls_exactly_what_its_cluster_role_allows(cluster):
         if user == OPERATOR_USER
     }
     allowed = allowed_by_rbac()
+    # The Role allows leases in the operator's namespace only, and get/patch on one name only.
+    leases = [key for key in cluster.sandbox.api.store if key[0].plural == "leases"]
+    assert [(namespace, name) for _, namespace, name in leases] == [(OPERATOR_NAMESPACE, "jitaccess")]
     assert called - allowed == set(), "the operator calls what its ClusterRole does not allow"
     unused = allowed - called
     assert unused <= set(RARELY_CALLED), (

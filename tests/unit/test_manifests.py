@@ -113,8 +113,18 @@ def test_every_object_of_the_gke_overlay_is_valid_by_the_kubernetes_api_models()
         errors += _model_errors(obj, model, f"{obj['kind']}/{obj['metadata']['name']}")
     assert not errors, "\n".join(errors)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two operators writing IAM
+    # Two replicas, one acting (the Lease), and a drain may take only one of them at a time.
+    assert deployment["spec"]["replicas"] == 2
     container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-elect" in container["args"]
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    (budget,) = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    (lease_role,) = [o for o in objects if o["kind"] == "Role"]
+    assert lease_role["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     assert container["image"].endswith("/jitaccess:0.1.0")
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     account = next(o for o in objects if o["kind"] == "ServiceAccount")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from jitaccess.clock import Clock, SystemClock
+from jitaccess.controller.leader import LeaseTimings
 from jitaccess.policy.admission import IdentitySettings
 
 
@@ -41,3 +42,12 @@ class OperatorConfig:
     sweep_interval: timedelta = timedelta(minutes=5)
     # Where the audit log goes: "stdout" (for Cloud Logging), "off", or a file to append to.
     audit_log: str = "stdout"
+    # Two replicas (issue #7): with leader election, only the holder of the Lease reconciles.
+    leader_election: bool = False
+    leader_election_namespace: str = "jitaccess-system"
+    leader_election_lease: str = "jitaccess"
+    leader_election_identity: str = ""  # the pod name; a restarted container takes its lease back at once
+    lease_timings: LeaseTimings = field(default_factory=LeaseTimings)
+    # The lease's own clock, apart from `clock`: a test that jumps ahead to expire requests must
+    # not also expire the leader's lease, and a failover test jumps this one alone.
+    lease_clock: Clock = field(default_factory=SystemClock)

@@ -54,9 +54,6 @@ def build_registry(
             settings.admission.server = webhook_server
         reconciler.loop = asyncio.get_running_loop()
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
-        memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
-        if reconciler.sweeper is not None:
-            memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
         if reconciler.config.metrics_port is not None:
             memo.metrics = await serve_metrics(
                 reconciler, reconciler.config.metrics_port, reconciler.config.metrics_host
@@ -66,15 +63,29 @@ def build_registry(
             reconciler.notifier = sender
             memo.notifier = asyncio.create_task(sender.run(), name="jitaccess-notifier")
 
+        async def lead() -> None:
+            reconciler.resync()
+            memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+            if reconciler.sweeper is not None:
+                memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
+
+        async def stand_by() -> None:
+            await _stop(memo, "sweeper", "scheduler")
+
+        if reconciler.elector is None:
+            await lead()
+        else:  # watch and serve admission at once; reconcile only while holding the lease
+            memo.elector = asyncio.create_task(
+                reconciler.elector.run(lead, stand_by), name="jitaccess-leader-election"
+            )
+
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+        await _stop(memo, "elector", "sweeper", "scheduler")
         await reconciler.flush_events()
-        for name in ("sweeper", "scheduler", "notifier"):
-            task = memo.get(name)
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if reconciler.elector is not None:
+            await reconciler.elector.release()  # after the work stopped: the successor starts at once
+        await _stop(memo, "notifier")
         if memo.get("metrics") is not None:
             await memo.metrics.cleanup()
 
@@ -103,3 +114,13 @@ def build_registry(
             reconciler.observe_approval(body)
 
     return registry
+
+
+async def _stop(memo: kopf.Memo, *names: str) -> None:
+    for name in names:
+        task = memo.get(name)
+        if task is not None:
+            memo[name] = None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -22,6 +22,7 @@ GRANTS = "eligiblegrants"
 
 class Kube:
     def __init__(self, api_client: client.ApiClient, clock: Clock) -> None:
+        self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.clock = clock

@@ -37,6 +37,11 @@ class ReconcilerCollector(Collector):
             "jitaccess_grants", "EligibleGrants known to the operator", value=len(reconciler.grants)
         )
         yield GaugeMetricFamily(
+            "jitaccess_leader",
+            "1 on the replica that reconciles (holds the Lease, or runs without leader election), else 0",
+            value=1 if reconciler.leading else 0,
+        )
+        yield GaugeMetricFamily(
             "jitaccess_work_busy",
             "Requests and grants due for reconciling now or being reconciled (0: all caught up)",
             value=reconciler.scheduler.busy,

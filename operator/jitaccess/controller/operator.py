@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from kubernetes import client, config
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.handlers import build_registry
 from jitaccess.controller.kube import Kube
+from jitaccess.controller.leader import LeaderElector
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.tls import make_serving_certificate
@@ -60,6 +62,15 @@ def build(
     reconciler = Reconciler(settings, kube, iam_writer(settings, store))
     if settings.sweep_interval.total_seconds() > 0:
         reconciler.sweeper = Sweeper(reconciler, store, settings.sweep_interval)
+    if settings.leader_election:
+        reconciler.elector = LeaderElector(
+            client.CoordinationV1Api(kube.api_client),
+            settings.leader_election_namespace,
+            settings.leader_election_lease,
+            settings.leader_election_identity or socket.gethostname(),
+            settings.lease_clock,
+            settings.lease_timings,
+        )
     registry = build_registry(reconciler, configuration, webhook_server(settings))
     if settings.webhook_port is not None:
         register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)

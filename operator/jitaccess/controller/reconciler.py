@@ -58,6 +58,7 @@ class Reconciler:
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self._event_posts: dict[RequestKey, asyncio.Task[None]] = {}
         self.sweeper: Any = None  # controller.sweeper.Sweeper, when sweeping is on
+        self.elector: Any = None  # controller.leader.LeaderElector, with --leader-elect
         self.audit: AuditLog | None = AuditLog.to(config.audit_log)
         self.loop: asyncio.AbstractEventLoop | None = None  # the operator's, once it runs
         self.notifier: Sender = NoSender()
@@ -141,6 +142,19 @@ class Reconciler:
             return None
         self.observe_grant(body)
         return self.grants.get(name)
+
+    def resync(self) -> None:
+        """Look at everything known again: what a replica does when it becomes the leader, since
+        while it stood by it watched but acted on nothing."""
+        for name in list(self.grant_bodies):
+            self.scheduler.schedule(("grant", name))
+        for key in list(self.requests):
+            self.scheduler.schedule(("request", key))
+
+    @property
+    def leading(self) -> bool:
+        """Does this replica act? Always, without leader election."""
+        return self.elector is None or self.elector.leading
 
     async def load_grants(self) -> None:
         """Know every grant before judging any request: a grant not yet seen is not a deleted one."""

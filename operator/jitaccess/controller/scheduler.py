@@ -56,6 +56,15 @@ class Scheduler:
         self._due.pop(key, None)
 
     async def run(self) -> None:
+        """Run due keys until cancelled; cancelling also cancels the reconciles in flight (a
+        replica that lost the leadership must stop acting at once)."""
+        try:
+            await self._loop()
+        finally:
+            for task in list(self._running):
+                task.cancel()
+
+    async def _loop(self) -> None:
         while True:
             now = self._clock.now()
             while self._heap and self._heap[0][0] <= now:
@@ -66,7 +75,7 @@ class Scheduler:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._run_one(key))
                 self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                task.add_done_callback(self._finished)
             delay = self._tick_s
             if self._heap:
                 delay = max(0.0, min(delay, (self._heap[0][0] - now).total_seconds()))
@@ -81,8 +90,11 @@ class Scheduler:
             await self._work(key)
         except Exception:
             log.exception("reconciling %s failed", key)
-        finally:
-            self._slots.release()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # Here, not in _run_one: a task cancelled before it started never runs its finally.
+        self._running.discard(task)
+        self._slots.release()
 
     @property
     def pending(self) -> int:

@@ -64,6 +64,7 @@ CORE_RESOURCES = {
         "singular": "validatingwebhookconfiguration",
         "namespaced": False,
     },
+    "coordination.k8s.io/v1/leases": {"kind": "Lease", "singular": "lease", "namespaced": True},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",
         "singular": "customresourcedefinition",
@@ -174,7 +175,7 @@ class SandboxApi(kmock.KubernetesEmulator):
                 categories=set(crd.categories),
                 subresources={"status"},
             )
-        for name in ("default", "kube-system"):
+        for name in ("default", "kube-system", "jitaccess-system"):
             self.add_namespace(name)
         for crd in self.crds:  # kubectl and kopf look the CRDs up too
             self.objects[
@@ -423,6 +424,7 @@ class SandboxApi(kmock.KubernetesEmulator):
         elif request.action == enums.action.UPDATE:
             if old is None:
                 raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
+            _check_precondition(request, old)
             new = self._patched(old, request, crd)
         else:  # kmock marks or removes the object itself, and tells the watchers
             if old is None:
@@ -595,6 +597,23 @@ class SandboxApi(kmock.KubernetesEmulator):
 
 
 _MISSING_OLD: Any = object()
+
+
+def _check_precondition(request: rendering.Request, old: dict[str, Any]) -> None:
+    """A patch that names a resourceVersion applies only to that version, as in kube-apiserver:
+    optimistic concurrency (how leader election and other read-modify-writes stay safe)."""
+    data = request.data
+    wanted = ((data.get("metadata") or {}).get("resourceVersion") if isinstance(data, dict) else None) or ""
+    current = str((old.get("metadata") or {}).get("resourceVersion", ""))
+    if wanted and str(wanted) != current:
+        resource = request.resource
+        plural = f"{resource.plural}.{resource.group}" if resource and resource.group else str(resource)
+        raise ApiRejection(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on {plural} "{request.name}": the object has been modified; '
+            "please apply your changes to the latest version and try again",
+        )
 
 
 def _with_data(request: rendering.Request, data: Any) -> rendering.Request:

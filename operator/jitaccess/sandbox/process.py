@@ -19,7 +19,9 @@ from jitaccess.sandbox.runner import OPERATOR_USER, Sandbox, _free_port, _wait_f
 
 
 class OperatorProcess:
-    def __init__(self, sandbox: Sandbox, directory: Path, *extra: str) -> None:
+    def __init__(
+        self, sandbox: Sandbox, directory: Path, *extra: str, attestation_key: str | None = None
+    ) -> None:
         self.sandbox = sandbox
         self.directory = directory
         self.extra = extra
@@ -30,7 +32,8 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         directory.mkdir(parents=True, exist_ok=True)
-        self.key_file.write_text(secrets.token_hex(32))
+        # Replicas of one installation share the key (one Secret): what one admits, the other trusts.
+        self.key_file.write_text(attestation_key or secrets.token_hex(32))
         self.clock_file.write_text("0")
 
     def command(self) -> list[str]:

@@ -38,7 +38,8 @@ from jitaccess.sandbox.apiserver import SandboxApi
 # The people of the sandbox, and the groups their (pretend) identity provider says they are in.
 # The operator runs as its own service account, as in manifests/rbac.yaml (tests compare what it
 # calls with what that ClusterRole allows).
-OPERATOR_USER = "system:serviceaccount:jitaccess-system:jitaccess"
+OPERATOR_NAMESPACE = "jitaccess-system"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:jitaccess"
 USERS: dict[str, list[str]] = {
     "admin": ["system:masters"],
     OPERATOR_USER: ["system:serviceaccounts", "system:serviceaccounts:jitaccess-system"],
@@ -143,6 +144,10 @@ class Sandbox:
             clock=self.clock,
             tick_s=self.tick_s,
             audit_log=str(self.audit_log),
+            # As deployed (manifests/): the production path, with one replica holding the Lease.
+            leader_election=True,
+            leader_election_namespace=OPERATOR_NAMESPACE,
+            leader_election_identity="jitaccess-sandbox",
             **{**webhook, **overrides},
         )
         configuration = kubernetes_configuration(self.kubeconfig, context=OPERATOR_USER)
