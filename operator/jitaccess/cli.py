@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -225,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a stuck operator is.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from jitaccess.clock import OffsetFileClock
     from jitaccess.controller.config import OperatorConfig
     from jitaccess.controller.leader import LeaseTimings

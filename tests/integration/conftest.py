@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,18 @@ class Cluster:
 
     def advance(self, **delta: float) -> None:
         self.sandbox.clock.advance(timedelta(**delta))
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 240, every_s: float = 0.25
+) -> None:
+    """Poll `check` until it holds; fail naming `what` after `timeout_s` of real time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"timed out: {what}")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

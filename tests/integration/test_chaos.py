@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import random
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -26,7 +25,8 @@ import pytest_asyncio
 
 from jitaccess.iam.bindings import reference_of
 from jitaccess.sandbox.process import OperatorProcess
-from jitaccess.sandbox.runner import Sandbox
+from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox
+from tests.integration.conftest import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 SOAK = os.environ.get("JITACCESS_SOAK") == "1"
@@ -100,7 +100,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory):
     async with Sandbox(
         directory / "sandbox", run_operator=False, tick_s=0.05, trusted_submitters=frozenset({"admin"})
     ) as sandbox:
-        operator = OperatorProcess(sandbox, directory / "operator")
+        # As deployed: with leader election; the restarted process is the same pod, so it takes
+        # its own Lease back at once (a SIGKILL releases nothing).
+        operator = OperatorProcess(
+            sandbox,
+            directory / "operator",
+            "--leader-elect",
+            "--leader-election-identity=jitaccess-chaos",
+            f"--leader-election-namespace={OPERATOR_NAMESPACE}",
+        )
         if SOAK:  # 300 requests a project hold more than Google's ~64 KB of bindings: raise the cap
             sandbox.emulator.configure({"limits": {"policy_bytes": 1024 * 1024}})
         for project in PROJECTS:
@@ -122,15 +130,6 @@ async def killer(operator: OperatorProcess, kills: int, rng: random.Random, done
         await asyncio.sleep(rng.uniform(0.0, 0.5))
         await operator.start()
         done.append(1)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 240) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"timed out: {what}")
 
 
 async def play(client: Client, number: int) -> None:

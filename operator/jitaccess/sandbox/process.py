@@ -81,6 +81,8 @@ class OperatorProcess:
         try:
             await asyncio.to_thread(self.process.wait, 30)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # its stacks into the log: where it was stuck
+            await asyncio.sleep(1)
             await self.kill()
         self.process = None
 
