@@ -209,6 +209,24 @@ async def test_a_released_lease_is_taken_at_once(sandbox):
     assert (await read_lease(sandbox, lease)).spec.holder_identity == "replica-b"
 
 
+async def test_release_finds_the_version_a_cancelled_renewal_left(sandbox):
+    lease = f"late-{next(_leases)}"
+    leader, standby = elector(sandbox, lease, "replica-a"), elector(sandbox, lease, "replica-b")
+    assert await leader.try_acquire_or_renew()
+    # A renewal whose answer the shutdown cancelled: it landed, the elector never saw it.
+    late = {"spec": {"renewTime": "2030-01-01T00:00:00.000000Z"}}
+    await asyncio.to_thread(
+        coordination(sandbox).patch_namespaced_lease,
+        lease,
+        OPERATOR_NAMESPACE,
+        late,
+        _content_type="application/merge-patch+json",
+    )
+    await leader.release()
+    assert not (await read_lease(sandbox, lease)).spec.holder_identity
+    assert await standby.try_acquire_or_renew()
+
+
 async def test_a_restarted_replica_takes_its_own_lease_back_at_once(sandbox):
     lease = f"restart-{next(_leases)}"
     assert await elector(sandbox, lease, "jitaccess-7d9f-x2").try_acquire_or_renew()

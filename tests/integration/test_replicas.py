@@ -140,6 +140,7 @@ async def test_one_replica_acts_the_other_stands_by_and_takes_over(world):
     seen_a, seen_b = await a.metrics(), await b.metrics()
     assert (seen_a["jitaccess_leader"], seen_b["jitaccess_leader"]) == (1, 0)
     assert seen_b["jitaccess_reconciles_total"] == 0, "the standby acted"
+    assert (seen_b["jitaccess_work_busy"], seen_b["jitaccess_work_scheduled"]) == (0, 0)
     assert seen_b['jitaccess_iam_calls_total{method="setIamPolicy"}'] == 0
     assert seen_b['jitaccess_webhook_decisions_total{decision="allowed",webhook="stamp-requester"}'] == 3
     assert seen_b['jitaccess_requests{phase="Active"}'] == 3  # it watches: its cache is current

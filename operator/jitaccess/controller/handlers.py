@@ -64,6 +64,7 @@ def build_registry(
             memo.notifier = asyncio.create_task(sender.run(), name="jitaccess-notifier")
 
         async def lead() -> None:
+            reconciler.scheduler.resume()
             reconciler.resync()
             memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
             if reconciler.sweeper is not None:
@@ -71,6 +72,7 @@ def build_registry(
 
         async def stand_by() -> None:
             await _stop(memo, "sweeper", "scheduler")
+            reconciler.scheduler.pause()
 
         if reconciler.elector is None:
             await lead()

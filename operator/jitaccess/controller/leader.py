@@ -106,22 +106,41 @@ class LeaderElector:
                 self.leading = False
                 await on_stopped()
 
-    async def release(self) -> None:
-        """At shutdown, after the work stopped: hand the lease over now, not a lease duration later."""
+    async def release(self, attempts: int = 3) -> None:
+        """At shutdown, after the work stopped: hand the lease over now, not a lease duration later.
+
+        The lease is read afresh: a renewal cancelled by the shutdown may still have landed.
+        """
         if self._seen is None or self._seen.holder != self.identity:
             return
-        now = _micro_time(self.clock.now())
-        patch = {
-            "metadata": {"resourceVersion": self._seen.version},
-            "spec": {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now},
-        }
-        try:
-            await asyncio.to_thread(self._patch, patch)
-        except Exception as error:  # the successor waits one lease duration instead
-            log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, error)
+        for _ in range(attempts):
+            try:
+                lease = await asyncio.to_thread(self._read)
+                if lease is None or (lease.spec.holder_identity or "") != self.identity:
+                    return  # not ours (any more): nothing to hand over
+                now = _micro_time(self.clock.now())
+                patch = {
+                    "metadata": {"resourceVersion": lease.metadata.resource_version},
+                    "spec": {
+                        "holderIdentity": None,
+                        "leaseDurationSeconds": 1,
+                        "renewTime": now,
+                        "acquireTime": now,
+                    },
+                }
+                await asyncio.to_thread(self._patch, patch)
+            except ApiException as error:
+                if error.status == CONFLICT:
+                    continue  # our own late renewal: read again
+                log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, error)
+                return
+            except Exception as error:  # the successor waits one lease duration instead
+                log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, error)
+                return
+            self._seen = None
+            log.warning("%s released the lease %s/%s", self.identity, self.namespace, self.name)
             return
-        self._seen = None
-        log.warning("%s released the lease %s/%s", self.identity, self.namespace, self.name)
+        log.warning("could not release the lease %s/%s: it kept changing", self.namespace, self.name)
 
     async def _campaign(self) -> None:
         while not await self._try_safely():

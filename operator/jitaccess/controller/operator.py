@@ -71,6 +71,7 @@ def build(
             settings.lease_clock,
             settings.lease_timings,
         )
+        reconciler.scheduler.pause()  # until this replica holds the Lease
     registry = build_registry(reconciler, configuration, webhook_server(settings))
     if settings.webhook_port is not None:
         register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)

@@ -37,9 +37,22 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self.paused = False
+
+    def pause(self) -> None:
+        """A standby replica: forget what is due and take nothing new (the leader does the work;
+        whoever becomes the leader schedules everything it knows afresh)."""
+        self.paused = True
+        self._heap.clear()
+        self._due.clear()
+
+    def resume(self) -> None:
+        self.paused = False
 
     def schedule(self, key: Hashable, when: datetime | None = None) -> None:
         """Run `key` at `when` (now if None); an earlier time replaces a later one."""
+        if self.paused:
+            return
         when = when or self._clock.now()
         current = self._due.get(key)
         if current is not None and current <= when:
