@@ -71,8 +71,8 @@ def build_registry(
                 memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
 
         async def stand_by() -> None:
+            reconciler.scheduler.pause()  # first: nothing new starts, whatever the cancellation does
             await _stop(memo, "sweeper", "scheduler")
-            reconciler.scheduler.pause()
 
         if reconciler.elector is None:
             await lead()
@@ -83,6 +83,7 @@ def build_registry(
 
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+        reconciler.scheduler.pause()
         await _stop(memo, "elector", "sweeper", "scheduler")
         await reconciler.flush_events()
         if reconciler.elector is not None:

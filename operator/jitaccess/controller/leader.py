@@ -159,10 +159,9 @@ class LeaderElector:
                 assert self._renewed_at is not None
                 deadline = self._renewed_at + self.timings.renew_deadline
                 remaining = (deadline - self.clock.now()).total_seconds()
-                try:
-                    renewed = await asyncio.wait_for(
-                        self._try_safely(), timeout=min(retry_s, remaining) if remaining > 0 else retry_s
-                    )
+                try:  # asyncio.timeout, not wait_for, which can swallow a cancellation in 3.11
+                    async with asyncio.timeout(min(retry_s, remaining) if remaining > 0 else retry_s):
+                        renewed = await self._try_safely()
                 except TimeoutError:
                     renewed = False
                 if renewed:

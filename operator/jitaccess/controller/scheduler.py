@@ -78,7 +78,7 @@ class Scheduler:
                 task.cancel()
 
     async def _loop(self) -> None:
-        while True:
+        while not self.paused:
             now = self._clock.now()
             while self._heap and self._heap[0][0] <= now:
                 when, _, key = heapq.heappop(self._heap)
@@ -86,6 +86,9 @@ class Scheduler:
                     continue  # superseded by an earlier schedule, or cancelled
                 del self._due[key]
                 await self._slots.acquire()
+                if self.paused:  # stood down while waiting for a slot
+                    self._slots.release()
+                    return
                 task = asyncio.create_task(self._run_one(key))
                 self._running.add(task)
                 task.add_done_callback(self._finished)
@@ -93,8 +96,11 @@ class Scheduler:
             if self._heap:
                 delay = max(0.0, min(delay, (self._heap[0][0] - now).total_seconds()))
             self._wakeup.clear()
+            # asyncio.timeout, not wait_for: in Python 3.11, wait_for swallows a cancellation that
+            # arrives as the wakeup does, and a replica that lost the Lease would go on acting.
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 
