@@ -19,7 +19,7 @@ from jitaccess.api.objects import Grant
 from jitaccess.iam.bindings import Binding, render
 from jitaccess.policy.admission import ATTESTATION, attestation
 from jitaccess.policy.lifecycle import FINALIZER, Step, decide, read_state
-from jitaccess.sandbox.apiserver import merge_patch
+from jitaccess.sandbox.writes import merge_patch
 
 RETENTION = timedelta(days=30)
 

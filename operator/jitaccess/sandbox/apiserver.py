@@ -17,7 +17,6 @@ import collections
 import contextlib
 import copy
 import itertools
-import json
 import re
 import secrets
 import uuid
@@ -27,116 +26,26 @@ from typing import Any
 
 import aiohttp.web
 import attrs
-import jsonpatch
 import kmock
 from kmock._internal import enums, rendering
 
 from jitaccess.sandbox import openapi
 from jitaccess.sandbox.admission import WebhookDispatcher
 from jitaccess.sandbox.crds import Crd, load_crds
+from jitaccess.sandbox.store import CORE_RESOURCES, VERBS, IndexedObjects, selected
 from jitaccess.sandbox.tables import core_table, table
 from jitaccess.sandbox.validation import validate
+from jitaccess.sandbox.writes import (
+    ApiRejection,
+    check_name,
+    check_precondition,
+    merge_diff,
+    merge_patch,
+    patched,
+)
 
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
-CORE_RESOURCES = {
-    "v1/namespaces": {
-        "kind": "Namespace",
-        "singular": "namespace",
-        "namespaced": False,
-        "shortnames": {"ns"},
-    },
-    "v1/events": {"kind": "Event", "singular": "event", "namespaced": True, "shortnames": {"ev"}},
-    "events.k8s.io/v1/events": {
-        "kind": "Event",
-        "singular": "event",
-        "namespaced": True,
-        "shortnames": {"ev"},
-    },
-    "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations": {
-        "kind": "MutatingWebhookConfiguration",
-        "singular": "mutatingwebhookconfiguration",
-        "namespaced": False,
-    },
-    "admissionregistration.k8s.io/v1/validatingwebhookconfigurations": {
-        "kind": "ValidatingWebhookConfiguration",
-        "singular": "validatingwebhookconfiguration",
-        "namespaced": False,
-    },
-    "coordination.k8s.io/v1/leases": {"kind": "Lease", "singular": "lease", "namespaced": True},
-    "apiextensions.k8s.io/v1/customresourcedefinitions": {
-        "kind": "CustomResourceDefinition",
-        "singular": "customresourcedefinition",
-        "namespaced": False,
-        "shortnames": {"crd", "crds"},
-    },
-}
-VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
-
-
-class ApiRejection(Exception):
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        message: str,
-        causes: list[dict[str, str]] | None = None,
-        subject: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
-        self.details: dict[str, Any] = {**(subject or {}), **({"causes": causes} if causes else {})}
-
-    def response(self) -> aiohttp.web.Response:
-        body: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details:
-            body["details"] = self.details
-        return aiohttp.web.json_response(body, status=self.code)
-
-
-class IndexedObjects(dict[tuple[Any, str | None, str], Any]):
-    """kmock's object store, plus an index by resource kind, kept as kmock writes.
-
-    kmock finds objects by scanning all of them (comparing each address by parsing resource
-    names); with thousands of objects and Events that scan, not the operator, was the bottleneck.
-    """
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.by_kind: dict[tuple[str | None, str | None, str | None], dict[Any, None]] = {}
-        for key in self:
-            self._index(key)
-
-    @staticmethod
-    def kind(resource: Any) -> tuple[str | None, str | None, str | None]:
-        return (resource.group, resource.version, resource.plural)
-
-    def _index(self, key: tuple[Any, str | None, str]) -> None:
-        self.by_kind.setdefault(self.kind(key[0]), {})[key] = None
-
-    def __setitem__(self, key: tuple[Any, str | None, str], value: Any) -> None:
-        super().__setitem__(key, value)
-        self._index(key)
-
-    def __delitem__(self, key: tuple[Any, str | None, str]) -> None:
-        super().__delitem__(key)
-        self.by_kind.get(self.kind(key[0]), {}).pop(key, None)
-
-    def clear(self) -> None:
-        super().clear()
-        self.by_kind.clear()
-
-    def of_kind(self, resource: Any) -> list[tuple[tuple[Any, str | None, str], Any]]:
-        return [(key, self[key]) for key in self.by_kind.get(self.kind(resource), {})]
 
 
 @attrs.define(kw_only=True)
@@ -175,7 +84,7 @@ class SandboxApi(kmock.KubernetesEmulator):
                 categories=set(crd.categories),
                 subresources={"status"},
             )
-        for name in ("default", "kube-system", "jitaccess-system"):
+        for name in ("default", "kube-system"):
             self.add_namespace(name)
         for crd in self.crds:  # kubectl and kopf look the CRDs up too
             self.objects[
@@ -404,15 +313,7 @@ class SandboxApi(kmock.KubernetesEmulator):
         if request.action == enums.action.CREATE:
             new = self._stamp_new(copy.deepcopy(request.data or {}), request)
             name = new["metadata"]["name"]
-            if not isinstance(name, str) or len(name) > 253 or not _DNS_SUBDOMAIN.fullmatch(name):
-                raise ApiRejection(
-                    422,
-                    "Invalid",
-                    f'{kind} "{str(name)[:80]}" is invalid: metadata.name: Invalid value: '
-                    f"{json.dumps(str(name)[:80])}: a lowercase RFC 1123 subdomain must consist of lower case "
-                    "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                    "character (e.g. 'example.com'), at most 253 characters",
-                )
+            check_name(kind, name)
             if self._exists(request, new["metadata"].get("namespace"), name):
                 raise ApiRejection(
                     409,
@@ -424,8 +325,8 @@ class SandboxApi(kmock.KubernetesEmulator):
         elif request.action == enums.action.UPDATE:
             if old is None:
                 raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
-            _check_precondition(request, old)
-            new = self._patched(old, request, crd)
+            check_precondition(request, old)
+            new = patched(old, request, crd, self.resource_version)
         else:  # kmock marks or removes the object itself, and tells the watchers
             if old is None:
                 raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
@@ -465,40 +366,6 @@ class SandboxApi(kmock.KubernetesEmulator):
         return _with_data(
             request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
         )
-
-    def _patched(self, old: dict[str, Any], request: rendering.Request, crd: Crd | None) -> dict[str, Any]:
-        body = request.data
-        if isinstance(body, list):
-            try:
-                new = jsonpatch.apply_patch(copy.deepcopy(old), body)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
-                raise ApiRejection(422, "Invalid", f"the JSON patch cannot be applied: {error}") from None
-        elif isinstance(body, dict):
-            new = merge_patch(old, body)
-        else:
-            raise ApiRejection(415, "UnsupportedMediaType", "send a JSON merge patch or a JSON patch")
-        if crd is not None:  # the status subresource: each side changes only its own part
-            if request.subresource == "status":
-                new = (
-                    {**old, "status": new.get("status")}
-                    if "status" in new
-                    else {k: v for k, v in old.items() if k != "status"}
-                )
-                new["metadata"] = copy.deepcopy(old["metadata"])
-            else:
-                if "status" in old:
-                    new["status"] = old["status"]
-                else:
-                    new.pop("status", None)
-        meta = new.setdefault("metadata", {})
-        for key in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp"):
-            if key in old.get("metadata", {}):
-                meta[key] = old["metadata"][key]
-        if new.get("spec") != old.get("spec"):
-            meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
-        if new != old:
-            meta["resourceVersion"] = self.resource_version()
-        return new
 
     def _stamp_new(self, obj: dict[str, Any], request: rendering.Request | None) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
@@ -561,7 +428,7 @@ class SandboxApi(kmock.KubernetesEmulator):
             for (_, namespace, _), obj in self.store.of_kind(request.resource)
             if not obj.deleted and (request.namespace is None or namespace == request.namespace)
         ]
-        items = [item for item in items if _selected(item, request.params)]
+        items = [item for item in items if selected(item, request.params)]
         items.sort(key=lambda item: (item["metadata"].get("namespace") or "", item["metadata"].get("name")))
         if _wants_table(request):
             return self._table_response(request, items)
@@ -599,86 +466,11 @@ class SandboxApi(kmock.KubernetesEmulator):
 _MISSING_OLD: Any = object()
 
 
-def _check_precondition(request: rendering.Request, old: dict[str, Any]) -> None:
-    """A patch that names a resourceVersion applies only to that version, as in kube-apiserver:
-    optimistic concurrency (how leader election and other read-modify-writes stay safe)."""
-    data = request.data
-    wanted = ((data.get("metadata") or {}).get("resourceVersion") if isinstance(data, dict) else None) or ""
-    current = str((old.get("metadata") or {}).get("resourceVersion", ""))
-    if wanted and str(wanted) != current:
-        resource = request.resource
-        plural = f"{resource.plural}.{resource.group}" if resource and resource.group else str(resource)
-        raise ApiRejection(
-            409,
-            "Conflict",
-            f'Operation cannot be fulfilled on {plural} "{request.name}": the object has been modified; '
-            "please apply your changes to the latest version and try again",
-        )
-
-
 def _with_data(request: rendering.Request, data: Any) -> rendering.Request:
     """Replace the body kmock will store. In place, because kmock routes requests by identity."""
     object.__setattr__(request, "data", data)
     return request
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The merge patch that turns `old` into `new` (lists and scalars are replaced whole)."""
-    diff: dict[str, Any] = {}
-    for key in old.keys() - new.keys():
-        diff[key] = None
-    for key, value in new.items():
-        before = old.get(key)
-        if isinstance(value, dict) and isinstance(before, dict):
-            nested = merge_diff(before, value)
-            if nested:
-                diff[key] = nested
-        elif key not in old or before != value:
-            diff[key] = value
-    return diff
-
-
-def _selected(item: dict[str, Any], params: Any) -> bool:
-    """labelSelector (k=v, k!=v, k) and fieldSelector (dotted paths, = and !=)."""
-    labels = item.get("metadata", {}).get("labels") or {}
-    for term in filter(None, (params.get("labelSelector") or "").split(",")):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.strip() not in labels:
-            return False
-    for term in filter(None, (params.get("fieldSelector") or "").split(",")):
-        negate = "!=" in term
-        key, value = term.replace("!=", "=").replace("==", "=").split("=", 1)
-        actual: Any = item
-        for part in key.strip().split("."):
-            actual = actual.get(part) if isinstance(actual, dict) else None
-        if (str(actual if actual is not None else "") == value.strip()) == negate:
-            return False
-    return True
-
-
 def _wants_table(request: rendering.Request) -> bool:
     return "as=Table" in (request.headers.get("Accept") or request.headers.get("accept") or "")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj)
