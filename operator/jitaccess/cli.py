@@ -128,20 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("POD_NAME", ""),
         help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
     )
-    run.add_argument("--lease-duration", default="15s", help="how long a silent leader keeps the Lease")
-    run.add_argument(
-        "--renew-deadline", default="10s", help="how long the leader tries to renew before it stops"
-    )
-    run.add_argument("--retry-period", default="2s", help="how often the Lease is renewed or tried")
-    run.add_argument("--kubeconfig", type=Path, default=None)
-    run.add_argument("--context", default=None)
-    run.add_argument(
-        "--clock-offset-file",
-        type=Path,
-        default=None,
-        help="for tests and the sandbox only: seconds to add to the wall clock, read from this file "
-        "whenever it changes (only ever forward)",
-    )
+    for flag, default, meaning in (
+        ("--lease-duration", "15s", "how long a silent leader keeps the Lease"),
+        ("--renew-deadline", "10s", "how long the leader tries to renew before it stops"),
+        ("--retry-period", "2s", "how often the Lease is renewed or tried"),
+    ):
+        run.add_argument(flag, default=default, help=meaning)
     run.add_argument(
         "--lease-clock-offset-file",
         type=Path,

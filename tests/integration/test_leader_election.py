@@ -59,6 +59,27 @@ async def read_lease(sandbox: Sandbox, name: str) -> client.V1Lease:
     return await asyncio.to_thread(coordination(sandbox).read_namespaced_lease, name, OPERATOR_NAMESPACE)
 
 
+@contextlib.asynccontextmanager
+async def leading(leader: LeaderElector) -> AsyncIterator[asyncio.Event]:
+    """Run `leader` until the block ends, once it leads; yields the event set when it stands down."""
+    acting, stopped = asyncio.Event(), asyncio.Event()
+
+    async def start() -> None:
+        acting.set()
+
+    async def stop() -> None:
+        stopped.set()
+
+    running = asyncio.create_task(leader.run(start, stop))
+    try:
+        await asyncio.wait_for(acting.wait(), 5)
+        yield stopped
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
 async def test_of_two_replicas_campaigning_at_once_exactly_one_wins(sandbox):
     for _ in range(10):
         lease = f"race-{next(_leases)}"
@@ -97,18 +118,7 @@ async def test_a_standby_takes_the_lease_only_after_a_whole_silent_lease_duratio
 async def test_a_leader_that_loses_the_lease_stops_acting_at_once(sandbox):
     lease = f"taken-{next(_leases)}"
     leader, standby = elector(sandbox, lease, "replica-a"), elector(sandbox, lease, "replica-b")
-    acting = asyncio.Event()
-    stopped = asyncio.Event()
-
-    async def start() -> None:
-        acting.set()
-
-    async def stop() -> None:
-        stopped.set()
-
-    running = asyncio.create_task(leader.run(start, stop))
-    try:
-        await asyncio.wait_for(acting.wait(), 5)
+    async with leading(leader) as stopped:
         assert leader.leading
         assert not await standby.try_acquire_or_renew()
         # The leader is partitioned from the standby's view but not from the API: suppose the
@@ -119,10 +129,6 @@ async def test_a_leader_that_loses_the_lease_stops_acting_at_once(sandbox):
             standby.clock.advance(timedelta(minutes=1))
         await asyncio.wait_for(stopped.wait(), 5)
         assert not leader.leading and leader.terms == 1
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 class Cuttable:
@@ -168,17 +174,7 @@ async def test_a_leader_cut_off_from_the_api_stops_before_anyone_may_take_over(s
     port = await forwarder.start()
     leader = elector(sandbox, lease, "replica-a", coordination(sandbox, f"https://127.0.0.1:{port}"))
     standby = elector(sandbox, lease, "replica-b")
-    acting, stopped = asyncio.Event(), asyncio.Event()
-
-    async def start() -> None:
-        acting.set()
-
-    async def stop() -> None:
-        stopped.set()
-
-    running = asyncio.create_task(leader.run(start, stop))
-    try:
-        await asyncio.wait_for(acting.wait(), 5)
+    async with leading(leader) as stopped:
         assert not await standby.try_acquire_or_renew()
         await forwarder.cut()
         await asyncio.sleep(0.5)  # ten failed renewals: not yet past the renew deadline
@@ -191,10 +187,6 @@ async def test_a_leader_cut_off_from_the_api_stops_before_anyone_may_take_over(s
         assert (await read_lease(sandbox, lease)).spec.holder_identity == "replica-a"
         standby.clock.advance(FAST.duration)
         assert await standby.try_acquire_or_renew()
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 async def test_a_released_lease_is_taken_at_once(sandbox):

@@ -129,12 +129,10 @@ class LeaderElector:
                     },
                 }
                 await asyncio.to_thread(self._patch, patch)
-            except ApiException as error:
-                if error.status == CONFLICT:
+            except Exception as error:
+                if isinstance(error, ApiException) and error.status == CONFLICT:
                     continue  # our own late renewal: read again
-                log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, error)
-                return
-            except Exception as error:  # the successor waits one lease duration instead
+                # The successor waits out one lease duration instead.
                 log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, error)
                 return
             self._seen = None
@@ -155,23 +153,27 @@ class LeaderElector:
         retry_s = self.timings.retry_period.total_seconds()
         while True:
             await asyncio.sleep(retry_s)
-            while True:
-                assert self._renewed_at is not None
-                deadline = self._renewed_at + self.timings.renew_deadline
-                remaining = (deadline - self.clock.now()).total_seconds()
-                try:  # asyncio.timeout, not wait_for, which can swallow a cancellation in 3.11
-                    async with asyncio.timeout(min(retry_s, remaining) if remaining > 0 else retry_s):
-                        renewed = await self._try_safely()
-                except TimeoutError:
-                    renewed = False
-                if renewed:
-                    break
+            while not await self._renew():
                 if self.holder and self.holder != self.identity:
                     return  # taken: somebody else acts now
-                remaining = (deadline - self.clock.now()).total_seconds()
+                remaining = self._time_to_deadline()
                 if remaining <= 0:
                     return
                 await asyncio.sleep(min(retry_s, remaining))
+
+    async def _renew(self) -> bool:
+        """One renewal, given no longer than the time left before the renew deadline."""
+        retry_s = self.timings.retry_period.total_seconds()
+        remaining = self._time_to_deadline()
+        try:  # asyncio.timeout, not wait_for, which can swallow a cancellation in 3.11
+            async with asyncio.timeout(min(retry_s, remaining) if remaining > 0 else retry_s):
+                return await self._try_safely()
+        except TimeoutError:
+            return False
+
+    def _time_to_deadline(self) -> float:
+        assert self._renewed_at is not None
+        return (self._renewed_at + self.timings.renew_deadline - self.clock.now()).total_seconds()
 
     async def _try_safely(self) -> bool:
         try:

@@ -99,7 +99,7 @@ class Sandbox:
         self.api = SandboxApi(clock=self.clock.now)
         self.api.admission = WebhookDispatcher(self.api.stored, USERS)
         self.api.users = USERS
-        for namespace in self.namespaces:
+        for namespace in (OPERATOR_NAMESPACE, *self.namespaces):  # the operator's: its Lease
             self.api.add_namespace(namespace)
         await self._stack.enter_async_context(self.api)
         # HTTPS like any real cluster (kubectl sends no credentials over plain http).
