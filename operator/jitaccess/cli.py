@@ -134,6 +134,15 @@ def main(argv: list[str] | None = None) -> None:
         ("--retry-period", "2s", "how often the Lease is renewed or tried"),
     ):
         run.add_argument(flag, default=default, help=meaning)
+    run.add_argument("--kubeconfig", type=Path, default=None)
+    run.add_argument("--context", default=None)
+    run.add_argument(
+        "--clock-offset-file",
+        type=Path,
+        default=None,
+        help="for tests and the sandbox only: seconds to add to the wall clock, read from this file "
+        "whenever it changes (only ever forward)",
+    )
     run.add_argument(
         "--lease-clock-offset-file",
         type=Path,
