@@ -4,7 +4,7 @@ Creating 10,000 requests through admission and activating them for real would ta
 the whole benchmark may; what the scenario measures is a restart over that state. So the state is
 made here by the operator's own code: the admission seal (`policy.admission.attestation`), the
 lifecycle (`policy.lifecycle.decide`, stepped until stable, exactly as the reconciler persists
-steps) and the binding format (`iam.bindings`). What IAM holds is what those steps wrote.
+steps) and the binding format (`api.bindings`). What IAM holds is what those steps wrote.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from jitaccess.api.bindings import Binding
 from jitaccess.api.objects import Grant
-from jitaccess.iam.bindings import Binding, render
 from jitaccess.policy.admission import ATTESTATION, attestation
 from jitaccess.policy.lifecycle import FINALIZER, Step, decide, read_state
+from jitaccess.policy.records import ACTIVATION, ENDED, Identity, ended_payload, held_payload, seal_record
 from jitaccess.sandbox.writes import merge_patch
 
 RETENTION = timedelta(days=30)
@@ -27,8 +28,8 @@ RETENTION = timedelta(days=30)
 @dataclass
 class Seeded:
     body: dict[str, Any]
-    added: list[Binding] = field(default_factory=list)
-    removed: list[Binding] = field(default_factory=list)
+    # What IAM holds for this request after the steps carried out: resource -> its bindings.
+    holds: dict[str, list[Binding]] = field(default_factory=dict)
 
 
 def admitted_request(
@@ -44,6 +45,7 @@ def admitted_request(
             "generation": 1,
             "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "annotations": {},
+            "finalizers": [FINALIZER],  # as the mutating webhook adds it
         },
         "spec": spec,
     }
@@ -58,46 +60,45 @@ def settle(seeded: Seeded, grant: Grant, now: datetime, key: bytes) -> Seeded:
         step = decide(state, grant, now, RETENTION, ())
         if not step.changes_anything:
             return seeded
-        _carry_out(seeded, step)
+        _carry_out(seeded, step, key)
     raise RuntimeError(f"{seeded.body['metadata']['name']} did not settle")
 
 
-def _carry_out(seeded: Seeded, step: Step) -> None:
-    if step.iam is not None:
-        bindings = [Binding.from_status(raw) for raw in step.iam.bindings]
-        (seeded.added if step.iam.kind == "add" else seeded.removed).extend(bindings)
+def _carry_out(seeded: Seeded, step: Step, key: bytes) -> None:
+    if step.iam:
+        for change in step.iam:
+            seeded.holds[change.resource] = list(change.hold)
         if step.on_success is not None:
-            _carry_out(seeded, step.on_success)
+            _carry_out(seeded, step.on_success, key)
         return
     metadata = seeded.body["metadata"]
+    who = Identity(metadata["namespace"], metadata["name"], metadata["uid"])
+    annotations = metadata.setdefault("annotations", {})
+    if step.record_held is not None:
+        annotations[ACTIVATION] = seal_record(ACTIVATION, held_payload(step.record_held), who, key)
     if step.add_finalizer:
         metadata["finalizers"] = [*(metadata.get("finalizers") or []), FINALIZER]
+    if step.status is not None:
+        seeded.body = merge_patch(seeded.body, {"status": copy.deepcopy(step.status)})
+        metadata = seeded.body["metadata"]
+        annotations = metadata.setdefault("annotations", {})
+    if step.record_ended is not None:
+        annotations[ENDED] = seal_record(ENDED, ended_payload(step.record_ended), who, key)
     if step.remove_finalizer:
         metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
-    if step.status is not None:
-        status = copy.deepcopy(step.status)
-        if step.activation is not None:
-            status["bindings"] = [binding.to_status() for binding in render(step.activation)]
-        seeded.body = merge_patch(seeded.body, {"status": status})
 
 
 def live_bindings(seeded: list[Seeded]) -> dict[str, list[dict[str, Any]]]:
-    """What each resource's policy holds after these requests: added and not removed since."""
-    removed = {(b.resource, b.role, b.member, b.expression) for s in seeded for b in s.removed}
+    """What each resource's policy holds after these requests."""
     policies: dict[str, list[dict[str, Any]]] = {}
     for item in seeded:
-        for binding in item.added:
-            if (binding.resource, binding.role, binding.member, binding.expression) in removed:
-                continue
-            policies.setdefault(binding.resource, []).append(
-                {
-                    "role": binding.role,
-                    "members": [binding.member],
-                    "condition": {
-                        "title": binding.title,
-                        "description": binding.description,
-                        "expression": binding.expression,
-                    },
-                }
-            )
+        for resource, bindings in item.holds.items():
+            for binding in bindings:
+                policies.setdefault(resource, []).append(
+                    {
+                        "role": binding.role,
+                        "members": [binding.member],
+                        "condition": binding.condition(),
+                    }
+                )
     return policies

@@ -7,6 +7,7 @@ import asyncio
 import faulthandler
 import logging
 import os
+import secrets
 import signal
 import sys
 from datetime import timedelta
@@ -70,7 +71,16 @@ def main(argv: list[str] | None = None) -> None:
         "--attestation-key-file",
         type=Path,
         default=os.environ.get("JITACCESS_ATTESTATION_KEY_FILE"),
-        help="secret key that seals admitted requests; without it admission is OFF (identity unverified)",
+        help="secret key (at least 32 bytes) that seals admitted requests and approvals, the operator's "
+        "records and its IAM bindings; required",
+    )
+    run.add_argument(
+        "--insecure-no-admission",
+        action="store_true",
+        default=os.environ.get("JITACCESS_INSECURE_NO_ADMISSION", "").lower() in ("1", "true", "yes"),
+        help="run without an attestation key and without admission webhooks: nothing can be verified, "
+        "so every request is Rejected and nothing is granted (access granted before still ends by its "
+        "IAM condition). For diagnosis only",
     )
     run.add_argument(
         "--workload-identity-pool",
@@ -255,11 +265,19 @@ async def _run(args: argparse.Namespace) -> None:
     key = args.attestation_key_file.read_bytes().strip() if args.attestation_key_file else b""
     if args.attestation_key_file and len(key) < 32:
         sys.exit("--attestation-key-file: the key must be at least 32 bytes (e.g. openssl rand -hex 32)")
+    if not key and not args.insecure_no_admission:
+        sys.exit(
+            "jitaccess run: no --attestation-key-file. The key seals what admission vouched for (who "
+            "asked, who approved) and what the operator wrote; without it nothing can be verified. Make one "
+            "with `openssl rand -hex 32`, mount it from a Secret (manifests/deployment.yaml) and pass "
+            "--attestation-key-file. --insecure-no-admission starts anyway and grants nothing."
+        )
     if not key:
         logging.getLogger("jitaccess").warning(
-            "no --attestation-key-file: admission webhooks are OFF and spec.requester is trusted as written; "
-            "never run like this where untrusted people can create ActivationRequests"
+            "--insecure-no-admission: no admission webhooks and no attestation key; every request is "
+            "Rejected as unattested and nothing is written to IAM"
         )
+        key = secrets.token_bytes(32)  # nothing sealed elsewhere verifies with it
     namespaces = tuple(args.namespace or ())
     settings = OperatorConfig(
         namespaces=namespaces,
@@ -268,10 +286,11 @@ async def _run(args: argparse.Namespace) -> None:
         history_retention=retention,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
-        webhook_port=args.webhook_port if key else None,
+        webhook_port=None if args.insecure_no_admission else args.webhook_port,
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,
         attestation_key=key,
+        insecure_no_admission=args.insecure_no_admission,
         notify_url=args.notify_url,
         iam_write_mode=args.iam_write_mode,
         iam_writes_per_s=args.iam_writes_per_second,

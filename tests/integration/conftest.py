@@ -152,9 +152,11 @@ class Cluster:
                 return None
             raise
 
-    async def patch(self, name: str, spec: dict[str, Any], namespace: str = "team-sre") -> None:
+    async def patch(
+        self, name: str, spec: dict[str, Any], namespace: str = "team-sre", user: str = "admin"
+    ) -> None:
         await asyncio.to_thread(
-            self.custom.patch_namespaced_custom_object,
+            (self.custom if user == "admin" else self.as_user(user)).patch_namespaced_custom_object,
             GROUP,
             VERSION,
             namespace,
@@ -163,9 +165,14 @@ class Cluster:
             {"spec": spec},
         )
 
-    async def delete(self, name: str, namespace: str = "team-sre") -> None:
+    async def delete(self, name: str, namespace: str = "team-sre", user: str = "admin") -> None:
         await asyncio.to_thread(
-            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", name
+            (self.custom if user == "admin" else self.as_user(user)).delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationrequests",
+            name,
         )
 
     async def delete_grant(self, name: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 FIELDS = {
     "time", "severity", "message", "event", "phase", "outcome", "request", "grant", "requester",
-    "roles", "resource", "justification", "approvers", "start", "end", "endedAt",
+    "roles", "resource", "justification", "approvers", "start", "end", "endedAt", "actor",
 }  # fmt: skip
 
 
@@ -66,7 +66,7 @@ async def test_approvals_and_denials_name_the_approver(cluster):
     await cluster.decide("bob@example.com", "audited-denied", decision="Deny")
     await cluster.wait_phase("audited-approved", "Active")
     await cluster.wait_phase("audited-denied", "Denied")
-    await cluster.patch("audited-approved", {"revoke": True})
+    await cluster.patch("audited-approved", {"revoke": True}, user="alice@example.com")
     await cluster.wait_phase("audited-approved", "Revoked")
 
     approved = audit_lines(cluster, "audited-approved")
@@ -77,7 +77,7 @@ async def test_approvals_and_denials_name_the_approver(cluster):
         "RevokedByRequester",
     ]
     assert approved[2]["approvers"] == ["user:bob@example.com"] and approved[2]["resource"] == project
-    assert approved[-1]["outcome"] == "revoked"
+    assert approved[-1]["outcome"] == "revoked" and approved[-1]["actor"] == "alice@example.com"
     denied = audit_lines(cluster, "audited-denied")
     assert [(line["event"], line["outcome"]) for line in denied] == [
         ("ApprovalRequired", "pending"),

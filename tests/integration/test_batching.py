@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from jitaccess.api.bindings import Activation, Binding, Reference, parse_reference, render
 from jitaccess.emulator.server import Emulator, start
 from jitaccess.iam.batcher import BatchingWriter
-from jitaccess.iam.bindings import Binding, render
 from jitaccess.iam.ratelimit import TokenBucket
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import PolicyWriter, RetryPolicy
-from jitaccess.policy.lifecycle import Activation
 
+KEY = b"t" * 32
 START = datetime(2026, 11, 24, 9, tzinfo=UTC)
 PROJECT = "projects/batch-test"
 FOREIGN = {"role": "roles/viewer", "members": ["group:ops@example.com"]}
@@ -38,9 +38,7 @@ def activation(number: int, resource: str = PROJECT, role: str = "roles/compute.
             START + timedelta(minutes=30),
             f"INC-{number}: incident",
             (),
-            "team-sre",
-            f"req-{number}",
-            f"0a1b-{number:04x}",
+            Reference.sealed("team-sre", f"req-{number}", f"0a1b-{number:04x}", KEY),
         )
     )
 
@@ -85,13 +83,15 @@ def members(emulator: Emulator, resource: str = PROJECT) -> set[str]:
 async def test_concurrent_changes_to_one_resource_are_one_write(iam):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
-    outcomes = await asyncio.gather(*(writer.apply(PROJECT, add=activation(n)) for n in range(50)))
+    outcomes = await asyncio.gather(
+        *(writer.apply(PROJECT, owners=owners(activation(n)), hold=activation(n)) for n in range(50))
+    )
     assert all(o.ok and o.wrote for o in outcomes)
     assert sets(emulator) == 1 and writer.stats["get"] == 1
     assert members(emulator) == {"group:ops@example.com"} | {
         f"user:engineer{n}@example.com" for n in range(50)
     }
-    removed = await asyncio.gather(*(writer.apply(PROJECT, remove=activation(n)) for n in range(50)))
+    removed = await asyncio.gather(*(writer.apply(PROJECT, owners=owners(activation(n))) for n in range(50)))
     assert all(o.ok for o in removed) and sets(emulator) == 2
     assert members(emulator) == {"group:ops@example.com"}
 
@@ -101,8 +101,8 @@ async def test_the_policy_our_write_returned_stands_in_for_the_next_read_but_nev
 ):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
-    assert (await writer.apply(PROJECT, add=activation(0))).wrote
-    assert (await writer.apply(PROJECT, add=activation(1))).wrote
+    assert (await writer.apply(PROJECT, owners=owners(activation(0)), hold=activation(0))).wrote
+    assert (await writer.apply(PROJECT, owners=owners(activation(1)), hold=activation(1))).wrote
     assert writer.stats["get"] == 1 and sets(emulator) == 2  # the second cycle wrote without reading
 
     def another_tool_adds_a_binding() -> None:
@@ -111,7 +111,7 @@ async def test_the_policy_our_write_returned_stands_in_for_the_next_read_but_nev
         store.set(PROJECT, policy)
 
     await asyncio.to_thread(another_tool_adds_a_binding)
-    assert (await writer.apply(PROJECT, add=activation(2))).wrote
+    assert (await writer.apply(PROJECT, owners=owners(activation(2)), hold=activation(2))).wrote
     # Our remembered etag was stale: Google said 409, the retry read afresh and kept their binding.
     assert writer.stats["conflicts"] == 1 and writer.stats["get"] == 2
     assert members(emulator) == {
@@ -124,12 +124,12 @@ async def test_the_policy_our_write_returned_stands_in_for_the_next_read_but_nev
 async def test_a_no_op_against_our_remembered_write_is_checked_on_a_fresh_read(iam):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
-    assert (await writer.apply(PROJECT, add=activation(0))).wrote
+    assert (await writer.apply(PROJECT, owners=owners(activation(0)), hold=activation(0))).wrote
     # Another tool puts back a binding of ours we never wrote since (a restored backup) and
     # removes the one we did write: by our remembered policy, neither change has anything to do.
     emulator.seed(PROJECT, [FOREIGN, _as_iam(activation(1)[0])])
-    assert (await writer.apply(PROJECT, remove=activation(1))).wrote
-    assert (await writer.apply(PROJECT, add=activation(0))).wrote
+    assert (await writer.apply(PROJECT, owners=owners(activation(1)))).wrote
+    assert (await writer.apply(PROJECT, owners=owners(activation(0)), hold=activation(0))).wrote
     assert members(emulator) == {"group:ops@example.com", "user:engineer0@example.com"}
 
 
@@ -141,9 +141,12 @@ async def test_changes_arriving_during_a_write_go_together_in_the_next(iam):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
     emulator.stall(PROJECT)
-    first = asyncio.create_task(writer.apply(PROJECT, add=activation(0)))
+    first = asyncio.create_task(writer.apply(PROJECT, owners=owners(activation(0)), hold=activation(0)))
     await _until(lambda: writer.stats["get"] == 1)  # the first cycle is in flight, held by IAM
-    later = [asyncio.create_task(writer.apply(PROJECT, add=activation(n))) for n in range(1, 21)]
+    later = [
+        asyncio.create_task(writer.apply(PROJECT, owners=owners(activation(n)), hold=activation(n)))
+        for n in range(1, 21)
+    ]
     await asyncio.sleep(0.05)
     assert not first.done() and not any(task.done() for task in later)
     emulator.release(PROJECT)
@@ -158,7 +161,7 @@ async def test_one_invalid_binding_fails_alone_and_the_rest_are_written(iam):
     writer = BatchingWriter(store, FAST_RETRY)
     changes = [activation(n) for n in range(10)]
     changes[6] = activation(6, role="roles/does.not.exist")
-    outcomes = await asyncio.gather(*(writer.apply(PROJECT, add=c) for c in changes))
+    outcomes = await asyncio.gather(*(writer.apply(PROJECT, owners=owners(c), hold=c) for c in changes))
     failed = [n for n, o in enumerate(outcomes) if not o.ok]
     assert failed == [6]
     assert outcomes[6].permanent and "roles/does.not.exist" in outcomes[6].message
@@ -176,7 +179,8 @@ async def test_a_change_is_applied_whole_or_not_at_all(iam):
     writer = BatchingWriter(store, FAST_RETRY)
     mixed = activation(1) + activation(1, role="roles/does.not.exist")
     good, bad = await asyncio.gather(
-        writer.apply(PROJECT, add=activation(2)), writer.apply(PROJECT, add=mixed)
+        writer.apply(PROJECT, owners=owners(activation(2)), hold=activation(2)),
+        writer.apply(PROJECT, owners=owners(mixed), hold=mixed),
     )
     assert good.ok and not bad.ok and bad.permanent
     assert "user:engineer1@example.com" not in members(emulator)
@@ -186,7 +190,14 @@ async def test_permanent_resource_errors_fail_the_whole_batch_without_splitting(
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
     outcomes = await asyncio.gather(
-        *(writer.apply("projects/not-declared", add=activation(n, "projects/not-declared")) for n in range(8))
+        *(
+            writer.apply(
+                "projects/not-declared",
+                owners=owners(activation(n, "projects/not-declared")),
+                hold=activation(n, "projects/not-declared"),
+            )
+            for n in range(8)
+        )
     )
     assert all(not o.ok and o.permanent and o.message.startswith("403") for o in outcomes)
     assert len(emulator.calls) == 1  # one read refused: the batch was not split eight ways
@@ -196,9 +207,20 @@ async def test_a_slow_resource_never_delays_another(iam):
     emulator, store = iam
     writer = BatchingWriter(store, FAST_RETRY)
     emulator.stall("projects/p0")
-    slow = asyncio.create_task(writer.apply("projects/p0", add=activation(0, "projects/p0")))
+    slow = asyncio.create_task(
+        writer.apply(
+            "projects/p0", owners=owners(activation(0, "projects/p0")), hold=activation(0, "projects/p0")
+        )
+    )
     fast = await asyncio.gather(
-        *(writer.apply(f"projects/p{i}", add=activation(i, f"projects/p{i}")) for i in range(1, 6))
+        *(
+            writer.apply(
+                f"projects/p{i}",
+                owners=owners(activation(i, f"projects/p{i}")),
+                hold=activation(i, f"projects/p{i}"),
+            )
+            for i in range(1, 6)
+        )
     )
     assert all(o.ok and o.wrote for o in fast)
     assert not slow.done()
@@ -238,9 +260,12 @@ async def test_changes_arriving_while_waiting_for_a_token_ride_along(iam):
     emulator, store = iam
     bucket = GatedBucket()
     writer = BatchingWriter(store, FAST_RETRY, bucket=bucket)
-    first = asyncio.create_task(writer.apply(PROJECT, add=activation(0)))
+    first = asyncio.create_task(writer.apply(PROJECT, owners=owners(activation(0)), hold=activation(0)))
     await _until(lambda: bucket.waiting == 1)
-    later = [asyncio.create_task(writer.apply(PROJECT, add=activation(n))) for n in range(1, 10)]
+    later = [
+        asyncio.create_task(writer.apply(PROJECT, owners=owners(activation(n)), hold=activation(n)))
+        for n in range(1, 10)
+    ]
     await asyncio.sleep(0)
     bucket.gate.set()
     assert all(o.ok for o in await asyncio.gather(first, *later))
@@ -253,7 +278,14 @@ async def test_writes_stay_under_the_rate_limit(iam):
     bucket = RecordingBucket(8.0, burst=2, clock=time.clock, sleep=time.sleep)
     writer = BatchingWriter(store, FAST_RETRY, bucket=bucket, window_s=0)
     outcomes = await asyncio.gather(
-        *(writer.apply(f"projects/p{i}", add=activation(i, f"projects/p{i}")) for i in range(40))
+        *(
+            writer.apply(
+                f"projects/p{i}",
+                owners=owners(activation(i, f"projects/p{i}")),
+                hold=activation(i, f"projects/p{i}"),
+            )
+            for i in range(40)
+        )
     )
     assert all(o.ok for o in outcomes)
     assert writer.stats["get"] == 40 and sets(emulator) == 40
@@ -272,7 +304,14 @@ async def test_a_429_pauses_every_writer(iam):
     writer = BatchingWriter(store, RetryPolicy(quota_base_s=0.01), bucket=bucket, window_s=0)
     emulator.configure({"fail_next": [{"method": "setIamPolicy", "status": 429, "count": 1}]})
     outcomes = await asyncio.gather(
-        *(writer.apply(f"projects/p{i}", add=activation(i, f"projects/p{i}")) for i in range(4))
+        *(
+            writer.apply(
+                f"projects/p{i}",
+                owners=owners(activation(i, f"projects/p{i}")),
+                hold=activation(i, f"projects/p{i}"),
+            )
+            for i in range(4)
+        )
     )
     assert all(o.ok for o in outcomes) and writer.stats["quota"] == 1
     # The backoff after a 429 is at least half its base (0.01 s): the bucket waited it out.
@@ -286,7 +325,14 @@ async def test_the_emulator_enforces_googles_quota(iam):
     emulator.configure({"quota": {"reads_per_min": 5}})  # per minute: no timing in this test
     writer = PolicyWriter(store, RetryPolicy(attempts=1), serialise=False)
     outcomes = await asyncio.gather(
-        *(writer.apply(f"projects/p{i}", add=activation(i, f"projects/p{i}")) for i in range(15))
+        *(
+            writer.apply(
+                f"projects/p{i}",
+                owners=owners(activation(i, f"projects/p{i}")),
+                hold=activation(i, f"projects/p{i}"),
+            )
+            for i in range(15)
+        )
     )
     refused = [o for o in outcomes if not o.ok]
     assert refused and all("Quota exceeded for quota metric 'Read requests'" in o.message for o in refused)
@@ -297,7 +343,10 @@ async def test_per_activation_mode_races_on_the_etag(iam):
     emulator, store = iam
     writer = PolicyWriter(store, FAST_RETRY, serialise=False)
     emulator.stall(PROJECT)
-    tasks = [asyncio.create_task(writer.apply(PROJECT, add=activation(n))) for n in range(10)]
+    tasks = [
+        asyncio.create_task(writer.apply(PROJECT, owners=owners(activation(n)), hold=activation(n)))
+        for n in range(10)
+    ]
     await _until(lambda: writer.stats["get"] >= 2)  # two reads of the same etag, held by IAM
     emulator.release(PROJECT)
     outcomes = await asyncio.gather(*tasks)
@@ -310,3 +359,8 @@ async def _until(check: Callable[[], bool], timeout_s: float = 5) -> None:
     async with asyncio.timeout(timeout_s):
         while not check():
             await asyncio.sleep(0.005)
+
+
+def owners(bindings) -> tuple:
+    """The references of these bindings: whose bindings a change replaces."""
+    return tuple(dict.fromkeys(parse_reference(b.condition()) for b in bindings))

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from jitaccess.iam.bindings import reference_of
+from jitaccess.api.bindings import reference_of
 from jitaccess.sandbox.process import OperatorProcess
 from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox
 from tests.integration.conftest import until
@@ -38,7 +38,13 @@ PROJECTS = ["projects/chaos-self-a", "projects/chaos-self-b", "projects/chaos-ap
 FOREIGN = {"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}
 ROLES = ["roles/compute.admin", "roles/storage.admin"]
 # The Event reasons that end a request, and the phase each claims (Deleted: the object is gone).
-ENDINGS = {"Expired": "Expired", "RevokedByRequester": "Revoked", "Deleted": "Deleted", "Denied": "Denied"}
+ENDINGS = {
+    "Expired": "Expired",
+    "RevokedByRequester": "Revoked",
+    "RevokedByAdmin": "Revoked",  # admin files and ends the requests on the engineers' behalf
+    "Deleted": "Deleted",
+    "Denied": "Denied",
+}
 
 
 class Client:
@@ -233,16 +239,25 @@ async def test_sigkill_at_random_moments_loses_nothing_and_leaves_nothing(world)
     print(f"act one: {len(kills)} kills, {client.webhook_refusals} calls refused while the webhook was down")
     expected = {name_of(n): story(n) for n in range(REQUESTS)}
 
+    unsettled: list[str] = []
+
     async def settled() -> bool:
         found = await client.requests()
-        return all(
-            (name not in found)
-            if ending == "Deleted"
-            else (found.get(name, {}).get("status") or {}).get("phase") == ending
+        unsettled[:] = [
+            f"{name}: wanted {ending}, is {json.dumps(found.get(name, {}).get('status'))[:600]}"
             for name, ending in expected.items()
-        )
+            if (
+                (name in found)
+                if ending == "Deleted"
+                else (found.get(name, {}).get("status") or {}).get("phase") != ending
+            )
+        ]
+        return not unsettled
 
-    await until(settled, "every request reached the phase of its story")
+    try:
+        await until(settled, "every request reached the phase of its story")
+    except AssertionError:
+        raise AssertionError("\n".join(unsettled[:10])) from None
     found = await client.requests()
     wanted: dict[str, Counter[tuple[str, str, str]]] = {project: Counter() for project in PROJECTS}
     for body in found.values():
@@ -261,7 +276,10 @@ async def test_sigkill_at_random_moments_loses_nothing_and_leaves_nothing(world)
     for name, ending in expected.items():
         if ending == "Active":
             expected[name] = "Expired"
-    await until(settled, "every Active request expired")
+    try:
+        await until(settled, "every Active request expired")
+    except AssertionError:
+        raise AssertionError("\n".join(unsettled[:10])) from None
     for project in PROJECTS:
         assert sandbox.emulator.snapshot(project)["bindings"] == [FOREIGN], project
     assert len(kills) == KILLS and operator.starts == KILLS + 1

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jitaccess.iam.bindings import render
-from jitaccess.policy.lifecycle import Activation
+from jitaccess.api.bindings import Activation, Reference, render
 from tests.integration.test_lifecycle import jit_bindings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -30,9 +29,11 @@ def as_iam(binding) -> dict:
     return {"role": binding.role, "members": [binding.member], "condition": binding.condition()}
 
 
-def orphan(project: str) -> dict:
-    """A binding of ours whose request is gone (left by a crash, or a restored backup)."""
+def orphan(project: str, key: bytes, mac: str | None = None) -> dict:
+    """A binding of ours whose request is gone (left by a crash, or a restored backup); with `mac`,
+    one that imitates ours with a MAC not made with the operator's key."""
     start = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    reference = Reference.sealed("team-sre", "long-gone", "5f0e6d1c-0000-4000-8000-000000000000", key)
     (binding,) = render(
         Activation(
             project,
@@ -42,9 +43,7 @@ def orphan(project: str) -> dict:
             start + timedelta(hours=1),
             "INC-1: gone",
             (),
-            "team-sre",
-            "long-gone",
-            "5f0e6d1c-0000-4000-8000-000000000000",
+            Reference(reference.namespace, reference.name, reference.uid, mac) if mac else reference,
         )
     )
     return as_iam(binding)
@@ -97,10 +96,11 @@ async def test_leftover_bindings_of_ours_are_swept_and_nothing_else_is_touched(c
         {"role": b["role"], "members": [b["member"]], "condition": b["condition"]}
         for b in ended["status"]["bindings"]
     ]
-    cluster.emulator.seed(project, [FOREIGN, GOOGLE_JIT, active, leftover, orphan(project)])
+    key = cluster.sandbox.reconciler.config.attestation_key
+    cluster.emulator.seed(project, [FOREIGN, GOOGLE_JIT, active, leftover, orphan(project, key)])
 
     report = await sweep(cluster)
-    removed = sorted((item.key, item.binding.role) for item in report.removed)
+    removed = sorted((item.key, item.found.role) for item in report.removed)
     assert removed == [
         (("team-sre", "long-gone"), "roles/storage.admin"),
         (("team-sre", "sweep-ended"), "roles/storage.admin"),

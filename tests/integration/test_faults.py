@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
+from jitaccess.api.bindings import reference_of
 from jitaccess.emulator.server import FOREIGN_ROLE
-from jitaccess.iam.bindings import reference_of
 from tests.integration.conftest import GROUP, VERSION
 from tests.integration.test_lifecycle import FOREIGN, jit_bindings
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from google.api_core import exceptions as google_errors
 
+from jitaccess.api.bindings import Activation, Reference, parse_reference, render
 from jitaccess.emulator.server import Emulator, start
-from jitaccess.iam.bindings import render
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import PolicyWriter, RetryPolicy
-from jitaccess.policy.lifecycle import Activation
 
+KEY = b"t" * 32
 START = datetime(2026, 11, 24, 9, tzinfo=UTC)
 FOREIGN = {"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}
 
@@ -29,9 +29,7 @@ def bindings(roles=("roles/compute.admin",)):
             START + timedelta(minutes=30),
             "INC-1: test",
             (),
-            "ns",
-            "req",
-            "0a1b-2c",
+            Reference.sealed("ns", "req", "0a1b-2c", KEY),
         )
     )
 
@@ -56,7 +54,7 @@ async def test_quota_and_server_errors_are_retried(emulator):
             ]
         }
     )
-    outcome = await writer.apply("projects/adapter-test", add=bindings())
+    outcome = await writer.apply("projects/adapter-test", owners=owners(bindings()), hold=bindings())
     assert outcome.ok and outcome.wrote
     assert [c.status for c in state.calls] == [429, 200, 503, 200, 200]
 
@@ -64,7 +62,7 @@ async def test_quota_and_server_errors_are_retried(emulator):
 async def test_permanent_errors_are_reported_with_googles_message(emulator):
     _, url = emulator
     writer = PolicyWriter(PolicyStore(url))
-    outcome = await writer.apply("projects/not-declared", add=bindings())
+    outcome = await writer.apply("projects/not-declared", owners=owners(bindings()), hold=bindings())
     assert (
         not outcome.ok
         and outcome.permanent
@@ -72,8 +70,8 @@ async def test_permanent_errors_are_reported_with_googles_message(emulator):
     )
 
 
-async def test_removal_refuses_bindings_that_are_not_ours(emulator):
-    _, url = emulator
+async def test_the_writer_never_writes_or_replaces_without_a_reference_of_ours(emulator):
+    state, url = emulator
     foreign = bindings()[0].__class__(
         "projects/adapter-test",
         "roles/compute.viewer",
@@ -82,13 +80,22 @@ async def test_removal_refuses_bindings_that_are_not_ours(emulator):
         "",
         "has({}.jitAccessConstraint)",
     )
-    with pytest.raises(ValueError, match="not ours"):
-        await PolicyWriter(PolicyStore(url)).apply("projects/adapter-test", remove=[foreign])
+    writer = PolicyWriter(PolicyStore(url))
+    with pytest.raises(ValueError, match="without its owner's reference"):
+        await writer.apply("projects/adapter-test", owners=owners(bindings()), hold=[foreign])
+    with pytest.raises(ValueError, match="names whose bindings"):
+        await writer.apply("projects/adapter-test", owners=())
+    # Removing what carries a reference removes nothing else, however alike (the foreign binding stays).
+    await writer.apply("projects/adapter-test", owners=owners(bindings()), hold=bindings())
+    assert (await writer.apply("projects/adapter-test", owners=owners(bindings()))).wrote
+    assert state.snapshot("projects/adapter-test")["bindings"] == [FOREIGN]
 
 
 async def test_version_1_readers_see_withcond_roles_and_state_persists(emulator, tmp_path):
     state, url = emulator
-    await PolicyWriter(PolicyStore(url)).apply("projects/adapter-test", add=bindings())
+    await PolicyWriter(PolicyStore(url)).apply(
+        "projects/adapter-test", owners=owners(bindings()), hold=bindings()
+    )
     projects = PolicyStore(url)._client("projects/adapter-test")
     old = await asyncio.to_thread(
         projects.get_iam_policy, request={"resource": "projects/adapter-test"}, retry=None
@@ -101,3 +108,8 @@ async def test_version_1_readers_see_withcond_roles_and_state_persists(emulator,
     reloaded = Emulator(state_file=tmp_path / "iam.json")
     assert reloaded.snapshot("projects/adapter-test") == state.snapshot("projects/adapter-test")
     assert "projects/adapter-test" in reloaded.resources
+
+
+def owners(bindings) -> tuple:
+    """The references of these bindings: whose bindings a change replaces."""
+    return tuple(dict.fromkeys(parse_reference(b.condition()) for b in bindings))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jitaccess.iam.bindings import reference_of
+from jitaccess.api.bindings import reference_of
 from tests.integration.test_lifecycle import FOREIGN
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
 from kubernetes.client import ApiException
 
+from jitaccess.api.bindings import reference_of
 from jitaccess.api.times import format_time
-from jitaccess.iam.bindings import reference_of
+from jitaccess.policy.records import ACTIVATION
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 FOREIGN = {"role": "roles/compute.viewer", "members": ["group:ops@example.com"]}
@@ -32,9 +34,13 @@ async def test_activation_writes_exactly_the_binding_and_leaves_foreign_ones(clu
     assert expires - start <= timedelta(minutes=30) and expires - start > timedelta(minutes=29)
     (binding,) = status["bindings"]
     assert binding["condition"]["title"] == "JIT access activation"
-    assert binding["condition"]["description"] == (
-        "Self-approved, justification: INC-4711: open port 443 on the edge firewall "
-        f"[jitaccess.dev/request=team-sre/activation-alice uid={body['metadata']['uid']}]"
+    assert re.fullmatch(
+        re.escape(
+            "Self-approved, justification: INC-4711: open port 443 on the edge firewall "
+            f"[jitaccess.dev/request=team-sre/activation-alice uid={body['metadata']['uid']} mac="
+        )
+        + "[0-9a-f]{24}]",
+        binding["condition"]["description"],
     )
     start_text = binding["condition"]["expression"].split('"')[1]
     assert binding["condition"]["expression"] == (
@@ -69,8 +75,9 @@ async def test_expiry_removes_the_binding_at_expires_at(cluster):
     assert (await cluster.wait_event("expiry-alice", "Expired"))[0] == "Normal"
 
 
-async def test_an_activation_costs_two_status_writes_and_no_rework(cluster):
-    """The hot path: one write for the verdict (Activating), one for Active, one for the count."""
+async def test_an_activation_costs_three_writes_and_no_rework(cluster):
+    """The hot path: the intent (Activating), the sealed record of what IAM got, Active; and the
+    grant's count."""
     project = cluster.project()
     await cluster.grant("cheap", project)
     await cluster.wait_grant_ready("cheap")
@@ -81,8 +88,16 @@ async def test_an_activation_costs_two_status_writes_and_no_rework(cluster):
         "jitaccess.dev/v1alpha1/activationrequests", "team-sre", "cheap-alice"
     ]
     grant = cluster.sandbox.api.objects["jitaccess.dev/v1alpha1/eligiblegrants", None, "cheap"]
-    # Created with its finalizer (admission), then Activating, then Active.
-    assert [(v.get("status") or {}).get("phase") for v in request.history] == [None, "Activating", "Active"]
+    # Created with its finalizer (admission), then Activating, the record, then Active.
+    history = request.history
+    assert [(v.get("status") or {}).get("phase") for v in history] == [
+        None,
+        "Activating",
+        "Activating",
+        "Active",
+    ]
+    assert ACTIVATION not in history[1]["metadata"].get("annotations", {})
+    assert ACTIVATION in history[2]["metadata"]["annotations"]
     # Created, Ready, then activeRequests 0 -> 1.
     assert [(v.get("status") or {}).get("activeRequests") for v in grant.history] == [None, 0, 1]
 
@@ -92,9 +107,10 @@ async def test_revoke_ends_access_early(cluster):
     await cluster.grant("revoke", project)
     await cluster.request("revoke-alice", "revoke")
     await cluster.wait_phase("revoke-alice", "Active")
-    await cluster.patch("revoke-alice", {"revoke": True})
+    await cluster.patch("revoke-alice", {"revoke": True}, user="alice@example.com")
     body = await cluster.wait_phase("revoke-alice", "Revoked")
     assert body["status"]["conditions"][0]["reason"] == "RevokedByRequester"
+    assert body["status"]["endedBy"] == "alice@example.com"
     assert jit_bindings(cluster, project) == []
 
 
@@ -186,7 +202,7 @@ async def test_grant_narrowed_after_admission_rejects_a_waiting_request(cluster)
         {"spec": {"principals": ["user:bob@example.com"]}},
     )
     body = await cluster.wait_phase("narrowed-alice", "Rejected")
-    assert body["status"]["conditions"][0]["reason"] == "NoLongerEligible"
+    assert body["status"]["conditions"][0]["reason"] == "EligibilityChanged"
     assert cluster.sets(project) == 0
 
 

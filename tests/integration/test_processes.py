@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
+from jitaccess.sandbox.runner import webhook_configurations
 
 BIN = Path(sys.executable).parent
 
@@ -39,7 +41,9 @@ def wait_until(check, what: str, timeout_s: float = 30):
 
 
 def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
-    iam_port, k8s_port, metrics_port = free_port(), free_port(), free_port()
+    iam_port, k8s_port, metrics_port, webhook_port = free_port(), free_port(), free_port(), free_port()
+    key_file, cert_dir = tmp_path / "attestation.key", tmp_path / "webhook"
+    key_file.write_text(secrets.token_hex(32))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("emulator", "cluster", "operator")}
     started = []
@@ -95,6 +99,16 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
                     str(metrics_port),
                     "--metrics-host",
                     "127.0.0.1",
+                    "--attestation-key-file",
+                    str(key_file),
+                    "--webhook-host",
+                    "127.0.0.1",
+                    "--webhook-port",
+                    str(webhook_port),
+                    "--webhook-cert-dir",
+                    str(cert_dir),
+                    "--trusted-submitter",
+                    "admin",
                 ],
                 stdout=logs["operator"],
                 stderr=subprocess.STDOUT,
@@ -109,6 +123,14 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
             ),
             "the cluster API",
         )
+        # As an installation applies manifests/webhooks.yaml: the configurations, through the API.
+        wait_until(lambda: socket.create_connection(("127.0.0.1", webhook_port)).close() or True, "webhooks")
+        admission = client.AdmissionregistrationV1Api(custom.api_client)
+        for _key, body in webhook_configurations(webhook_port, cert_dir / "ca.crt"):
+            if body["kind"] == "MutatingWebhookConfiguration":
+                admission.create_mutating_webhook_configuration(body)
+            else:
+                admission.create_validating_webhook_configuration(body)
         custom.create_cluster_custom_object(
             "jitaccess.dev",
             "v1alpha1",

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from kubernetes import client
 
-from jitaccess.iam.bindings import reference_of
+from jitaccess.api.bindings import reference_of
 from jitaccess.sandbox.process import OperatorProcess
 from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox, _free_port
 from tests.integration.conftest import Cluster, until
@@ -142,7 +142,8 @@ async def test_one_replica_acts_the_other_stands_by_and_takes_over(world):
     assert seen_b["jitaccess_reconciles_total"] == 0, "the standby acted"
     assert (seen_b["jitaccess_work_busy"], seen_b["jitaccess_work_scheduled"]) == (0, 0)
     assert seen_b['jitaccess_iam_calls_total{method="setIamPolicy"}'] == 0
-    assert seen_b['jitaccess_webhook_decisions_total{decision="allowed",webhook="stamp-requester"}'] == 3
+    # Three creations, and the leader's own metadata writes (its sealed records) admitted by B.
+    assert seen_b['jitaccess_webhook_decisions_total{decision="allowed",webhook="stamp-requester"}'] >= 3
     assert seen_b['jitaccess_requests{phase="Active"}'] == 3  # it watches: its cache is current
 
     # 2. The leader dies (SIGKILL: no hand-over). Nobody acts until its lease runs out on B's

@@ -51,3 +51,50 @@ def request_body(
         "spec": {k: v for k, v in base.items() if v is not None},
         "status": status or {},
     }
+
+
+KEY = b"unit-test-attestation-key-32-bytes!!"
+
+
+def admitted(body: dict[str, Any], key: bytes = KEY) -> dict[str, Any]:
+    """The body with the seal the mutating webhook would have stamped."""
+    from jitaccess.policy.admission import ATTESTATION, attestation
+
+    body["metadata"].setdefault("annotations", {})[ATTESTATION] = attestation(body, key)
+    return body
+
+
+def carry_out(body: dict[str, Any], step: Any, iam: dict[str, list[Any]], key: bytes = KEY) -> dict[str, Any]:
+    """Carry a lifecycle step out on a body and a fake IAM ({resource: bindings}), as the
+    reconciler does (IAM always succeeding): the shared reference for the pure-core tests."""
+    import copy
+
+    from jitaccess.policy.lifecycle import FINALIZER
+    from jitaccess.policy.records import ACTIVATION, ENDED, Identity, ended_payload, held_payload, seal_record
+
+    if step.iam:
+        for change in step.iam:
+            kept = [b for b in iam.get(change.resource, []) if _reference(b) not in change.owners]
+            iam[change.resource] = kept + list(change.hold)
+        return carry_out(body, step.on_success, iam, key) if step.on_success else body
+    body = copy.deepcopy(body)
+    metadata = body["metadata"]
+    who = Identity(metadata["namespace"], metadata["name"], metadata["uid"])
+    annotations = metadata.setdefault("annotations", {})
+    if step.record_held is not None:
+        annotations[ACTIVATION] = seal_record(ACTIVATION, held_payload(step.record_held), who, key)
+    if step.add_finalizer:
+        metadata["finalizers"] = [*(metadata.get("finalizers") or []), FINALIZER]
+    if step.status is not None:
+        body["status"] = {**(body.get("status") or {}), **copy.deepcopy(step.status)}
+    if step.record_ended is not None:
+        annotations[ENDED] = seal_record(ENDED, ended_payload(step.record_ended), who, key)
+    if step.remove_finalizer:
+        metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
+    return body
+
+
+def _reference(binding: Any) -> Any:
+    from jitaccess.api.bindings import parse_reference
+
+    return parse_reference(binding.condition())

@@ -1,10 +1,9 @@
 from datetime import UTC, datetime, timedelta
 
 from jitaccess.api.objects import parse_grant
-from jitaccess.iam.bindings import render
-from jitaccess.policy.approvals import Decision, tally
+from jitaccess.policy.approvals import Decision, Subject, tally
 from jitaccess.policy.lifecycle import decide, read_state
-from tests.unit.factories import grant_body, request_body
+from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 
 NOW = datetime(2026, 11, 24, 9, 10, tzinfo=UTC)
 GRANT, _ = parse_grant(
@@ -17,10 +16,22 @@ GRANT, _ = parse_grant(
     )
 )
 ALICE = "user:alice@example.com"
+SUBJECT = Subject("uid-1", "sha256:x", datetime(2026, 11, 24, 10, tzinfo=UTC))
 
 
-def vote(approver, decision="Approve", groups=(), attested=True, name=None, time="2026-11-24T09:05:00Z"):
-    return Decision(name or f"{approver}-{decision}", approver, tuple(groups), decision, "ok", time, attested)
+def vote(
+    approver,
+    decision="Approve",
+    groups=(),
+    attested=True,
+    name=None,
+    time="2026-11-24T09:05:00Z",
+    uid="uid-1",
+    digest="sha256:x",
+):
+    return Decision(
+        name or f"{approver}-{decision}", approver, tuple(groups), decision, "ok", time, attested, uid, digest
+    )
 
 
 BOB = vote("user:bob@example.com", groups=("group:leads@example.com",))
@@ -28,79 +39,156 @@ DAN = vote("user:dan@example.com", time="2026-11-24T09:06:00Z")
 
 
 def test_two_of_n_by_user_and_by_group():
-    assert tally([BOB, DAN], ALICE, GRANT.approval).met
-    assert not tally([BOB], ALICE, GRANT.approval).met
+    assert tally([BOB, DAN], ALICE, GRANT.approval, SUBJECT).met
+    assert not tally([BOB], ALICE, GRANT.approval, SUBJECT).met
 
 
-def test_duplicates_count_once_and_outsiders_self_and_unsealed_do_not_count():
+def test_one_person_counts_once_however_they_spell_their_address():
     counted = tally(
         [
             BOB,
-            vote("user:bob@example.com", groups=("group:leads@example.com",), name="again"),
-            vote("user:carol@example.com"),
-            vote(ALICE, groups=("group:leads@example.com",)),
-            vote("user:dan@example.com", attested=False),
+            vote(
+                "user:Bob@Example.com",
+                groups=("group:LEADS@example.com",),
+                name="again",
+                time="2026-11-24T09:07:00Z",
+            ),
         ],
         ALICE,
         GRANT.approval,
+        SUBJECT,
     )
     assert counted.approved_by == ("user:bob@example.com",) and not counted.met
+    assert "one person counts once" in dict(counted.ignored)["again"]
+    assert (
+        "cannot approve their own"
+        in dict(tally([vote("user:ALICE@example.com")], ALICE, GRANT.approval, SUBJECT).ignored)[
+            "user:ALICE@example.com-Approve"
+        ]
+    )
+
+
+def test_outsiders_unsealed_other_objects_changed_terms_and_late_ones_do_not_count():
+    counted = tally(
+        [
+            vote("user:carol@example.com"),
+            vote("user:dan@example.com", attested=False, name="unsealed"),
+            vote("user:dan@example.com", uid="uid-0", name="old-object"),
+            vote("user:dan@example.com", digest="sha256:y", name="other-terms"),
+            vote("user:dan@example.com", time="2026-11-24T10:00:01Z", name="late"),
+        ],
+        ALICE,
+        GRANT.approval,
+        SUBJECT,
+    )
+    assert counted.approved_by == ()
     reasons = dict(counted.ignored)
     assert "not among the approvers" in reasons["user:carol@example.com-Approve"]
-    assert "cannot approve their own request" in reasons[f"{ALICE}-Approve"]
-    assert "admission" in reasons["user:dan@example.com-Approve"]
+    assert "admission" in reasons["unsealed"]
+    assert "another object of the same name" in reasons["old-object"]
+    assert "changed since it was given" in reasons["other-terms"]
+    assert "after the approval timeout" in reasons["late"]
 
 
 def test_one_eligible_deny_denies():
-    assert (
-        tally([BOB, vote("user:dan@example.com", "Deny")], ALICE, GRANT.approval).denied_by
-        == "user:dan@example.com"
+    assert tally([BOB, vote("user:dan@example.com", "Deny")], ALICE, GRANT.approval, SUBJECT).denied_by == (
+        "user:dan@example.com"
     )
-    assert tally([vote("user:carol@example.com", "Deny")], ALICE, GRANT.approval).denied_by is None
+    assert tally([vote("user:carol@example.com", "Deny")], ALICE, GRANT.approval, SUBJECT).denied_by is None
 
 
-def step(decisions, now=NOW, status=None):
-    body = request_body(status=status or {"phase": "AwaitingApproval"}, created="2026-11-24T09:00:00Z")
-    return decide(read_state(body), GRANT, now, timedelta(days=30), tuple(decisions))
+def pinned(body, decision, grant=GRANT):
+    """The decision as admission pins it to this request (its uid and the digest of its terms)."""
+    from jitaccess.policy.approvals import terms_digest
+    from jitaccess.policy.eligibility import resolve
+
+    state = read_state(body, KEY)
+    terms = resolve(state.spec, grant)
+    digest = terms_digest(state.uid, state.spec_digest, terms.resource, terms.roles, terms.duration_s)
+    return vote(
+        decision.approver,
+        decision.decision,
+        decision.approver_groups,
+        name=decision.name,
+        time=decision.time,
+        uid=state.uid,
+        digest=digest,
+    )
 
 
-def test_approved_request_activates_naming_its_approvers():
-    approved = step([BOB, DAN])
-    assert approved.status["phase"] == "Activating"
-    assert approved.activation.approvers == ("user:bob@example.com", "user:dan@example.com")
-    assert render(approved.activation)[0].description.startswith(
+def waiting():
+    return admitted(request_body(created="2026-11-24T09:00:00Z"))
+
+
+def step(body, decisions, now=NOW, grant=GRANT):
+    return decide(read_state(body, KEY), grant, now, timedelta(days=30), tuple(decisions))
+
+
+def test_approved_request_is_written_naming_its_approvers():
+    body = waiting()
+    approved = step(body, [pinned(body, BOB), pinned(body, DAN)])
+    (change,) = approved.iam
+    assert change.hold[0].description.startswith(
         "Approved by user:bob@example.com, user:dan@example.com, justification: "
     )
-    condition = next(c for c in approved.status["conditions"] if c["type"] == "Approved")
+    active = approved.on_success
+    condition = next(c for c in active.status["conditions"] if c["type"] == "Approved")
     assert condition["status"] == "True" and condition["message"].startswith("2 of 2 approval(s)")
-    assert [a["approver"] for a in approved.status["approvals"]] == [
+    assert [a["approver"] for a in active.status["approvals"]] == [
         "user:bob@example.com",
         "user:dan@example.com",
     ]
+    assert {r.name: r.counted for r in approved.reports} == {BOB.name: True, DAN.name: True}
+
+
+def test_approvals_of_a_request_that_resolves_to_more_roles_now_do_not_count():
+    body = waiting()
+    votes = [pinned(body, BOB), pinned(body, DAN)]
+    grown, _ = parse_grant(
+        grant_body(
+            roles=["roles/compute.admin", "roles/storage.admin", "roles/iam.securityAdmin"],
+            approval={"approvers": ["group:leads@example.com", "user:dan@example.com"], "minApprovals": 2},
+        )
+    )
+    later = step(body, votes, grant=grown)
+    assert not later.iam and later.status["phase"] == "AwaitingApproval"
+    assert all(not r.counted and "changed since" in r.message for r in later.reports)
 
 
 def test_partial_approval_is_recorded_once_then_waits():
-    partial = step([BOB])
+    body = waiting()
+    votes = [pinned(body, BOB)]
+    partial = step(body, votes)
     assert partial.status["phase"] == "AwaitingApproval"
     assert next(c for c in partial.status["conditions"] if c["type"] == "Approved")["message"].startswith(
         "1 of 2"
     )
-    recorded = step([BOB], status={"phase": "AwaitingApproval", "approvals": partial.status["approvals"]})
+    body = carry_out(body, partial, {})
+    recorded = step(body, votes)
     assert not recorded.changes_anything and recorded.requeue_at == datetime(2026, 11, 24, 10, tzinfo=UTC)
 
 
 def test_denied_and_timed_out():
-    assert step([BOB, vote("user:dan@example.com", "Deny")]).status["phase"] == "Denied"
-    late = step([BOB], now=NOW + timedelta(hours=1))
+    body = waiting()
+    assert step(body, [pinned(body, BOB), pinned(body, vote("user:dan@example.com", "Deny"))]).status[
+        "phase"
+    ] == ("Denied")
+    late = step(body, [pinned(body, BOB)], now=NOW + timedelta(hours=1))
     assert late.status["phase"] == "Expired" and "1 of 2" in late.status["conditions"][0]["message"]
 
 
-def test_approved_condition_survives_later_transitions():
-    approved = step([BOB, DAN])
-    status = {
-        **approved.status,
-        "phase": "Activating",
-        "bindings": [b.to_status() for b in render(approved.activation)],
-    }
-    active = decide(read_state(request_body(status=status)), GRANT, NOW, timedelta(days=30)).on_success
-    assert {c["type"] for c in active.status["conditions"]} == {"Ready", "Approved"}
+def test_active_request_is_revoked_when_its_approvals_no_longer_meet_the_rule():
+    body = waiting()
+    votes = [pinned(body, BOB), pinned(body, DAN)]
+    iam: dict = {}
+    body = carry_out(body, step(body, votes), iam)
+    assert body["status"]["phase"] == "Active"
+    assert not step(body, votes).changes_anything
+    without_dan, _ = parse_grant(
+        grant_body(
+            approval={"approvers": ["group:leads@example.com", "user:erin@example.com"], "minApprovals": 2}
+        )
+    )
+    revoked = step(body, votes, grant=without_dan)
+    assert revoked.iam and revoked.on_success.status["phase"] == "Revoked"
+    assert "approval rule is no longer met" in revoked.on_success.status["conditions"][0]["message"]

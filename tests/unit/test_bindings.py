@@ -4,9 +4,18 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jitaccess.iam.bindings import TITLE, Binding, reference_of, render
-from jitaccess.policy.lifecycle import Activation
+from jitaccess.api.bindings import (
+    TITLE,
+    Activation,
+    Binding,
+    Reference,
+    parse_reference,
+    reference_of,
+    render,
+)
 
+KEY = b"k" * 32
+MAC = Reference.sealed("team-sre", "alice-fix", "6b0e2a4c-0d1f-4e6a-9a51-3c2f0d7b8e11", KEY).mac
 START = datetime(2026, 11, 24, 9, 0, 0, 999999, tzinfo=UTC)
 EXPRESSION = re.compile(
     r'\(request\.time >= timestamp\("\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\) && '
@@ -23,9 +32,7 @@ def activation(justification="INC-1: fix it", approvers=(), roles=("roles/comput
         START + timedelta(minutes=30),
         justification,
         approvers,
-        "team-sre",
-        "alice-fix",
-        "6b0e2a4c-0d1f-4e6a-9a51-3c2f0d7b8e11",
+        Reference.sealed("team-sre", "alice-fix", "6b0e2a4c-0d1f-4e6a-9a51-3c2f0d7b8e11", KEY),
     )
 
 
@@ -38,7 +45,8 @@ def test_exact_format_of_api_md():
         "condition": {
             "title": "JIT access activation",
             "description": "Self-approved, justification: INC-1: fix it "
-            "[jitaccess.dev/request=team-sre/alice-fix uid=6b0e2a4c-0d1f-4e6a-9a51-3c2f0d7b8e11]",
+            "[jitaccess.dev/request=team-sre/alice-fix uid=6b0e2a4c-0d1f-4e6a-9a51-3c2f0d7b8e11"
+            f" mac={MAC}]",
             "expression": '(request.time >= timestamp("2026-11-24T09:00:00Z") && '
             'request.time < timestamp("2026-11-24T09:30:00Z"))',
         },
@@ -67,6 +75,20 @@ def test_hostile_justification_never_reaches_the_expression_and_stays_one_line()
     )
     assert reference_of(binding.condition())[1] == "alice-fix"  # the imitation is not taken for the reference
     assert len(binding.description) < 400
+
+
+def test_only_a_mac_made_with_our_key_proves_a_reference():
+    (binding,) = render(activation())
+    reference = parse_reference(binding.condition())
+    assert reference.verified(KEY) and len(reference.mac) == 24
+    assert not reference.verified(b"x" * 32)  # another installation's key
+    assert not Reference("team-sre", "alice-fix", reference.uid, "0" * 24).verified(KEY)  # forged
+    assert not Reference("team-sre", "other", reference.uid, reference.mac).verified(KEY)  # moved
+    legacy = parse_reference(
+        {"title": TITLE, "description": f"x [jitaccess.dev/request=a/b uid={reference.uid}]"}
+    )
+    assert legacy == Reference("a", "b", reference.uid) and not legacy.verified(KEY)
+    assert reference.legacy().text().endswith(f"uid={reference.uid}]")
 
 
 def test_foreign_conditions_are_not_ours():

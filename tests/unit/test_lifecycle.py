@@ -1,124 +1,177 @@
 from datetime import UTC, datetime, timedelta
 
+from jitaccess.api.bindings import parse_reference
 from jitaccess.api.objects import parse_grant
-from jitaccess.iam.bindings import render
 from jitaccess.policy.lifecycle import FINALIZER, Phase, decide, read_state
-from tests.unit.factories import grant_body, request_body
+from jitaccess.policy.records import ACTIVATION, ENDED
+from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 
 NOW = datetime(2026, 11, 24, 9, 0, 5, tzinfo=UTC)
 RETENTION = timedelta(days=30)
 GRANT, _ = parse_grant(grant_body())
 
 
-def step_for(grant=GRANT, now=NOW, **request):
-    return decide(read_state(request_body(**request)), grant, now, RETENTION)
+def step_for(body, grant=GRANT, now=NOW, decisions=()):
+    return decide(read_state(body, KEY), grant, now, RETENTION, tuple(decisions))
 
 
-def active_status(expires="2026-11-24T09:30:05Z"):
-    step = step_for(status={"phase": "Pending"})
-    bindings = [b.to_status() for b in render(step.activation)]
-    return {"phase": "Active", "expiresAt": expires, "bindings": bindings}
+def settle(body, iam, grant=GRANT, now=NOW, decisions=()):
+    """Step until nothing changes; returns the body as the API would hold it."""
+    for _ in range(12):
+        step = step_for(body, grant, now, decisions)
+        if not step.changes_anything:
+            return body
+        body = carry_out(body, step, iam)
+    raise AssertionError("did not settle")
 
 
-def test_new_request_gets_a_finalizer_then_its_verdict_in_one_write():
-    assert step_for(finalizers=[]).add_finalizer
-    step = step_for()
+def fresh(**spec):
+    return admitted(request_body(**spec))
+
+
+def test_a_new_request_is_judged_and_written_in_one_step_then_sealed():
+    step = step_for(fresh(duration="30m"))
+    # The intent is shown first: Activating, naming the bindings about to be written.
     assert step.status["phase"] == "Activating" and step.event.reason == "Activating"
-    assert step_for(duration="3h").status["phase"] == "Rejected"
-
-
-def test_valid_pending_request_goes_activating_with_its_window():
-    step = step_for(status={"phase": "Pending"}, duration="30m")
-    assert step.status["phase"] == "Activating"
-    assert step.activation.roles == ("roles/compute.admin", "roles/storage.admin")
-    assert step.activation.start == datetime(2026, 11, 24, 9, 0, 5, tzinfo=UTC)
-    assert step.status["expiresAt"] == "2026-11-24T09:30:05Z"
-    assert step.iam is None  # the plan is persisted before anything is written
-
-
-def test_activating_writes_then_active_or_failed():
-    status = dict(active_status(), phase="Activating")
-    step = step_for(status=status)
-    assert step.iam.kind == "add" and len(step.iam.bindings) == 2
-    assert step.on_success.status["phase"] == "Active"
-    assert step.on_success.status["conditions"][0]["status"] == "True"
+    assert [b["role"] for b in step.status["bindings"]] == ["roles/compute.admin", "roles/storage.admin"]
+    (change,) = step.iam
+    assert change.resource == "projects/my-sandbox"
+    assert [b.role for b in change.hold] == ["roles/compute.admin", "roles/storage.admin"]
+    assert all(parse_reference(b.condition()).verified(KEY) for b in change.hold)
+    # Only after IAM accepted it is the record sealed and Active shown.
+    assert step.on_success.record_held.end == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
+    assert step.on_success.status["phase"] == "Active" and step.on_success.event.reason == "Activated"
     assert step.on_failure.status["phase"] == "ActivationFailed"
+    assert step.on_retry.status["phase"] == "Activating"
 
 
-def test_active_expires_by_removing_exactly_its_bindings():
-    status = active_status()
-    assert step_for(status=status).requeue_at == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
-    step = step_for(status=status, now=NOW + timedelta(minutes=31))
-    assert step.iam.kind == "remove" and list(step.iam.bindings) == status["bindings"]
-    assert step.on_success.status["phase"] == "Expired"
+def test_active_expires_by_removing_what_carries_its_reference():
+    iam: dict = {}
+    body = settle(fresh(duration="30m"), iam)
+    assert body["status"]["phase"] == "Active" and len(iam["projects/my-sandbox"]) == 2
+    assert ACTIVATION in body["metadata"]["annotations"]
+    assert step_for(body).requeue_at == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
+    ended = settle(body, iam, now=NOW + timedelta(minutes=31))
+    assert ended["status"]["phase"] == "Expired" and iam["projects/my-sandbox"] == []
+    assert ENDED in ended["metadata"]["annotations"] and FINALIZER not in ended["metadata"]["finalizers"]
+
+
+def test_a_status_that_lies_changes_nothing():
+    iam: dict = {}
+    body = settle(fresh(duration="30m"), iam)
+    written = list(iam["projects/my-sandbox"])
+    forged = dict(
+        body,
+        status={**body["status"], "phase": "Activating", "bindings": [], "expiresAt": "2030-01-01T00:00:00Z"},
+    )
+    step = step_for(forged)
+    assert not step.iam and step.status["phase"] == "Active"  # shown again from the sealed record
+    assert step.status["expiresAt"] == "2026-11-24T09:30:05Z"
+    assert iam["projects/my-sandbox"] == written
+    # An ended request whose status is made to say Active again starts nothing.
+    ended = settle(body, iam, now=NOW + timedelta(minutes=31))
+    revived = dict(ended, status={**ended["status"], "phase": "Active"})
+    step = step_for(revived, now=NOW + timedelta(minutes=32))
+    assert not step.iam and step.status["phase"] == "Expired" and step.event is None
+
+
+def test_a_tampered_record_ends_the_request_and_removes_what_it_may_hold():
+    iam: dict = {}
+    body = settle(fresh(duration="30m"), iam)
+    body["metadata"]["annotations"][ACTIVATION] = body["metadata"]["annotations"][ACTIVATION].replace(
+        "09:30:05", "23:30:05"
+    )
+    ended = settle(body, iam)
+    assert (
+        ended["status"]["phase"] == "Revoked"
+        and ended["status"]["conditions"][0]["reason"] == "RecordTampered"
+    )
+    assert iam["projects/my-sandbox"] == []
 
 
 def test_revoke_before_and_after_activation():
-    assert step_for(status={"phase": "Pending"}, revoke=True).status["phase"] == "Withdrawn"
-    step = step_for(status=active_status(), revoke=True)
-    assert step.iam.kind == "remove" and step.on_success.status["phase"] == "Revoked"
-    assert step.on_success.status["conditions"][0]["reason"] == "RevokedByRequester"
+    assert step_for(fresh(revoke=True)).status["phase"] == "Withdrawn"
+    iam: dict = {}
+    body = settle(fresh(), iam)
+    body["spec"]["revoke"] = True
+    ended = settle(body, iam)
+    assert ended["status"]["phase"] == "Revoked" and iam["projects/my-sandbox"] == []
+    assert ended["status"]["conditions"][0]["reason"] == "Revoked"  # no actor recorded by admission here
 
 
-def test_grant_deleted_or_narrowed_revokes_active_and_rejects_waiting():
-    step = step_for(grant=None, status=active_status())
-    assert step.on_success.status["conditions"][0]["reason"] == "EligibilityRemoved"
-    narrowed, _ = parse_grant(grant_body(principals=["user:bob@example.com"]))
-    assert step_for(grant=narrowed, status=active_status()).on_success.status["phase"] == "Revoked"
-    scheduled = step_for(grant=narrowed, status={"phase": "Scheduled"}, startTime="2026-11-24T10:00:00Z")
-    assert scheduled.status["phase"] == "Rejected"
-    assert scheduled.status["conditions"][0]["reason"] == "NoLongerEligible"
+def test_grant_changes_revoke_active_and_reject_waiting():
+    iam: dict = {}
+    body = settle(fresh(), iam)
+    assert step_for(body, grant=None).iam  # deleted grant: removal first
+    narrowed, _ = parse_grant(grant_body(roles=["roles/compute.admin"]))
+    ended = settle(body, iam, grant=narrowed)
+    reason = ended["status"]["conditions"][0]
+    assert ended["status"]["phase"] == "Revoked" and reason["reason"] == "EligibilityChanged"
+    assert "roles/storage.admin is not one of grant g's roles" in reason["message"]
+    scheduled = settle(fresh(startTime="2026-11-24T10:00:00Z", duration="1h"), {})
+    assert scheduled["status"]["phase"] == "Scheduled"
+    shorter, _ = parse_grant(grant_body(maxDuration="30m"))
+    rejected = settle(scheduled, {}, grant=shorter)
+    assert rejected["status"]["phase"] == "Rejected"
+    assert rejected["status"]["conditions"][0]["reason"] == "EligibilityChanged"
 
 
-def test_scheduled_request_writes_nothing_until_its_start():
-    step = step_for(status={"phase": "Pending"}, startTime="2026-11-24T10:00:00Z", duration="30m")
-    assert step.status["phase"] == "Scheduled" and step.iam is None and step.activation is None
-    waiting = step_for(status={"phase": "Scheduled"}, startTime="2026-11-24T10:00:00Z")
+def test_scheduled_request_writes_nothing_until_its_start_and_ends_when_booked():
+    body = fresh(startTime="2026-11-24T10:00:00Z", duration="30m")
+    step = step_for(body)
+    assert step.status["phase"] == "Scheduled" and not step.iam
+    body = carry_out(body, step, {})
+    waiting = step_for(body)
     assert not waiting.changes_anything and waiting.requeue_at == datetime(2026, 11, 24, 10, tzinfo=UTC)
-    started = step_for(
-        status={"phase": "Scheduled"},
-        startTime="2026-11-24T10:00:00Z",
-        duration="30m",
-        now=datetime(2026, 11, 24, 10, 0, 1, tzinfo=UTC),
-    )
-    assert started.status["phase"] == "Activating"
-    assert started.status["expiresAt"] == "2026-11-24T10:30:00Z"
+    iam: dict = {}
+    started = settle(body, iam, now=datetime(2026, 11, 24, 10, 0, 7, tzinfo=UTC))
+    assert started["status"]["phase"] == "Active" and started["status"]["expiresAt"] == "2026-11-24T10:30:00Z"
 
 
 def test_rejections_say_why():
-    missing = step_for(grant=None, status={"phase": "Pending"})
+    missing = step_for(fresh(), grant=None)
     assert missing.status["phase"] == "Rejected"
     assert missing.status["conditions"][0]["reason"] == "GrantNotFound"
-    bad = step_for(status={"phase": "Pending"}, duration="3h")
-    assert (
-        bad.status["phase"] == "Rejected"
-        and "exceeds the grant's maxDuration" in bad.status["conditions"][0]["message"]
-    )
+    bad = step_for(fresh(duration="3h"))
+    assert bad.status["phase"] == "Rejected"
+    assert "exceeds the grant's maxDuration" in bad.status["conditions"][0]["message"]
     assert bad.event.type == "Warning"
+    unsealed = step_for(request_body())
+    assert unsealed.status["conditions"][0]["reason"] == "AdmissionBypassed"
 
 
 def test_deletion_revokes_first_then_releases_the_finalizer():
-    step = step_for(status=active_status(), deleting=True)
-    assert step.iam.kind == "remove"
-    assert step.on_success.remove_finalizer and step.on_success.status["phase"] == "Revoked"
-    assert step_for(status={"phase": "Pending"}, deleting=True).remove_finalizer
+    iam: dict = {}
+    body = settle(fresh(), iam)
+    body["metadata"]["deletionTimestamp"] = "2026-11-24T09:01:00Z"
+    step = step_for(body)
+    assert step.iam and step.on_success.remove_finalizer and step.on_success.status["phase"] == "Revoked"
+    assert step.on_success.status["conditions"][0]["reason"] == "Deleted"
+    assert step_for(fresh(deleting=True)).remove_finalizer
 
 
-def test_terminal_requests_release_the_finalizer_and_are_collected_after_retention():
-    ended = {"phase": "Expired", "endedAt": "2026-11-24T09:30:05Z"}
-    assert step_for(status=ended).remove_finalizer
-    kept = step_for(status=ended, finalizers=[])
-    assert not kept.changes_anything and kept.requeue_at == datetime(2026, 12, 24, 9, 30, 5, tzinfo=UTC)
-    assert step_for(status=ended, finalizers=[], now=NOW + timedelta(days=31)).delete
+def test_terminal_requests_are_collected_after_retention():
+    body = settle(fresh(duration="3h"), {})
+    assert body["status"]["phase"] == "Rejected" and FINALIZER not in body["metadata"]["finalizers"]
+    kept = step_for(body)
+    assert not kept.changes_anything and kept.requeue_at == datetime(2026, 12, 24, 9, 0, 5, tzinfo=UTC)
+    assert step_for(body, now=NOW + timedelta(days=31)).delete
 
 
-def test_approval_grant_waits_and_times_out():
+def test_ready_moves_its_transition_time_only_when_its_status_changes():
     needs, _ = parse_grant(grant_body(approval={"approvers": ["group:leads@example.com"], "timeout": "1h"}))
-    assert step_for(grant=needs, status={"phase": "Pending"}).status["phase"] == "AwaitingApproval"
-    late = step_for(grant=needs, status={"phase": "AwaitingApproval"}, now=NOW + timedelta(hours=2))
-    assert late.status["phase"] == "Expired" and late.status["conditions"][0]["reason"] == "ApprovalTimeout"
+    body = settle(fresh(), {}, grant=needs)
+    first = body["status"]["conditions"][0]
+    assert (
+        body["status"]["phase"] == "AwaitingApproval"
+        and first["lastTransitionTime"] == "2026-11-24T09:00:05Z"
+    )
+    late = settle(body, {}, grant=needs, now=NOW + timedelta(hours=2))
+    ready = late["status"]["conditions"][0]
+    assert late["status"]["phase"] == "Expired" and ready["reason"] == "ApprovalTimeout"
+    assert ready["status"] == "False" and ready["lastTransitionTime"] == "2026-11-24T09:00:05Z"
 
 
 def test_finalizer_name_is_ours():
-    assert read_state(request_body()).has_finalizer and FINALIZER.startswith("jitaccess.dev/")
+    assert read_state(request_body(), KEY).has_finalizer and FINALIZER.startswith("jitaccess.dev/")
     assert Phase("Active") is Phase.ACTIVE

@@ -34,7 +34,9 @@ def test_kustomize_renders_the_crds_from_crds_folder():
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         (configuration,) = [o for o in objects if o["kind"] == kind]
         for webhook in configuration["webhooks"]:
-            assert webhook["failurePolicy"] == "Fail" and webhook["sideEffects"] == "None"
+            # Only the DELETE review records who deleted (a patch), and never on a dry run.
+            expected = "NoneOnDryRun" if webhook["name"] == "validate-request.jitaccess.dev" else "None"
+            assert webhook["failurePolicy"] == "Fail" and webhook["sideEffects"] == expected
             assert webhook["timeoutSeconds"] <= 10
             assert all(rule["apiGroups"] == ["jitaccess.dev"] for rule in webhook["rules"])
             assert webhook["clientConfig"]["service"]["name"] == "jitaccess-webhook"

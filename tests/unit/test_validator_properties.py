@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jitaccess.api.bindings import Activation, Reference, reference_of, render
 from jitaccess.api.durations import DurationError, parse_duration
 from jitaccess.api.names import member_error, resource_error, role_error
 from jitaccess.api.objects import compile_pattern, parse_grant, parse_request_spec, pattern_error, text_error
@@ -23,9 +24,7 @@ from jitaccess.emulator.rules import (
     normalise,
     validate_binding,
 )
-from jitaccess.iam.bindings import reference_of, render
 from jitaccess.policy.admission import Caller, IdentitySettings, admit_request, approval_spec_error
-from jitaccess.policy.lifecycle import Activation
 from tests.unit.factories import grant_body
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
@@ -157,9 +156,7 @@ def test_every_rendered_binding_is_accepted_by_iam_and_stays_ours(justification,
             start + timedelta(minutes=minutes),
             justification,
             tuple(approvers),
-            "team-sre",
-            name,
-            uid,
+            Reference.sealed("team-sre", name, uid, b"k" * 32),
         )
     )
     raw = [{"role": b.role, "members": [b.member], "condition": b.condition()} for b in bindings]
@@ -178,4 +175,4 @@ def test_every_rendered_binding_is_accepted_by_iam_and_stays_ours(justification,
         raise AssertionError(f"IAM would refuse our binding: {error}") from error
     for binding in bindings:
         assert reference_of(binding.condition()) == ("team-sre", name, uid)
-        assert len(binding.description) <= 512 + len(name)
+        assert len(binding.description) <= 560 + len(name)

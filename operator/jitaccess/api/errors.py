@@ -11,6 +11,7 @@ class FieldError:
 
     path: str
     message: str
+    reason: str = "InvalidSpec"  # the CamelCase condition reason it stands for, where it is shown
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

@@ -78,3 +78,13 @@ def email_domain(member: str) -> str | None:
 def _show(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…'"
+
+
+def normal_member(member: str) -> str:
+    """One spelling per identity, as IAM compares them: e-mail addresses and domains are
+    case-insensitive, so `user:Bob@Example.com` and `user:bob@example.com` are one person.
+    The kind prefix (`user:`, `serviceAccount:`) and principal:// identifiers keep their case."""
+    kind, colon, value = member.partition(":")
+    if colon and kind in ("user", "group", "serviceAccount", "domain"):
+        return f"{kind}:{value.lower()}"
+    return member

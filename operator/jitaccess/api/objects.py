@@ -18,7 +18,7 @@ import re2
 
 from jitaccess.api.durations import DurationError, format_duration, parse_duration
 from jitaccess.api.errors import FieldError
-from jitaccess.api.names import REQUESTER_KINDS, member_error, resource_error, role_error
+from jitaccess.api.names import REQUESTER_KINDS, member_error, normal_member, resource_error, role_error
 from jitaccess.api.times import parse_time
 
 GROUP = "jitaccess.dev"
@@ -119,6 +119,8 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         errors.append(FieldError("spec.justification.pattern", message))
     hint = justification.get("hint")
     approval = _approval(spec, errors)
+    if isinstance(resource, str) and not errors:
+        errors += _grantable_errors(resource, roles, approval)
     if errors or max_duration is None or not isinstance(resource, str):
         return None, errors
     return Grant(
@@ -240,6 +242,35 @@ def text_error(text: str, limit: int) -> str | None:
     if bad:
         return f"contains control, invisible or unassigned characters ({', '.join(bad[:5])}); write plain text on one line"
     return None
+
+
+def _grantable_errors(resource: str, roles: list[str], approval: Approval | None) -> list[FieldError]:
+    """What a grant asks that IAM or the approval rule could never do, though each field is valid."""
+    errors = []
+    for index, role in enumerate(roles):
+        if role.startswith("projects/"):
+            home = "/".join(role.split("/")[:2])
+            if resource != home:
+                errors.append(
+                    FieldError(
+                        f"spec.roles[{index}]",
+                        f"{role} is a custom role of {home}, which IAM can only grant on {home} itself, "
+                        f"not on {resource}; use a role of the organization or a predefined role",
+                        reason="RoleNotGrantable",
+                    )
+                )
+    if approval is not None and all(a.startswith(("user:", "serviceAccount:")) for a in approval.approvers):
+        people = {normal_member(a) for a in approval.approvers}
+        if len(people) < approval.min_approvals:
+            errors.append(
+                FieldError(
+                    "spec.approval.minApprovals",
+                    f"{approval.min_approvals} approvals can never be given: only {len(people)} approver(s) "
+                    "are listed (and the requester never counts); list more approvers, or a group",
+                    reason="ApprovalUnsatisfiable",
+                )
+            )
+    return errors
 
 
 def _approval(spec: Body, errors: list[FieldError]) -> Approval | None:

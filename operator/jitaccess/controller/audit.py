@@ -70,6 +70,8 @@ def audit_record(
         "start": status.get("activatedAt"),
         "end": status.get("expiresAt"),
         "endedAt": status.get("endedAt"),
+        # Who ended it, when that was someone (revoke or delete), as Kubernetes authenticated them.
+        "actor": status.get("endedBy"),
     }
 
 

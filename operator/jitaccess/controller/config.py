@@ -31,7 +31,13 @@ class OperatorConfig:
     webhook_host: str = "127.0.0.1"
     webhook_cert_dir: Path | None = None  # holds tls.crt, tls.key, ca.crt; generated when absent
     identity: IdentitySettings = field(default_factory=IdentitySettings)
+    # Seals admitted objects, the operator's records and its binding references. Required: with
+    # `insecure_no_admission` a random one is made, so nothing admitted elsewhere verifies.
     attestation_key: bytes = b""
+    insecure_no_admission: bool = False
+    # The operator's own Kubernetes username (the only one that may change jitaccess.dev/
+    # metadata); asked of the API server (SelfSubjectReview) at start when not given.
+    operator_username: str = ""
     notify_url: str | None = None  # where lifecycle notifications are posted (JSON)
     # IAM writes (issue #5): "batched" coalesces changes per resource under a rate limit;
     # "per-activation" is one read-modify-write per request, as Google's JIT Access does.

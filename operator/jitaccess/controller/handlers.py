@@ -53,6 +53,8 @@ def build_registry(
         if webhook_server is not None:
             settings.admission.server = webhook_server
         reconciler.loop = asyncio.get_running_loop()
+        if not reconciler.config.operator_username:
+            reconciler.config.operator_username = await reconciler.kube.who_am_i()
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
         if reconciler.config.metrics_port is not None:
             memo.metrics = await serve_metrics(

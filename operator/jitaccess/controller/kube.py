@@ -25,6 +25,8 @@ class Kube:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
+        self.authorization = client.AuthorizationV1Api(api_client)
+        self.authentication = client.AuthenticationV1Api(api_client)
         self.clock = clock
         self.instance = socket.gethostname()
         self.calls = 0
@@ -73,11 +75,67 @@ class Kube:
             patch,
         )
 
+    async def patch_approval_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        return await self._call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationapprovals",
+            name,
+            {"status": status},
+        )
+
+    async def may(
+        self,
+        user: str,
+        groups: list[str],
+        uid: str,
+        extra: dict[str, Any],
+        verb: str,
+        namespace: str,
+        name: str,
+    ) -> bool:
+        """Does RBAC let `user` do `verb` on this ActivationRequest? (a SubjectAccessReview)"""
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=groups or None,
+                uid=uid or None,
+                extra=extra or None,
+                resource_attributes=client.V1ResourceAttributes(
+                    group=GROUP,
+                    version=VERSION,
+                    resource=REQUESTS,
+                    verb=verb,
+                    namespace=namespace,
+                    name=name,
+                ),
+            )
+        )
+        answer = await self._call(self.authorization.create_subject_access_review, review)
+        return bool(answer is not None and answer.status is not None and answer.status.allowed)
+
+    async def who_am_i(self) -> str:
+        """The username the API server knows this client as (a SelfSubjectReview)."""
+        answer = await self._call(
+            self.authentication.create_self_subject_review, client.V1SelfSubjectReview()
+        )
+        return str(answer.status.user_info.username)
+
     async def get_grant(self, name: str) -> dict[str, Any] | None:
         return await self._call(self.custom.get_cluster_custom_object, GROUP, VERSION, GRANTS, name)
 
     async def list_requests(self) -> list[dict[str, Any]]:
         found = await self._call(self.custom.list_cluster_custom_object, GROUP, VERSION, REQUESTS)
+        return list((found or {}).get("items", []))
+
+    async def list_approvals(self, namespace: str) -> list[dict[str, Any]]:
+        found = await self._call(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "activationapprovals"
+        )
         return list((found or {}).get("items", []))
 
     async def list_grants(self) -> list[dict[str, Any]]:

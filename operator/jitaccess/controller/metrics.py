@@ -92,6 +92,16 @@ class ReconcilerCollector(Collector):
         sizes = getattr(reconciler.writer, "batch_sizes", None)
         if sizes is not None:
             yield _histogram("jitaccess_iam_batch_size", "Changes written in one read-modify-write", sizes)
+        yield CounterMetricFamily(
+            "jitaccess_revocation_failures",
+            "Attempts to remove a request's bindings from IAM that failed (refused or unavailable)",
+            value=reconciler.revocation_failures,
+        )
+        yield GaugeMetricFamily(
+            "jitaccess_revocations_failing",
+            "Requests whose access should have ended but IAM has not let the operator remove yet",
+            value=len(reconciler.revocations_failing),
+        )
         decisions = CounterMetricFamily(
             "jitaccess_webhook_decisions", "Admission decisions", labels=["webhook", "decision"]
         )

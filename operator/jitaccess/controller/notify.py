@@ -24,8 +24,13 @@ KINDS = {
     "Expired": "expired",
     "ApprovalTimeout": "expired",
     "RevokedByRequester": "revoked",
+    "RevokedByAdmin": "revoked",
+    "Revoked": "revoked",
     "EligibilityRemoved": "revoked",
+    "EligibilityChanged": "revoked",
+    "RecordTampered": "revoked",
     "Deleted": "revoked",
+    "RevocationFailing": "revocation-failing",
 }
 
 

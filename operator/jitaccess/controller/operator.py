@@ -72,6 +72,11 @@ def build(
             settings.lease_timings,
         )
         reconciler.scheduler.pause()  # until this replica holds the Lease
+    if not settings.attestation_key:
+        raise ValueError(
+            "an attestation key is required (--attestation-key-file); without one nothing admitted can be "
+            "verified. --insecure-no-admission runs without admission, and then grants nothing"
+        )
     registry = build_registry(reconciler, configuration, webhook_server(settings))
     if settings.webhook_port is not None:
         register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)
@@ -94,8 +99,6 @@ def webhook_server(settings: OperatorConfig) -> kopf.WebhookServer | None:
     """HTTPS for the admission webhooks: the certificate in --webhook-cert-dir, or one made here."""
     if settings.webhook_port is None:
         return None
-    if not settings.attestation_key:
-        raise ValueError("the admission webhooks need an attestation key (--attestation-key-file)")
     directory = settings.webhook_cert_dir or Path(tempfile.mkdtemp(prefix="jitaccess-webhook-"))
     if (directory / "tls.crt").exists() and (directory / "tls.key").exists():
         certfile, keyfile = directory / "tls.crt", directory / "tls.key"

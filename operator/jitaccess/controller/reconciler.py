@@ -15,6 +15,8 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from jitaccess.api.bindings import Reference
+from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
 from jitaccess.api.times import parse_time
 from jitaccess.controller.audit import AuditLog, audit_record
@@ -22,12 +24,32 @@ from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
 from jitaccess.controller.scheduler import Scheduler
-from jitaccess.iam.bindings import Binding, render
 from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, read_decision
 from jitaccess.policy.grants import grant_status
-from jitaccess.policy.lifecycle import FINALIZER, TERMINAL, Event, Phase, Step, decide, read_state
+from jitaccess.policy.lifecycle import (
+    ENDS_BY_ELIGIBILITY,
+    FINALIZER,
+    TERMINAL,
+    ApprovalReport,
+    Event,
+    IamChange,
+    Phase,
+    RequestState,
+    Step,
+    decide,
+    read_state,
+)
+from jitaccess.policy.records import (
+    ACTIVATION,
+    ENDED,
+    Identity,
+    ended_payload,
+    held_payload,
+    read_records,
+    seal_record,
+)
 from jitaccess.stats import LATENCY_BUCKETS, Distribution
 
 log = logging.getLogger(__name__)
@@ -55,6 +77,10 @@ class Reconciler:
         self.activation_latency = Distribution(LATENCY_BUCKETS)  # creation -> Active, seconds
         self.expiry_lag = Distribution(LATENCY_BUCKETS)  # expiresAt -> binding removed, seconds
         self.webhook_decisions: Counter[tuple[str, str]] = Counter()  # (webhook, allowed|denied)
+        self.revocation_failures = 0  # removals from IAM that failed, each attempt
+        self.revocations_failing: set[RequestKey] = set()  # requests whose removal is being retried
+        # Requests deleted while they held access without the operator's finalizer: (resource, owners).
+        self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self._event_posts: dict[RequestKey, asyncio.Task[None]] = {}
         self.sweeper: Any = None  # controller.sweeper.Sweeper, when sweeping is on
@@ -81,8 +107,17 @@ class Reconciler:
 
     def forget_request(self, body: Mapping[str, Any]) -> None:
         key = _key(body)
-        self.requests.pop(key, None)
+        known = self.requests.pop(key, None) or body
         self.scheduler.cancel(("request", key))
+        self.revocations_failing.discard(key)
+        metadata = known.get("metadata") or {}
+        records = read_records(metadata, self.config.attestation_key)
+        if records.held is not None and records.ended is None:
+            # Deleted while holding access, without our finalizer (stripped by someone who got past
+            # admission): remove its bindings now rather than at the next sweep.
+            owners = read_state(known, self.config.attestation_key).owners
+            self.orphans[key] = (records.held.resource, owners)
+            self.scheduler.schedule(("orphan", key))
         grant = (body.get("spec") or {}).get("grant")
         if isinstance(grant, str):
             self.by_grant[grant].discard(key)
@@ -101,11 +136,20 @@ class Reconciler:
         self.scheduler.schedule(("request", (namespace, request)))
 
     def decisions(self, key: RequestKey) -> tuple[Decision, ...]:
+        """The approvals filed for the request of that name; unsealed ones never count."""
         key_bytes = self.config.attestation_key
         return tuple(
-            read_decision(body, attestation_valid(body, key_bytes) if key_bytes else True)
+            read_decision(body, attestation_valid(body, key_bytes))
             for body in self.approvals.get(key, {}).values()
         )
+
+    def grant_error(self, name: str) -> str:
+        """Why the grant of that name cannot be used (it does not exist, or is invalid)."""
+        body = self.grant_bodies.get(name)
+        if body is None:
+            return f"EligibleGrant {name} does not exist"
+        _, errors = parse_grant(body)
+        return f"EligibleGrant {name} is invalid: {join_errors(errors)}"
 
     def observe_grant(self, body: Mapping[str, Any]) -> None:
         name = body["metadata"]["name"]
@@ -170,24 +214,33 @@ class Reconciler:
             try:
                 if kind == "request":
                     await self.reconcile_request(key)
+                elif kind == "orphan":
+                    await self.remove_orphan(key)
                 else:
                     await self.reconcile_grant(key)
                 self.failures.pop(item, None)
             except Exception as error:
                 attempts = self.failures[item] = self.failures.get(item, 0) + 1
-                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts, 10))
+                delay = _backoff(attempts)
                 log.warning("reconciling %s failed (%s); retrying in %s", item, error, delay)
                 self.scheduler.schedule(item, self.clock.now() + delay)
 
     async def reconcile_request(self, key: RequestKey) -> None:
         await self._adopt_approvals(key)
+        confirmed = False
         for _ in range(MAX_STEPS):
             body = self.requests.get(key)
             if body is None:
                 return
             state = read_state(body, self.config.attestation_key)
-            grant = await self.grant(state.spec.grant) if state.spec else None
-            step = decide(state, grant, self.clock.now(), self.config.history_retention, self.decisions(key))
+            step = await self._decide(key, state)
+            ending = step.ending
+            if ending is not None and ending.reason in ENDS_BY_ELIGIBILITY and not confirmed:
+                # Judged on cached grant and approvals: read both afresh before ending anything.
+                await self._refresh_inputs(key, state)
+                confirmed = True
+                step = await self._decide(key, state)
+            await self._report_approvals(key, step.reports)
             if not step.changes_anything:
                 if step.requeue_at is not None:
                     self.scheduler.schedule(("request", key), step.requeue_at)
@@ -196,22 +249,53 @@ class Reconciler:
                 return
         log.error("request %s/%s did not settle after %d steps", *key, MAX_STEPS)
 
+    async def _decide(self, key: RequestKey, state: RequestState) -> Step:
+        grant = await self.grant(state.spec.grant) if state.spec else None
+        error = self.grant_error(state.spec.grant) if state.spec and grant is None else ""
+        return decide(
+            state, grant, self.clock.now(), self.config.history_retention, self.decisions(key), error
+        )
+
+    async def _refresh_inputs(self, key: RequestKey, state: RequestState) -> None:
+        """The request's grant and approvals as the API holds them now, into the caches."""
+        if state.spec is not None:
+            body = await self.kube.get_grant(state.spec.grant)
+            if body is None:
+                self.forget_grant(state.spec.grant)
+            else:
+                self.observe_grant(body)
+        fresh = {
+            str(body["metadata"]["name"]): body
+            for body in await self.kube.list_approvals(key[0])
+            if (body.get("spec") or {}).get("request") == key[1]
+        }
+        self.approvals[key] = fresh
+
     async def _carry_out(self, key: RequestKey, body: dict[str, Any], step: Step) -> bool:
         """Persist one step; False when the request needs no further step now."""
         namespace, name = key
-        if step.iam is not None:
-            bindings = [Binding.from_status(raw) for raw in step.iam.bindings]
-            outcome = await self._apply_iam(step.iam.kind, bindings)
+        if step.iam and step.status is not None:
+            # The intent is shown before IAM is written (once: not again on every retry).
+            await self._show_once(key, body, replace(step, iam=()))
+            body = self.requests.get(key, body)
+        if step.iam:
+            outcome = await self._apply_iam(step.iam)
+            removing = not any(change.hold for change in step.iam)
+            if removing:
+                self._count_removal(key, outcome.ok)
             if outcome.ok:
                 follow = step.on_success
-            elif outcome.permanent and step.on_failure is not None:
+            elif outcome.permanent and step.on_failure is not None and step.on_failure.record_ended:
                 follow = _with_reason(
                     step.on_failure,
                     f"IAM refused the change: {outcome.message.rstrip('.')}; nothing was granted",
                 )
             else:
+                shown = step.on_failure if outcome.permanent else step.on_retry
+                if shown is not None:
+                    await self._show_once(key, body, _with_reason(shown, _iam_problem(shown, outcome)))
                 attempts = self.failures[("request", key)] = self.failures.get(("request", key), 0) + 1
-                delay = min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts, 10))
+                delay = _backoff(attempts)
                 log.warning(
                     "IAM change for %s/%s not done (%s); retrying in %s",
                     namespace,
@@ -226,28 +310,111 @@ class Reconciler:
             log.info("deleting %s/%s: %s", namespace, name, "; ".join(step.notes))
             await self.kube.delete_request(namespace, name)
             return False
-        if step.add_finalizer or step.remove_finalizer:
-            current = list(body.get("metadata", {}).get("finalizers") or [])
-            wanted = [*current, FINALIZER] if step.add_finalizer else [f for f in current if f != FINALIZER]
-            updated = await self.kube.patch_request(namespace, name, {"metadata": {"finalizers": wanted}})
-            self._remember(key, updated)
+        if step.record_held is not None or step.add_finalizer:
+            # What was written to IAM is sealed onto the request before anything shows it.
+            body = await self._patch_metadata(key, body, step, held=True) or body
         if step.status is not None:
-            status = dict(step.status)
-            if step.activation is not None:
-                status["bindings"] = [binding.to_status() for binding in render(step.activation)]
-            updated = await self.kube.patch_request_status(namespace, name, status)
-            self._remember(key, updated)
-            if updated is not None:
-                self._measure(body, status)
-            if updated is not None and status.get("phase") in _COUNTED_PHASES:
-                # The grant's activeRequests count: one status write a second at most, however busy.
-                self.scheduler.schedule(
-                    ("grant", updated.get("spec", {}).get("grant")), self.clock.now() + GRANT_COUNT_DELAY
-                )
+            updated = await self._write_status(key, body, step.status)
             if step.event is not None:
                 self._post_event(key, updated or body, step.event)
-                self._notify(updated or body, step)
+                self._notify(body, updated or body, step)
+            body = updated or body
+        if step.record_ended is not None or step.remove_finalizer:
+            await self._patch_metadata(key, body, step, held=False)
         return key in self.requests
+
+    async def _patch_metadata(
+        self, key: RequestKey, body: dict[str, Any], step: Step, *, held: bool
+    ) -> dict[str, Any] | None:
+        """One metadata patch: the sealed record of this step, and our finalizer added or released."""
+        metadata = body.get("metadata") or {}
+        who = Identity(key[0], key[1], str(metadata.get("uid", "")))
+        secret = self.config.attestation_key
+        patch: dict[str, Any] = {}
+        if held and step.record_held is not None:
+            patch["annotations"] = {
+                ACTIVATION: seal_record(ACTIVATION, held_payload(step.record_held), who, secret)
+            }
+        if not held and step.record_ended is not None:
+            patch["annotations"] = {ENDED: seal_record(ENDED, ended_payload(step.record_ended), who, secret)}
+        current = list(metadata.get("finalizers") or [])
+        if held and step.add_finalizer and FINALIZER not in current:
+            patch["finalizers"] = [*current, FINALIZER]
+        if not held and step.remove_finalizer and FINALIZER in current:
+            patch["finalizers"] = [f for f in current if f != FINALIZER]
+        if not patch:
+            return body
+        if "finalizers" in patch and metadata.get("resourceVersion"):
+            # The list is replaced whole: guard it with the version read, so that a finalizer someone
+            # else added meanwhile is not lost (a conflict is retried from a fresh read).
+            patch["resourceVersion"] = metadata["resourceVersion"]
+        updated = await self.kube.patch_request(key[0], key[1], {"metadata": patch})
+        self._remember(key, updated)
+        return updated
+
+    async def _write_status(
+        self, key: RequestKey, body: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        updated = await self.kube.patch_request_status(key[0], key[1], status)
+        self._remember(key, updated)
+        if updated is not None:
+            self._measure(body, status)
+        if updated is not None and status.get("phase") in _COUNTED_PHASES:
+            # The grant's activeRequests count: one status write a second at most, however busy.
+            self.scheduler.schedule(
+                ("grant", updated.get("spec", {}).get("grant")), self.clock.now() + GRANT_COUNT_DELAY
+            )
+        return updated
+
+    async def _show_once(self, key: RequestKey, body: dict[str, Any], step: Step) -> None:
+        """Show a step taken around an IAM write (Activating, RevocationFailing), with its Event,
+        only when the status does not say it already: not once per retry."""
+        if step.status is None or _shows(body, step.status):
+            return
+        updated = await self._write_status(key, body, step.status)
+        if step.event is not None and updated is not None:
+            self._post_event(key, updated, step.event)
+            self._notify(body, updated, step)
+
+    def _count_removal(self, key: RequestKey, ok: bool) -> None:
+        if ok:
+            self.revocations_failing.discard(key)
+        else:
+            self.revocation_failures += 1
+            self.revocations_failing.add(key)
+
+    async def remove_orphan(self, key: RequestKey) -> None:
+        orphan = self.orphans.get(key)
+        if orphan is None:
+            return
+        resource, owners = orphan
+        outcome = await self.writer.apply(resource, owners=owners)
+        self._count_removal(key, outcome.ok)
+        if not outcome.ok:
+            raise RuntimeError(
+                f"removing the bindings of deleted request {key[0]}/{key[1]}: {outcome.message}"
+            )
+        del self.orphans[key]
+        log.warning(
+            "%s/%s was deleted while it held access, without the operator's finalizer; its bindings on %s "
+            "were removed",
+            *key,
+            resource,
+        )
+
+    async def _report_approvals(self, key: RequestKey, reports: tuple[ApprovalReport, ...]) -> None:
+        """Tell each approval whether it counts, and why not; written only when that changed."""
+        for report in reports:
+            body = self.approvals.get(key, {}).get(report.name)
+            if body is None:
+                continue
+            wanted = {"counted": report.counted, "message": report.message}
+            status = body.get("status") or {}
+            if all(status.get(k) == v for k, v in wanted.items()):
+                continue
+            updated = await self.kube.patch_approval_status(key[0], report.name, wanted)
+            if updated is not None:
+                self.approvals.setdefault(key, {})[report.name] = updated
 
     def _measure(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """Activation latency and expiry lag, at the status write that ends each."""
@@ -303,15 +470,13 @@ class Reconciler:
         if pending:
             await asyncio.wait(pending, timeout=timeout_s)
 
-    def _notify(self, body: Mapping[str, Any], step: Step) -> None:
+    def _notify(self, before: Mapping[str, Any], body: Mapping[str, Any], step: Step) -> None:
         assert step.event is not None and step.status is not None
+        if _approved(step.status.get("conditions") or []) and not _approved(
+            (before.get("status") or {}).get("conditions") or []
+        ):
+            self.notifier.publish(notification("approved", body, "Approved", "the request was approved"))
         kind = KINDS.get(step.event.reason)
-        approved = any(
-            c.get("type") == "Approved" and c.get("status") == "True"
-            for c in step.status.get("conditions", [])
-        )
-        if approved and step.status.get("phase") in (Phase.SCHEDULED.value, Phase.ACTIVATING.value):
-            kind = "approved"
         if kind is not None:
             self.notifier.publish(notification(kind, body, step.event.reason, step.event.message))
 
@@ -333,22 +498,18 @@ class Reconciler:
             owners = (body.get("metadata") or {}).get("ownerReferences") or []
             if any(o.get("uid") == uid for o in owners):
                 continue
+            if (body.get("spec") or {}).get("requestUID") not in (None, uid):
+                continue  # given for another object of that name: not this request's to delete
             updated = await self.kube.patch_approval(
                 key[0], name, {"metadata": {"ownerReferences": [*owners, owner]}}
             )
             if updated is not None:
                 self.approvals.setdefault(key, {})[name] = updated
 
-    async def _apply_iam(self, kind: str, bindings: list[Binding]) -> Outcome:
-        by_resource: dict[str, list[Binding]] = defaultdict(list)
-        for binding in bindings:
-            by_resource[binding.resource].append(binding)
+    async def _apply_iam(self, changes: tuple[IamChange, ...]) -> Outcome:
         outcome = Outcome(ok=True)
-        for resource, group in by_resource.items():  # one resource per request: one atomic write
-            if kind == "add":
-                outcome = await self.writer.apply(resource, add=group)
-            else:
-                outcome = await self.writer.apply(resource, remove=group)
+        for change in changes:  # one resource per change: each one atomic
+            outcome = await self.writer.apply(change.resource, owners=change.owners, hold=change.hold)
             if not outcome.ok:
                 return outcome
         return outcome
@@ -405,9 +566,44 @@ def _key(body: Mapping[str, Any]) -> RequestKey:
 
 
 def _with_reason(step: Step, message: str) -> Step:
-    """The failure step, with IAM's own words in its condition message and Event."""
+    """The step, with IAM's own words in the message of the condition it sets, and in its Event."""
     status = dict(step.status or {})
-    conditions = [dict(condition, message=message) for condition in status.get("conditions", [])]
-    status["conditions"] = conditions
+    kind = "Ready" if "phase" in status else "RevocationFailing"
+    status["conditions"] = [
+        dict(condition, message=message) if condition.get("type") == kind else condition
+        for condition in status.get("conditions", [])
+    ]
     event = replace(step.event, message=message) if step.event else None
     return replace(step, status=status, event=event)
+
+
+def _iam_problem(step: Step, outcome: Outcome) -> str:
+    kind = "Ready" if "phase" in (step.status or {}) else "RevocationFailing"
+    shown = next((c for c in (step.status or {}).get("conditions", []) if c.get("type") == kind), {})
+    return f"{shown.get('message', 'IAM change not done')}: {outcome.message.rstrip('.')}"
+
+
+def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
+    """Does `body`'s status already show the phase and conditions (status and reason) of `status`?"""
+    current = body.get("status") or {}
+    if "phase" in status and current.get("phase") != status["phase"]:
+        return False
+    if "bindings" in status and current.get("bindings") != status["bindings"]:
+        return False
+    shown = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, Mapping)}
+    return all(
+        shown.get(c.get("type"), {}).get("status") == c.get("status")
+        and shown.get(c.get("type"), {}).get("reason") == c.get("reason")
+        for c in status.get("conditions") or []
+    )
+
+
+def _approved(conditions: Any) -> bool:
+    return any(
+        isinstance(c, Mapping) and c.get("type") == "Approved" and c.get("status") == "True"
+        for c in conditions
+    )
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(RETRY_CAP, RETRY_BASE * 2 ** min(attempts, 10))

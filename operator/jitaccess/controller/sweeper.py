@@ -5,8 +5,9 @@ cache: a request must be known before its bindings are judged), reads the policy
 resource a grant or a request points at, and audits it (policy.drift). Each finding is checked
 again under the request's reconcile lock, against a fresh read of the request, before anything
 is done, so the sweeper can never remove a binding the reconciler is writing at that moment.
-Bindings that are not ours (no jitaccess reference) are never touched; with `--namespace`, only
-references to served namespaces are judged (another installation may serve the others).
+Only bindings whose reference carries a MAC made with our key are ever removed; anything else,
+however much it looks like ours, is never touched. With `--namespace`, only references to
+served namespaces are judged (another installation may serve the others).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from datetime import timedelta
 from typing import Any
 
 from jitaccess.api.times import format_time
-from jitaccess.iam.bindings import Binding
 from jitaccess.iam.store import PolicyStore
-from jitaccess.policy.drift import KnownRequest, Leftover, audit, known_request, leftover_reason
-from jitaccess.policy.lifecycle import Event, Phase
+from jitaccess.policy.drift import Found, KnownRequest, Leftover, audit, known_request, leftover_reason
+from jitaccess.policy.lifecycle import Event
 
 log = logging.getLogger(__name__)
 REMOVED_EXTERNALLY = "BindingRemovedExternally"
@@ -35,6 +35,7 @@ class SweepReport:
     removed: list[Leftover] = field(default_factory=list)
     reported: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    unproven: int = 0  # bindings that name a request of ours but carry no MAC made with our key
 
 
 class Sweeper:
@@ -44,6 +45,7 @@ class Sweeper:
         self.interval = interval
         self.sweeps = 0
         self.removed = 0
+        self.unproven = 0
 
     async def run(self) -> None:
         while True:
@@ -66,10 +68,11 @@ class Sweeper:
     async def sweep(self) -> SweepReport:
         reconciler = self.reconciler
         report = SweepReport()
+        key = reconciler.config.attestation_key
         bodies = await reconciler.kube.list_requests()
-        requests = {(r.namespace, r.name): r for r in map(known_request, bodies)}
+        requests = {(r.namespace, r.name): r for r in (known_request(body, key) for body in bodies)}
         resources = {grant.resource for grant in reconciler.grants.values() if grant is not None}
-        resources |= {binding.resource for request in requests.values() for binding in request.bindings}
+        resources |= {resource for request in requests.values() for resource, _ in request.holds}
         for resource in sorted(resources):
             try:
                 policy = await asyncio.to_thread(self.store.get, resource)
@@ -77,7 +80,8 @@ class Sweeper:
                 report.errors.append(f"{resource}: {error}")
                 continue
             report.resources += 1
-            found = audit(resource, _as_dicts(policy), requests, reconciler.clock.now())
+            found = audit(resource, _as_dicts(policy), requests, reconciler.clock.now(), key)
+            report.unproven += len(found.unproven)
             for leftover in found.leftovers:
                 if self._serves(leftover.key[0]) and await self._remove(leftover):
                     report.removed.append(leftover)
@@ -86,6 +90,13 @@ class Sweeper:
                     report.reported.append(key)
         self.sweeps += 1
         self.removed += len(report.removed)
+        self.unproven = report.unproven
+        if report.unproven:
+            log.info(
+                "IAM sweep: %d binding(s) name a jitaccess request without a MAC made with this key "
+                "(written by jitaccess 0.1, or imitations); left alone, they expire by their condition",
+                report.unproven,
+            )
         return report
 
     def _serves(self, namespace: str) -> bool:
@@ -95,46 +106,45 @@ class Sweeper:
     async def _remove(self, leftover: Leftover) -> bool:
         reconciler = self.reconciler
         namespace, name = leftover.key
+        found = leftover.found
         async with reconciler.lock_for(("request", leftover.key)):
             body = await reconciler.kube.get_request(namespace, name)
-            fresh: KnownRequest | None = known_request(body) if body is not None else None
-            why = leftover_reason(fresh, leftover.uid)
+            key = reconciler.config.attestation_key
+            fresh: KnownRequest | None = known_request(body, key) if body is not None else None
+            why = leftover_reason(fresh, found.reference.uid)
             if why is None:
                 return False  # activated meanwhile: it is the reconciler's again
-            outcome = await reconciler.writer.apply(leftover.binding.resource, remove=[leftover.binding])
+            outcome = await reconciler.writer.apply(found.resource, owners=(found.reference,))
             if not outcome.ok:
-                log.warning(
-                    "could not remove leftover binding %s: %s", _show(leftover.binding), outcome.message
-                )
+                log.warning("could not remove leftover binding %s: %s", _show(found), outcome.message)
                 return False
-            log.info("removed leftover binding %s: %s", _show(leftover.binding), why)
-            if body is not None and fresh is not None and fresh.uid == leftover.uid:
+            log.info("removed leftover binding %s: %s", _show(found), why)
+            if body is not None and fresh is not None and fresh.uid == found.reference.uid:
                 reconciler.post_event_now(
                     body,
                     Event(
                         "Warning",
                         "LeftoverBindingRemoved",
-                        f"removed {leftover.binding.role} for {leftover.binding.member} on "
-                        f"{leftover.binding.resource} from IAM: {why}",
+                        f"removed {found.role} on {found.resource} from IAM: {why}",
                     ),
                 )
             return True
 
-    async def _report_missing(self, key: tuple[str, str], gone: list[Binding]) -> bool:
+    async def _report_missing(self, key: tuple[str, str], gone: list[tuple[str, str]]) -> bool:
         reconciler = self.reconciler
         namespace, name = key
         async with reconciler.lock_for(("request", key)):
             body = await reconciler.kube.get_request(namespace, name)
             if body is None:
                 return False
-            fresh = known_request(body)
+            fresh = known_request(body, reconciler.config.attestation_key)
             status = dict(body.get("status") or {})
             conditions = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
-            if fresh.phase is not Phase.ACTIVE or any(
+            if not fresh.active or any(
                 c.get("type") == CONDITION and c.get("reason") == REMOVED_EXTERNALLY for c in conditions
             ):
                 return False  # ended meanwhile, or already reported
-            what = ", ".join(f"{b.role} on {b.resource}" for b in gone)
+            what = ", ".join(f"{role} on {resource}" for resource, role in gone)
             message = (
                 f"{what} was removed from IAM by someone else; jitaccess does not grant it again "
                 "(whoever removed it may have meant to). File a new request if access is still needed."
@@ -176,5 +186,5 @@ def _as_dicts(policy: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _show(binding: Binding) -> str:
-    return f"{binding.role} {binding.member} on {binding.resource}"
+def _show(found: Found) -> str:
+    return f"{found.role} on {found.resource} (of {found.reference.namespace}/{found.reference.name})"

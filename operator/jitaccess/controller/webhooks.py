@@ -1,17 +1,23 @@
 """Admission webhooks (kopf's on.mutate / on.validate): wiring only, the rules are policy.admission.
 
 Mutating, on CREATE: stamp the caller's identity into spec and seal what was admitted with an
-HMAC annotation. Validating: judge the final object with the same functions the reconciler uses,
-so a bad request is refused at `kubectl apply` time with a message naming the field.
+HMAC annotation; on UPDATE: stamp who revoked the request (sealed). Validating: judge the final
+object with the same functions the reconciler uses, so a bad request is refused at
+`kubectl apply` time with a message naming the field; refuse changes to `jitaccess.dev/`
+metadata by anyone but the operator; and let only the requester, or someone RBAC grants the verb
+`revoke`, revoke or delete a request (asked with a SubjectAccessReview). A permitted deletion is
+recorded on the request (a patch made while admitting it, hence `sideEffects: NoneOnDryRun`).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from jitaccess.api.objects import GROUP, VERSION, is_kubernetes_name
 from jitaccess.clock import Clock
@@ -24,11 +30,17 @@ from jitaccess.policy.admission import (
     admit_approval,
     admit_approval_identity,
     admit_request,
+    admit_request_change,
+    admit_request_deletion,
     attestation,
     attestation_valid,
+    revoke_refusal,
+    revoked_by_stamp,
 )
 from jitaccess.policy.lifecycle import FINALIZER
+from jitaccess.policy.records import DELETED_BY, Identity, actor_payload, read_records, seal_record
 
+log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[None]]
 
 
@@ -57,10 +69,10 @@ def register_webhooks(
     key: bytes,
     clock: Clock,
 ) -> None:
-    async def decide(
-        operation: str, body: dict[str, Any], old: dict[str, Any] | None, userinfo: dict[str, Any]
-    ) -> Admission:
-        caller = Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))
+    def operator() -> str:
+        return reconciler.config.operator_username
+
+    async def judge_creation(body: dict[str, Any], userinfo: dict[str, Any]) -> Admission:
         spec = body.get("spec")
         named = spec.get("grant") if isinstance(spec, Mapping) else None
         # Only a well-formed name is looked up; anything else is refused by admit_request below.
@@ -70,7 +82,26 @@ def register_webhooks(
             "conditions"
         ) or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        return admit_request(operation, body, old, caller, identity, grant, ready, clock.now())
+        return admit_request("CREATE", body, None, _caller(userinfo), identity, grant, ready, clock.now())
+
+    async def authorised(
+        verdict: Admission, old: Mapping[str, Any], userinfo: dict[str, Any], action: str
+    ) -> None:
+        """Refuse unless the caller holds the verb the verdict says they need on this request."""
+        if verdict.needs is None:
+            return
+        metadata = old.get("metadata") or {}
+        allowed = await reconciler.kube.may(
+            str(userinfo.get("username", "")),
+            list(userinfo.get("groups") or []),
+            str(userinfo.get("uid") or ""),
+            dict(userinfo.get("extra") or {}),
+            verdict.needs,
+            str(metadata.get("namespace", "")),
+            str(metadata.get("name", "")),
+        )
+        if not allowed:
+            raise kopf.AdmissionError(revoke_refusal(old, _caller(userinfo), action), code=403)
 
     @kopf.on.mutate(
         GROUP,
@@ -78,16 +109,34 @@ def register_webhooks(
         "activationrequests",
         id="stamp-requester",
         registry=registry,
-        operations=["CREATE"],
+        operations=["CREATE", "UPDATE"],
         persistent=True,
         side_effects=False,
     )
     @counted(reconciler, "stamp-requester")
     async def stamp_requester(
-        body: kopf.Body, userinfo: dict[str, Any], patch: kopf.Patch, warnings: list[str], **_: Any
+        body: kopf.Body,
+        old: kopf.Body | None,
+        operation: str,
+        userinfo: dict[str, Any],
+        patch: kopf.Patch,
+        warnings: list[str],
+        **_: Any,
     ) -> None:
         raw = dict(body)
-        decision = await decide("CREATE", raw, None, userinfo)
+        if operation == "UPDATE":
+            before = dict(old or {})
+            verdict = admit_request_change(
+                raw, before, _caller(userinfo), identity, operator(), key, clock.now()
+            )
+            if not verdict.allowed:
+                raise kopf.AdmissionError(verdict.message, code=403)
+            await authorised(verdict, before, userinfo, "revoke")
+            if verdict.actor is not None:
+                name, value = revoked_by_stamp(before, verdict.actor, key)
+                patch.setdefault("metadata", {}).setdefault("annotations", {})[name] = value
+            return
+        decision = await judge_creation(raw, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
         spec = {**(raw.get("spec") or {}), **decision.stamp}
@@ -106,21 +155,61 @@ def register_webhooks(
         "activationrequests",
         id="validate-request",
         registry=registry,
-        operations=["CREATE", "UPDATE"],
+        operations=["CREATE", "UPDATE", "DELETE"],
         persistent=True,
-        side_effects=False,
+        side_effects=True,  # a permitted DELETE records who deleted (never on a dry run)
     )
     @counted(reconciler, "validate-request")
     async def validate_request(
-        body: kopf.Body, old: kopf.Body | None, operation: str, userinfo: dict[str, Any], **_: Any
+        body: kopf.Body,
+        old: kopf.Body | None,
+        operation: str,
+        userinfo: dict[str, Any],
+        dryrun: bool,
+        **_: Any,
     ) -> None:
-        decision = await decide(operation, dict(body), dict(old or {}) if old else None, userinfo)
+        raw, before = dict(body), dict(old or {})
+        if operation == "DELETE":
+            verdict = admit_request_deletion(
+                before, _caller(userinfo), identity, operator(), key, clock.now()
+            )
+            await authorised(verdict, before, userinfo, "delete")
+            if verdict.actor is not None and not dryrun:
+                await record_deletion(before, verdict)
+            return
+        if operation == "UPDATE":
+            verdict = admit_request_change(
+                raw, before, _caller(userinfo), identity, operator(), key, clock.now()
+            )
+            if not verdict.allowed:
+                raise kopf.AdmissionError(verdict.message, code=422)
+            await authorised(verdict, before, userinfo, "revoke")
+            return
+        decision = await judge_creation(raw, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=422)
-        if operation == "CREATE" and not attestation_valid(body, key):
+        if not attestation_valid(body, key):
             raise kopf.AdmissionError(
                 "the request changed after the jitaccess mutating webhook admitted it", code=422
             )
+
+    async def record_deletion(old: Mapping[str, Any], verdict: Admission) -> None:
+        """Seal who deleted the request onto it before the API server marks it deleting, so that
+        its end names them. The first to end it is recorded; a failure to record does not block."""
+        assert verdict.actor is not None
+        metadata = old.get("metadata") or {}
+        if read_records(metadata, key).deleted_by is not None:
+            return
+        who = Identity(
+            str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
+        )
+        value = seal_record(DELETED_BY, actor_payload(verdict.actor), who, key)
+        try:
+            await reconciler.kube.patch_request(
+                who.namespace, who.name, {"metadata": {"annotations": {DELETED_BY: value}}}
+            )
+        except ApiException as error:
+            log.warning("could not record who deleted %s/%s: %s", who.namespace, who.name, error.reason)
 
     @kopf.on.mutate(
         GROUP,
@@ -141,9 +230,9 @@ def register_webhooks(
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
-        caller = Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))
+        caller = _caller(userinfo)
         decision = admit_approval_identity(
-            operation, dict(body), dict(old) if old else None, caller, identity
+            operation, dict(body), dict(old) if old else None, caller, identity, operator()
         )
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
@@ -153,16 +242,19 @@ def register_webhooks(
         spec = {**(raw.get("spec") or {}), **decision.stamp}
         namespace = (raw.get("metadata") or {}).get("namespace", "")
         request_name = str(spec.get("request") or "")
-        # The watch may not have delivered a request created a moment ago: ask before refusing.
-        request = reconciler.requests.get((namespace, request_name))
-        if request is None and request_name:
-            request = await reconciler.kube.get_request(namespace, request_name)
+        # Asked afresh, never from the watch cache: the approval is pinned to the object as it is.
+        request = await reconciler.kube.get_request(namespace, request_name) if request_name else None
         grant_name = ((request or {}).get("spec") or {}).get("grant")
         grant = await reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
         verdict = admit_approval(spec, request, grant)
         if not verdict.allowed:
             raise kopf.AdmissionError(verdict.message, code=403)
-        patch.setdefault("spec", {}).update(decision.stamp)
+        stamp = {**decision.stamp, **verdict.stamp}
+        patch.setdefault("spec", {}).update(stamp)
         patch.setdefault("metadata", {}).setdefault("annotations", {})[ATTESTATION] = attestation(
-            {**raw, "spec": spec}, key
+            {**raw, "spec": {**spec, **verdict.stamp}}, key
         )
+
+
+def _caller(userinfo: Mapping[str, Any]) -> Caller:
+    return Caller(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()))

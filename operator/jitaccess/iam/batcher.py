@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from jitaccess.iam.bindings import Binding
+from jitaccess.api.bindings import Binding, Reference
 from jitaccess.iam.ratelimit import TokenBucket
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import Change, Outcome, ReadModifyWrite, RetryPolicy
@@ -74,10 +74,10 @@ class BatchingWriter:
         return len(queue.waiting) if queue is not None else 0
 
     async def apply(
-        self, resource: str, add: Sequence[Binding] = (), remove: Sequence[Binding] = ()
+        self, resource: str, owners: Sequence[Reference], hold: Sequence[Binding] = ()
     ) -> Outcome:
-        """Add `add` and remove `remove` on `resource`, together with whatever else is waiting."""
-        change = Change(tuple(add), tuple(remove))
+        """Make `owners`' bindings on `resource` exactly `hold`, together with whatever else is waiting."""
+        change = Change(tuple(owners), tuple(hold))
         change.check_ours()
         pending = _Pending(change, asyncio.get_running_loop().create_future())
         queue = self._queues.setdefault(resource, _Queue())

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jitaccess.api.bindings import TITLE, reference_of
 from jitaccess.api.names import BASIC_ROLES, member_error, role_error
-from jitaccess.iam.bindings import TITLE, reference_of
 
 SELF = "self-approval"
 MULTI_PARTY = "multi-party approval"

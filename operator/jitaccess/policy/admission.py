@@ -1,10 +1,16 @@
-"""Admission: who is asking, and may they create or change this object? (Issue #3; pure.)
+"""Admission: who is asking, and may they create, change or delete this object? (Pure.)
 
-The webhooks will call these functions with the caller's `userInfo`; the reconciler calls
-`attestation_valid` on every request, so an object that bypassed admission (webhook missing,
-`failurePolicy: Ignore`, restored from a backup) never gets access. Identity comes from
-Kubernetes authentication, as for a CertificateSigningRequest: the caller's username becomes
-`spec.requester` (or `spec.approver`), the caller's groups `spec.requesterGroups`.
+The webhooks call these functions with the caller's `userInfo`; the reconciler calls
+`attestation_valid` on every request and approval, so an object that bypassed admission
+(webhook missing, `failurePolicy: Ignore`, written around the API server) never gets access.
+Identity comes from Kubernetes authentication, as for a CertificateSigningRequest: the caller's
+username becomes `spec.requester` (or `spec.approver`), the caller's groups `spec.requesterGroups`.
+
+Ending someone else's access is like approving a CertificateSigningRequest: the requester may
+revoke or delete their own request; anyone else needs the verb `revoke` on
+`activationrequests.jitaccess.dev` (`Admission.needs`, checked by the webhook with a
+SubjectAccessReview). Who did it is sealed into the request (`policy.records`). `jitaccess.dev/`
+annotations, labels and finalizers are the operator's: nobody else may change them.
 """
 
 from __future__ import annotations
@@ -19,9 +25,25 @@ from typing import Any
 
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import join_errors
-from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX
+from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX, normal_member
 from jitaccess.api.objects import MAX_COMMENT, Grant, is_kubernetes_name, parse_request_spec, text_error
+from jitaccess.api.phases import Phase
+from jitaccess.api.times import parse_time, truncate_to_second
+from jitaccess.policy.approvals import Decision, eligibility_problem, spec_digest, terms_digest
 from jitaccess.policy.eligibility import check_request
+from jitaccess.policy.records import (
+    FINALIZER,
+    REVOKED_BY,
+    Actor,
+    Identity,
+    actor_payload,
+    open_record,
+    read_records,
+    reserved_changes,
+    seal_record,
+)
+
+REVOKE_VERB = "revoke"
 
 ATTESTATION = "jitaccess.dev/admitted"
 _SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -48,6 +70,10 @@ class Admission:
     message: str = ""
     stamp: dict[str, Any] = field(default_factory=dict)  # spec fields the mutating webhook sets
     warnings: tuple[str, ...] = ()
+    # A verb the caller must also hold on this object (a SubjectAccessReview decides), e.g. revoke.
+    needs: str | None = None
+    # Who is ending the request's access (revoke or delete), to be sealed into it.
+    actor: Actor | None = None
 
 
 def principal_of(caller: Caller, settings: IdentitySettings) -> tuple[str | None, str]:
@@ -68,7 +94,7 @@ def principal_of(caller: Caller, settings: IdentitySettings) -> tuple[str | None
         ), ""
     if EMAIL.fullmatch(name):
         kind = "serviceAccount" if name.lower().endswith(GOOGLE_SERVICE_ACCOUNT_SUFFIX) else "user"
-        return f"{kind}:{name}", ""
+        return normal_member(f"{kind}:{name}"), ""
     return None, (
         f"the Kubernetes user {name!r} is not an e-mail address, so it cannot be mapped to a Google identity; "
         "sign in to the cluster with your Google account (on GKE) or ask a trusted submitter to file the request"
@@ -77,7 +103,7 @@ def principal_of(caller: Caller, settings: IdentitySettings) -> tuple[str | None
 
 def group_members(groups: tuple[str, ...]) -> tuple[str, ...]:
     """Groups that are e-mail addresses become `group:` members; others (system:…) mean nothing to IAM."""
-    return tuple(sorted({f"group:{group}" for group in groups if EMAIL.fullmatch(group)}))
+    return tuple(sorted({normal_member(f"group:{group}") for group in groups if EMAIL.fullmatch(group)}))
 
 
 def admit_request(
@@ -90,7 +116,7 @@ def admit_request(
     grant_ready: bool,
     now: datetime,
 ) -> Admission:
-    """The admission decision for an ActivationRequest (CREATE stamps identity and validates)."""
+    """The admission decision for an ActivationRequest on CREATE (stamps identity, validates)."""
     if operation == "UPDATE":
         return _admit_update(new, old or {})
     if operation != "CREATE":
@@ -98,6 +124,10 @@ def admit_request(
     raw = new.get("spec")
     if not isinstance(raw, Mapping):
         return Admission(False, "spec: must be an object with at least spec.grant")
+    # The seal (made afresh, and checked on the validating pass) and our finalizer are stamped here.
+    stamped = {f"metadata.annotations[{ATTESTATION}]", f"metadata.finalizers[{FINALIZER}]"}
+    if reserved := [change for change in reserved_changes({}, new) if change not in stamped]:
+        return Admission(False, f"{reserved[0]}: is set by the jitaccess operator; leave it out")
     spec = dict(raw)
     stamp, refusal = _identity(spec, caller, settings, "requester", "requesterGroups")
     if refusal:
@@ -123,23 +153,126 @@ def admit_request(
     return Admission(True, stamp=stamp, warnings=tuple(warnings))
 
 
+def admit_request_change(
+    new: Mapping[str, Any],
+    old: Mapping[str, Any],
+    caller: Caller,
+    settings: IdentitySettings,
+    operator: str,
+    key: bytes,
+    now: datetime,
+) -> Admission:
+    """An UPDATE of an ActivationRequest: only `spec.revoke` may change (false to true), only the
+    operator may touch `jitaccess.dev/` metadata, and revoking someone else's request needs the
+    verb revoke. On the validating pass, `new` may carry the revoked-by stamp the mutating pass made.
+    """
+    if caller.username == operator:
+        return Admission(True)
+    verdict = _admit_update(new, old)
+    if not verdict.allowed:
+        return verdict
+    reserved = [
+        change for change in reserved_changes(old, new) if not _own_stamp(change, new, old, caller, key)
+    ]
+    if reserved:
+        return Admission(
+            False,
+            f"{reserved[0]}: only the jitaccess operator ({operator or 'its service account'}) may change it",
+        )
+    was = bool((old.get("spec") or {}).get("revoke"))
+    if was or not (new.get("spec") or {}).get("revoke"):
+        return Admission(True)
+    return _ending(old, caller, settings, now)
+
+
+def admit_request_deletion(
+    old: Mapping[str, Any],
+    caller: Caller,
+    settings: IdentitySettings,
+    operator: str,
+    key: bytes,
+    now: datetime,
+) -> Admission:
+    """A DELETE of an ActivationRequest: its requester may; anyone else needs the verb revoke,
+    unless the request has ended already (then only its history goes, and RBAC's delete decides)."""
+    if caller.username == operator:
+        return Admission(True)
+    if read_records(old.get("metadata") or {}, key).ended is not None:
+        return Admission(True)
+    return _ending(old, caller, settings, now)
+
+
+def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, now: datetime) -> Admission:
+    requester = str((old.get("spec") or {}).get("requester") or "")
+    member, _ = principal_of(caller, settings)
+    when = truncate_to_second(now)
+    if member is not None and requester and normal_member(member) == normal_member(requester):
+        return Admission(True, actor=Actor(caller.username, when, as_requester=True))
+    return Admission(True, needs=REVOKE_VERB, actor=Actor(caller.username, when, as_requester=False))
+
+
+def revoke_refusal(old: Mapping[str, Any], caller: Caller, action: str) -> str:
+    """Why `caller` may not revoke or delete someone else's request."""
+    requester = (old.get("spec") or {}).get("requester") or "someone else"
+    return (
+        f"{caller.username} may not {action} this request: it is {requester}'s, and ending someone else's "
+        f"access needs the verb {REVOKE_VERB} on activationrequests.jitaccess.dev in this namespace "
+        "(ClusterRole jitaccess-revoker or jitaccess-admin)"
+    )
+
+
+def revoked_by_stamp(old: Mapping[str, Any], actor: Actor, key: bytes) -> tuple[str, str]:
+    """The sealed revoked-by annotation (name, value) for this request."""
+    return REVOKED_BY, seal_record(REVOKED_BY, actor_payload(actor), _identity_of(old), key)
+
+
+def _own_stamp(
+    change: str, new: Mapping[str, Any], old: Mapping[str, Any], caller: Caller, key: bytes
+) -> bool:
+    """Is `change` the revoked-by stamp our mutating webhook just made for this caller's revoke?"""
+    if change != f"metadata.annotations[{REVOKED_BY}]":
+        return False
+    if REVOKED_BY in ((old.get("metadata") or {}).get("annotations") or {}):
+        return False
+    if bool((old.get("spec") or {}).get("revoke")) or not (new.get("spec") or {}).get("revoke"):
+        return False
+    value = ((new.get("metadata") or {}).get("annotations") or {}).get(REVOKED_BY)
+    payload = open_record(value, REVOKED_BY, _identity_of(old), key)
+    return payload is not None and payload.get("user") == caller.username
+
+
+def _identity_of(body: Mapping[str, Any]) -> Identity:
+    metadata = body.get("metadata") or {}
+    return Identity(
+        str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
+    )
+
+
 def admit_approval_identity(
     operation: str,
     new: Mapping[str, Any],
     old: Mapping[str, Any] | None,
     caller: Caller,
     settings: IdentitySettings,
+    operator: str = "",
 ) -> Admission:
     """Stamp `spec.approver`/`approverGroups` on CREATE; an approval is never edited."""
     if operation == "UPDATE":
+        if caller.username == operator:
+            return Admission(True)
         if (new.get("spec") or {}) != ((old or {}).get("spec") or {}):
             return Admission(False, "spec: an approval cannot be edited; delete it and create a new one")
+        if reserved := reserved_changes(old or {}, new):
+            return Admission(False, f"{reserved[0]}: only the jitaccess operator may change it")
         return Admission(True)
     if operation != "CREATE":
         return Admission(True)
     spec = new.get("spec")
     if not isinstance(spec, Mapping):
         return Admission(False, "spec: must be an object with request and decision")
+    stamped = {f"metadata.annotations[{ATTESTATION}]"}
+    if reserved := [change for change in reserved_changes({}, new) if change not in stamped]:
+        return Admission(False, f"{reserved[0]}: is set by the jitaccess operator; leave it out")
     stamp, refusal = _identity(dict(spec), caller, settings, "approver", "approverGroups")
     return Admission(False, refusal) if refusal else Admission(True, stamp=stamp)
 
@@ -154,14 +287,18 @@ def _identity(
                 {},
                 f"spec.{who}: {caller.username} is a trusted submitter and must name who the object is for",
             )
+        named = spec[who]
+        if isinstance(named, str) and named != normal_member(named):
+            return {who: normal_member(named)}, ""
         return {}, ""
     member, why = principal_of(caller, settings)
     if member is None:
         return {}, f"spec.{who}: {why}"
     groups = list(group_members(caller.groups))
-    if spec.get(who) not in (None, member):
+    written = spec.get(who)
+    if written is not None and (not isinstance(written, str) or normal_member(written) != member):
         return {}, (
-            f"spec.{who}: you are authenticated as {member} and cannot act as {spec[who]}; "
+            f"spec.{who}: you are authenticated as {member} and cannot act as {written}; "
             f"leave spec.{who} out and it is filled in for you"
         )
     if spec.get(groups_field) not in (None, groups):
@@ -196,7 +333,7 @@ def attestation(new: Mapping[str, Any], key: bytes) -> str:
 
 def attestation_valid(body: Mapping[str, Any], key: bytes) -> bool:
     seal = ((body.get("metadata") or {}).get("annotations") or {}).get(ATTESTATION, "")
-    return bool(seal) and hmac.compare_digest(seal, attestation(body, key))
+    return bool(seal) and bool(key) and hmac.compare_digest(str(seal), attestation(body, key))
 
 
 def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
@@ -218,16 +355,17 @@ def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
 def admit_approval(
     spec: Mapping[str, Any], request: Mapping[str, Any] | None, grant: Grant | None
 ) -> Admission:
-    """May this (already stamped) approval be given? The tally's own rules, refused early with a reason."""
-    from jitaccess.policy.approvals import Decision, why_not_counted
-
+    """May this (already stamped) approval be given? The tally's own rules, refused early with a
+    reason; and the request it is about, pinned: its uid and the digest of what is being approved.
+    An approver who names `requestUID` or `requestDigest` (what they reviewed) is refused if the
+    request is no longer that."""
     if (mistake := approval_spec_error(spec)) is not None:
         return Admission(False, mistake)
     name = spec.get("request")
     if request is None:
         return Admission(False, f"spec.request: there is no ActivationRequest {name} in this namespace")
     phase = (request.get("status") or {}).get("phase")
-    if phase != "AwaitingApproval":
+    if phase != Phase.AWAITING_APPROVAL:
         return Admission(
             False,
             f"spec.request: {name} is {phase or 'not yet validated'}, not AwaitingApproval; "
@@ -235,7 +373,16 @@ def admit_approval(
         )
     if grant is None or grant.approval is None:
         return Admission(False, f"spec.request: the grant of {name} does not ask for approval")
-    requester = str((request.get("spec") or {}).get("requester") or "")
+    parsed, _ = parse_request_spec(request)
+    metadata = request.get("metadata") or {}
+    uid = str(metadata.get("uid") or "")
+    created = _created(metadata)
+    terms, errors = (
+        check_request(parsed, str(parsed.requester or ""), grant, created) if parsed else (None, [])
+    )
+    if parsed is None or terms is None:
+        return Admission(False, f"spec.request: {name} is not eligible any more ({join_errors(errors)})")
+    requester = str(parsed.requester or "")
     decision = Decision(
         "",
         str(spec.get("approver") or ""),
@@ -245,5 +392,32 @@ def admit_approval(
         "",
         attested=True,
     )
-    reason = why_not_counted(decision, requester, grant.approval)
-    return Admission(False, f"spec.approver: {reason}") if reason else Admission(True)
+    if (reason := eligibility_problem(decision, requester, grant.approval)) is not None:
+        return Admission(False, f"spec.approver: {reason}")
+    raw_spec = request.get("spec")
+    subject = terms_digest(
+        uid,
+        spec_digest(raw_spec if isinstance(raw_spec, Mapping) else {}),
+        terms.resource,
+        terms.roles,
+        terms.duration_s,
+    )
+    if spec.get("requestUID") not in (None, uid):
+        return Admission(
+            False,
+            f"spec.requestUID: {name} is now another object (uid {uid}) than the one you reviewed "
+            f"({spec.get('requestUID')}): it was deleted and created again; review it again",
+        )
+    if spec.get("requestDigest") not in (None, subject):
+        return Admission(
+            False,
+            f"spec.requestDigest: {name} or its grant changed since you reviewed it; review it again",
+        )
+    return Admission(True, stamp={"requestUID": uid, "requestDigest": subject})
+
+
+def _created(metadata: Mapping[str, Any]) -> datetime:
+    try:
+        return parse_time(metadata.get("creationTimestamp"))
+    except ValueError:
+        return parse_time("1970-01-01T00:00:00Z")

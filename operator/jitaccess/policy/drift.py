@@ -1,14 +1,19 @@
 """What one resource's IAM policy says about our requests: leftovers to remove, grants gone missing.
 
 The sweeper reads each policy the operator has written to, and compares the bindings that carry
-our reference (`iam.bindings.reference_of`) with what the requests say:
+a reference of ours whose keyed MAC verifies (`api.bindings.Reference.verified`) with what the
+requests' sealed records say (`policy.records`), never with their status:
 
-- a binding of ours whose request no longer exists (or is another object of the same name), or
-  whose request has ended, or was never activated, is a **leftover**: it is removed (expired
-  conditional bindings still count against IAM's limits; a live one would be access nobody holds
-  a request for). Bindings that are not ours are never looked at again.
-- an Active request whose binding is no longer in IAM was **removed by someone else**: that is
-  reported on the request, never silently granted again (whoever removed it may have meant it).
+- a proven binding of ours whose request no longer exists (or is another object of the same
+  name), or has ended, or holds nothing according to its record, is a **leftover**: it is removed
+  (expired conditional bindings still count against IAM's limits; a live one would be access
+  nobody holds a request for).
+- a binding whose reference carries no MAC (written by jitaccess 0.1) or a MAC that does not
+  verify is **unproven**: never removed here. The first are removed when the request they name
+  ends; both expire by their own condition.
+- a request that holds access by its record, but whose binding is no longer in IAM, was
+  **removed by someone else**: that is reported on the request, never silently granted again
+  (whoever removed it may have meant it).
 
 Pure: the sweeper (controller/sweeper.py) fetches, locks and writes.
 """
@@ -20,60 +25,65 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jitaccess.api.times import parse_time
-from jitaccess.iam.bindings import Binding, reference_of
-from jitaccess.policy.lifecycle import HOLDING, Phase
+from jitaccess.api.bindings import Reference, parse_reference
+from jitaccess.policy.records import read_records
 
 RequestKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class KnownRequest:
-    """A request as the sweeper sees it: identity, phase, and the bindings its status lists."""
+    """A request as the sweeper sees it: identity, and what its sealed records say it holds."""
 
     namespace: str
     name: str
     uid: str
-    phase: Phase | None
-    bindings: tuple[Binding, ...] = ()
+    holds: tuple[tuple[str, str], ...] = ()  # (resource, role) its activation record names
+    ended: bool = False
     expires_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.holds) and not self.ended
+
+
+@dataclass(frozen=True)
+class Found:
+    """One binding of a policy that names one of our requests."""
+
+    resource: str
+    role: str
+    reference: Reference
+
+    @property
+    def key(self) -> RequestKey:
+        return (self.reference.namespace, self.reference.name)
 
 
 @dataclass(frozen=True)
 class Leftover:
-    binding: Binding
-    key: RequestKey  # the request its reference names
-    uid: str
+    found: Found
     why: str
+
+    @property
+    def key(self) -> RequestKey:
+        return self.found.key
 
 
 @dataclass
 class Audit:
     leftovers: list[Leftover] = field(default_factory=list)
-    missing: dict[RequestKey, list[Binding]] = field(default_factory=dict)
+    missing: dict[RequestKey, list[tuple[str, str]]] = field(default_factory=dict)  # (resource, role)
+    unproven: list[Found] = field(default_factory=list)
 
 
-def ours_in_policy(
-    resource: str, bindings: Iterable[Mapping[str, Any]]
-) -> list[tuple[Binding, RequestKey, str]]:
-    """Every (binding, request key, uid) in a policy that carries our reference, one per member."""
+def references_in_policy(resource: str, bindings: Iterable[Mapping[str, Any]]) -> list[Found]:
+    """Every binding in a policy that carries a reference of ours (proven or not)."""
     found = []
     for raw in bindings:
-        condition = raw.get("condition") or {}
-        reference = reference_of(condition)
-        if reference is None:
-            continue
-        namespace, name, uid = reference
-        for member in raw.get("members") or ():
-            binding = Binding(
-                resource=resource,
-                role=str(raw.get("role", "")),
-                member=str(member),
-                title=str(condition.get("title", "")),
-                description=str(condition.get("description", "")),
-                expression=str(condition.get("expression", "")),
-            )
-            found.append((binding, (namespace, name), uid))
+        reference = parse_reference(raw.get("condition") or {})
+        if reference is not None:
+            found.append(Found(resource, str(raw.get("role", "")), reference))
     return found
 
 
@@ -82,59 +92,55 @@ def audit(
     bindings: Iterable[Mapping[str, Any]],
     requests: Mapping[RequestKey, KnownRequest],
     now: datetime,
+    key: bytes,
 ) -> Audit:
     """Compare one policy's bindings with the requests (by namespace/name)."""
     result = Audit()
-    present: set[Binding] = set()
-    for binding, key, uid in ours_in_policy(resource, bindings):
-        present.add(binding)
-        why = leftover_reason(requests.get(key), uid)
+    present: set[tuple[str, str]] = set()  # (uid, role) of proven bindings
+    for found in references_in_policy(resource, bindings):
+        if not found.reference.verified(key):
+            result.unproven.append(found)
+            continue
+        present.add((found.reference.uid, found.role))
+        why = leftover_reason(requests.get(found.key), found.reference.uid)
         if why is not None:
-            result.leftovers.append(Leftover(binding, key, uid, why))
-    for key, request in requests.items():
-        if request.phase is not Phase.ACTIVE:
-            continue  # Activating may be writing right now; the others hold nothing
+            result.leftovers.append(Leftover(found, why))
+    for request_key, request in requests.items():
+        if not request.active:
+            continue
         if request.expires_at is not None and now >= request.expires_at:
             continue  # ending: its own reconcile removes what is left
-        gone = [b for b in request.bindings if b.resource == resource and b not in present]
+        gone = [
+            (r, role) for r, role in request.holds if r == resource and (request.uid, role) not in present
+        ]
         if gone:
-            result.missing[key] = gone
+            result.missing[request_key] = gone
     return result
 
 
 def leftover_reason(request: KnownRequest | None, uid: str) -> str | None:
-    """Why a binding whose reference names `request` (with `uid`) should go; None: it stays."""
+    """Why a proven binding whose reference names `request` (with `uid`) should go; None: it stays."""
     if request is None:
         return "its ActivationRequest no longer exists"
     if request.uid != uid:
         return "its ActivationRequest was deleted (an object of the same name is another request)"
-    if request.phase in HOLDING:
+    if request.ended:
+        return "its ActivationRequest has ended"
+    if request.holds:
         return None
-    if request.phase is None or request.phase in (Phase.PENDING, Phase.AWAITING_APPROVAL, Phase.SCHEDULED):
-        return f"its ActivationRequest is {request.phase or 'new'} and was never activated"
-    return f"its ActivationRequest is {request.phase}"
+    return "its ActivationRequest holds no access by the operator's record (it was never activated)"
 
 
-def known_request(body: Mapping[str, Any]) -> KnownRequest:
-    """A request body as the sweeper needs it."""
+def known_request(body: Mapping[str, Any], key: bytes) -> KnownRequest:
+    """A request body as the sweeper needs it: its sealed records, not its status."""
     metadata = body.get("metadata") or {}
-    status = body.get("status") or {}
-    try:
-        phase: Phase | None = Phase(status.get("phase")) if status.get("phase") else None
-    except ValueError:
-        phase = None
-    bindings = tuple(
-        Binding.from_status(raw) for raw in status.get("bindings") or () if isinstance(raw, Mapping)
-    )
-    try:
-        expires_at: datetime | None = parse_time(status["expiresAt"]) if status.get("expiresAt") else None
-    except ValueError:
-        expires_at = None
+    records = read_records(metadata, key)
+    held = records.held
     return KnownRequest(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
         uid=str(metadata.get("uid", "")),
-        phase=phase,
-        bindings=bindings,
-        expires_at=expires_at,
+        holds=tuple((held.resource, role) for role in held.roles) if held else (),
+        ended=records.ended is not None,
+        expires_at=held.end if held else None,
     )

@@ -1,4 +1,9 @@
-"""Is this request allowed by that grant? One answer for admission and for the reconciler."""
+"""Is this request allowed by that grant? One answer for admission, the reconciler and the grant watch.
+
+`check_request` judges a request that holds nothing yet (at admission, and again whenever its
+grant or its approvals change, and once more just before anything is written to IAM);
+`held_errors` judges what a request already holds against the grant as it is now.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +12,53 @@ from datetime import datetime, timedelta
 
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError
-from jitaccess.api.names import email_domain
+from jitaccess.api.names import email_domain, normal_member
 from jitaccess.api.objects import Grant, RequestSpec, compile_pattern
 
 # How far ahead a scheduled activation may be booked.
 LONGEST_SCHEDULE = timedelta(days=7)
+# How far in the past a startTime may lie when the request is filed (clock skew, typing time).
+START_SLACK = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
 class Terms:
-    """What an eligible request resolves to: the roles and the window, with defaults applied."""
+    """What an eligible request resolves to: the roles on the resource and the duration, with defaults."""
 
+    resource: str
     roles: tuple[str, ...]
     duration: timedelta
 
+    @property
+    def duration_s(self) -> int:
+        return int(self.duration.total_seconds())
+
 
 def principal_matches(principal: str, member: str, groups: tuple[str, ...]) -> bool:
-    """Does grant principal `principal` cover `member` (who belongs to `groups`)?"""
+    """Does grant principal `principal` cover `member` (who belongs to `groups`)? Case-insensitive
+    for e-mail addresses and domains, as IAM is."""
     kind, _, value = principal.partition(":")
     if kind == "group":
-        return principal.lower() in {group.lower() for group in groups}
+        return normal_member(principal) in {normal_member(group) for group in groups}
     if kind == "domain":
         return email_domain(member) == value.lower() and member.startswith(("user:", "serviceAccount:"))
-    return principal.lower() == member.lower()
+    return normal_member(principal) == normal_member(member)
 
 
 def is_covered(member: str, groups: tuple[str, ...], principals: tuple[str, ...]) -> bool:
     return any(principal_matches(principal, member, groups) for principal in principals)
 
 
-def coverage_errors(spec: RequestSpec, requester: str, grant: Grant) -> list[FieldError]:
+def resolve(spec: RequestSpec, grant: Grant) -> Terms:
+    return Terms(grant.resource, spec.roles or grant.roles, spec.duration or grant.default_duration)
+
+
+def coverage_errors(
+    requester: str, groups: tuple[str, ...], roles: tuple[str, ...], explicit: bool, grant: Grant
+) -> list[FieldError]:
     """Why the grant does not (or no longer) cover this requester and these roles."""
     errors: list[FieldError] = []
-    if not is_covered(requester, spec.requester_groups, grant.principals):
+    if not is_covered(requester, groups, grant.principals):
         errors.append(
             FieldError(
                 "spec.requester",
@@ -47,11 +66,11 @@ def coverage_errors(spec: RequestSpec, requester: str, grant: Grant) -> list[Fie
                 "(directly, by group or by domain)",
             )
         )
-    for index, role in enumerate(spec.roles or ()):
+    for index, role in enumerate(roles):
         if role not in grant.roles:
             errors.append(
                 FieldError(
-                    f"spec.roles[{index}]",
+                    f"spec.roles[{index}]" if explicit else "spec.roles",
                     f"{role} is not one of grant {grant.name}'s roles ({', '.join(grant.roles)})",
                 )
             )
@@ -59,27 +78,54 @@ def coverage_errors(spec: RequestSpec, requester: str, grant: Grant) -> list[Fie
 
 
 def check_request(
-    spec: RequestSpec, requester: str, grant: Grant, now: datetime
+    spec: RequestSpec, requester: str, grant: Grant, booked_at: datetime
 ) -> tuple[Terms | None, list[FieldError]]:
-    """Every reason `grant` does not allow this request, or the resolved terms when it does."""
-    errors = coverage_errors(spec, requester, grant)
-    duration = spec.duration or grant.default_duration
-    if duration > grant.max_duration:
-        errors.append(
-            FieldError(
-                "spec.duration",
-                f"{format_duration(duration)} exceeds the grant's maxDuration {format_duration(grant.max_duration)}",
-            )
-        )
-    errors.extend(justification_errors(spec.justification, grant))
+    """Every reason `grant` does not allow this request, or the resolved terms when it does.
+
+    `booked_at` is when the request was filed (its creation): a startTime is judged against it,
+    so the answer is the same at admission and at every later look.
+    """
+    terms = resolve(spec, grant)
+    errors = coverage_errors(requester, spec.requester_groups, spec.roles or (), True, grant)
+    errors += duration_errors(terms.duration, grant)
+    errors += justification_errors(spec.justification, grant)
     if spec.start_time is not None:
-        if spec.start_time < now - timedelta(minutes=1):
+        if spec.start_time < booked_at - START_SLACK:
             errors.append(FieldError("spec.startTime", "is in the past; leave it out to start now"))
-        elif spec.start_time > now + LONGEST_SCHEDULE:
+        elif spec.start_time > booked_at + LONGEST_SCHEDULE:
             errors.append(FieldError("spec.startTime", "is more than 7 days ahead"))
-    if errors:
-        return None, errors
-    return Terms(roles=spec.roles or grant.roles, duration=duration), []
+    return (None, errors) if errors else (terms, [])
+
+
+def held_errors(
+    resource: str,
+    roles: tuple[str, ...],
+    duration: timedelta,
+    spec: RequestSpec,
+    requester: str,
+    grant: Grant,
+) -> list[FieldError]:
+    """Why the grant as it is now no longer covers access already written: any role, the resource,
+    the principal, the duration or the justification."""
+    errors = coverage_errors(requester, spec.requester_groups, roles, spec.roles is not None, grant)
+    if resource != grant.resource:
+        errors.append(
+            FieldError("spec.grant", f"grant {grant.name} is now for {grant.resource}, not {resource}")
+        )
+    errors += duration_errors(duration, grant)
+    errors += justification_errors(spec.justification, grant)
+    return errors
+
+
+def duration_errors(duration: timedelta, grant: Grant) -> list[FieldError]:
+    if duration <= grant.max_duration:
+        return []
+    return [
+        FieldError(
+            "spec.duration",
+            f"{format_duration(duration)} exceeds the grant's maxDuration {format_duration(grant.max_duration)}",
+        )
+    ]
 
 
 def justification_errors(justification: str, grant: Grant) -> list[FieldError]:

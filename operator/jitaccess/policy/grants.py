@@ -16,7 +16,8 @@ def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -
     grant, errors = parse_grant(body)
     generation = int((body.get("metadata") or {}).get("generation") or 1)
     if grant is None:
-        ready = {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": join_errors(errors)}
+        reason = errors[0].reason if errors else "InvalidSpec"
+        ready = {"type": "Ready", "status": "False", "reason": reason, "message": join_errors(errors)}
         approval = "-"
     else:
         ready = {

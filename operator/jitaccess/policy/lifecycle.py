@@ -1,11 +1,23 @@
-"""The ActivationRequest state machine: from what is known now, what happens next.
+"""The ActivationRequest state machine: from what can be trusted now, what happens next.
 
-`decide(state, grant, now)` makes at most one transition and says which effects carry it out
-(a status to persist, an Event, an IAM change, a finalizer to add or release). The controller
-persists the result and calls again until nothing changes, so every step is durable before the
-next begins: a crash between any two lines resumes from the last persisted phase. An IAM
-change is described together with the step that follows its success or permanent failure; a
-transient failure leaves the phase as it is and is retried.
+`decide(state, grant, now, ...)` makes at most one transition and says which effects carry it
+out (IAM changes, a status to show, an Event, a sealed record, a finalizer). It is judged afresh
+every time from the sealed spec, the grant *as it is now*, the approvals counted *now*, the
+operator's sealed records and the clock; `status` is only what the operator shows and is never
+read as evidence (a status that says Active, Approved or lists other bindings changes nothing).
+
+- A request that holds nothing is judged in full (`eligibility.check_request`, the approval rule
+  with `approvals.tally`) whenever anything it depends on changes, and once more in the step that
+  writes IAM; the bindings written are rendered from that judgement. That step shows Activating
+  (with the bindings it is about to write) before it writes: the intent, persisted first.
+- Only after IAM accepted the bindings is `jitaccess.dev/activation` sealed onto the request: the
+  one record that it holds access, and of what (so that it can be removed). An IAM write always
+  *replaces* whatever bindings carry this request's reference on that resource, so a retry after
+  a crash never leaves two.
+- A request that holds access is judged again against the grant as it is now on every change;
+  anything the grant no longer covers ends it (`EligibilityChanged`), removing the bindings first.
+- An end is sealed into `jitaccess.dev/ended` after its status is shown; from then on nothing
+  starts again, whatever status says.
 """
 
 from __future__ import annotations
@@ -13,61 +25,47 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Literal
 
+from jitaccess.api.bindings import Activation, Binding, Reference, render
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
-from jitaccess.api.objects import Approval, Grant, RequestSpec, parse_request_spec
+from jitaccess.api.names import normal_member
+from jitaccess.api.objects import Grant, RequestSpec, parse_request_spec
+from jitaccess.api.phases import HOLDING, JUDGED, TERMINAL, Phase, phase_of
 from jitaccess.api.times import format_time, parse_time, truncate_to_second
 from jitaccess.policy.admission import attestation_valid
-from jitaccess.policy.approvals import Decision, Tally, tally, why_not_counted
-from jitaccess.policy.eligibility import check_request, coverage_errors
-from jitaccess.policy.identity import requester_of
+from jitaccess.policy.approvals import Decision, Subject, Tally, spec_digest, tally, terms_digest
+from jitaccess.policy.conditions import READY, REVOCATION_FAILING, set_condition
+from jitaccess.policy.eligibility import check_request, held_errors
+from jitaccess.policy.records import ACTIVATION, ENDED, FINALIZER, Actor, Ended, Held, Records, read_records
 
-FINALIZER = "jitaccess.dev/revoke-on-delete"
+__all__ = ["FINALIZER", "HOLDING", "TERMINAL", "Phase"]
 
-
-class Phase(StrEnum):
-    PENDING = "Pending"
-    REJECTED = "Rejected"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    DENIED = "Denied"
-    SCHEDULED = "Scheduled"
-    ACTIVATING = "Activating"
-    ACTIVE = "Active"
-    ACTIVATION_FAILED = "ActivationFailed"
-    EXPIRED = "Expired"
-    REVOKED = "Revoked"
-    WITHDRAWN = "Withdrawn"
-
-
-TERMINAL = frozenset(
-    {Phase.REJECTED, Phase.DENIED, Phase.ACTIVATION_FAILED, Phase.EXPIRED, Phase.REVOKED, Phase.WITHDRAWN}
-)
-# Phases in which bindings may exist in IAM (written, or possibly written before a crash).
-HOLDING = frozenset({Phase.ACTIVATING, Phase.ACTIVE})
+# Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
+# complete (a restart, a watch that lags) must not end access, so these are confirmed on fresh reads.
+ENDS_BY_ELIGIBILITY = frozenset({"EligibilityChanged", "EligibilityRemoved"})
 
 
 @dataclass(frozen=True)
-class Activation:
-    """What one activation writes: these roles for this member on this resource, in this window."""
+class Shown:
+    """What the request's status shows now: used to avoid writing it twice and to word messages,
+    never to decide what is granted."""
 
-    resource: str
-    roles: tuple[str, ...]
-    member: str
-    start: datetime
-    end: datetime
-    justification: str
-    approvers: tuple[str, ...]
-    namespace: str
-    name: str
-    uid: str
+    phase: Phase | None = None
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    approvals: tuple[Mapping[str, Any], ...] = ()
+    expires_at: str | None = None
+    # Resources its status.bindings name: where to look for leftovers when it ends (removal only).
+    resources: tuple[str, ...] = ()
+
+    def condition(self, kind: str) -> Mapping[str, Any]:
+        return next((c for c in self.conditions if c.get("type") == kind), {})
 
 
 @dataclass(frozen=True)
 class RequestState:
-    """An ActivationRequest as the lifecycle sees it: parsed spec, persisted status, metadata."""
+    """An ActivationRequest as the lifecycle sees it."""
 
     namespace: str
     name: str
@@ -78,15 +76,16 @@ class RequestState:
     has_finalizer: bool
     spec: RequestSpec | None
     spec_errors: tuple[FieldError, ...]
-    phase: Phase | None
-    bindings: tuple[Mapping[str, Any], ...]
-    activated_at: datetime | None
-    expires_at: datetime | None
-    ended_at: datetime | None
-    # Whether the admission webhooks sealed this request; None when admission is not configured.
-    attested: bool | None = None
-    conditions: tuple[Mapping[str, Any], ...] = ()
-    approvals: tuple[Mapping[str, Any], ...] = ()  # the decisions recorded in status
+    spec_digest: str
+    attested: bool  # the admission seal verifies for this spec
+    records: Records
+    reference: Reference  # this request's sealed binding reference
+    shown: Shown = field(default_factory=Shown)
+
+    @property
+    def owners(self) -> tuple[Reference, ...]:
+        """The references whose bindings are this request's: ours, and the pre-MAC form of it."""
+        return (self.reference, self.reference.legacy())
 
 
 @dataclass(frozen=True)
@@ -98,55 +97,89 @@ class Event:
 
 @dataclass(frozen=True)
 class IamChange:
-    """Bindings to add to or remove from IAM, all together or not at all."""
+    """On `resource`, make the bindings carrying one of `owners`' references exactly `hold`
+    (nothing, to remove them): one read-modify-write, all of it or none."""
 
-    kind: Literal["add", "remove"]
-    bindings: tuple[Mapping[str, Any], ...]
+    resource: str
+    owners: tuple[Reference, ...]
+    hold: tuple[Binding, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApprovalReport:
+    """What an ActivationApproval's status should say: whether it counts, and why (not)."""
+
+    name: str
+    counted: bool
+    message: str
 
 
 @dataclass(frozen=True)
 class Step:
     status: dict[str, Any] | None = None  # fields of .status to set; None: no change
     event: Event | None = None
-    activation: Activation | None = None  # rendered into status.bindings before persisting
-    iam: IamChange | None = None
+    iam: tuple[IamChange, ...] = ()
     on_success: Step | None = None
     on_failure: Step | None = None  # after a permanent IAM error; its message is appended
+    on_retry: Step | None = None  # shown (once) while a failed IAM change is retried
+    record_held: Held | None = None  # sealed into jitaccess.dev/activation
+    record_ended: Ended | None = None  # sealed into jitaccess.dev/ended
     requeue_at: datetime | None = None
     add_finalizer: bool = False
     remove_finalizer: bool = False
     delete: bool = False
-    notes: tuple[str, ...] = field(default=())
+    reports: tuple[ApprovalReport, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ending(self) -> Ended | None:
+        """How the request ends if this step is carried out (after its IAM change, if any)."""
+        if self.record_ended is not None:
+            return self.record_ended
+        return self.on_success.ending if self.on_success is not None else None
 
     @property
     def changes_anything(self) -> bool:
-        return bool(self.status or self.iam or self.add_finalizer or self.remove_finalizer or self.delete)
+        return bool(
+            self.status
+            or self.iam
+            or self.record_held
+            or self.record_ended
+            or self.add_finalizer
+            or self.remove_finalizer
+            or self.delete
+        )
 
 
-def read_state(body: Mapping[str, Any], attestation_key: bytes = b"") -> RequestState:
+def read_state(body: Mapping[str, Any], key: bytes) -> RequestState:
     """Parse a Kubernetes body into the lifecycle's view of it (never raises on user input)."""
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
     spec, errors = parse_request_spec(body)
-    phase = status.get("phase")
+    namespace, name, uid = (str(metadata.get(k, "")) for k in ("namespace", "name", "uid"))
+    bindings = [b for b in status.get("bindings") or () if isinstance(b, Mapping)]
+    raw_spec = body.get("spec")
     return RequestState(
-        namespace=metadata.get("namespace", ""),
-        name=metadata.get("name", ""),
-        uid=metadata.get("uid", ""),
+        namespace=namespace,
+        name=name,
+        uid=uid,
         generation=int(metadata.get("generation") or 1),
         created=_time_or(metadata.get("creationTimestamp"), datetime.fromtimestamp(0).astimezone()),
         deleting=bool(metadata.get("deletionTimestamp")),
         has_finalizer=FINALIZER in (metadata.get("finalizers") or []),
         spec=spec,
         spec_errors=tuple(errors),
-        phase=Phase(phase) if phase in Phase.__members__.values() else None,
-        bindings=tuple(status.get("bindings") or ()),
-        activated_at=_time_or(status.get("activatedAt"), None),
-        expires_at=_time_or(status.get("expiresAt"), None),
-        ended_at=_time_or(status.get("endedAt"), None),
-        attested=attestation_valid(body, attestation_key) if attestation_key else None,
-        conditions=tuple(status.get("conditions") or ()),
-        approvals=tuple(status.get("approvals") or ()),
+        spec_digest=spec_digest(raw_spec if isinstance(raw_spec, Mapping) else {}),
+        attested=bool(key) and attestation_valid(body, key),
+        records=read_records(metadata, key),
+        reference=Reference.sealed(namespace, name, uid, key),
+        shown=Shown(
+            phase=phase_of(status.get("phase")),
+            conditions=tuple(c for c in status.get("conditions") or () if isinstance(c, Mapping)),
+            approvals=tuple(a for a in status.get("approvals") or () if isinstance(a, Mapping)),
+            expires_at=status.get("expiresAt") if isinstance(status.get("expiresAt"), str) else None,
+            resources=tuple(sorted({str(b.get("resource")) for b in bindings if b.get("resource")})),
+        ),
     )
 
 
@@ -156,268 +189,527 @@ def decide(
     now: datetime,
     retention: timedelta,
     decisions: tuple[Decision, ...] = (),
+    grant_error: str = "",
 ) -> Step:
-    """The next transition of `state`, given its grant (None: not found), approvals and the time."""
-    phase = state.phase
+    """The next transition of `state`, given its grant as it is now (None: missing or invalid,
+    `grant_error` says which), the approvals filed for it and the time."""
+    records = state.records
+    if records.ended is not None:
+        return _after_end(state, records.ended, now, retention)
     if state.deleting:
-        return _on_delete(state, now)
-    if phase in TERMINAL:
-        if state.has_finalizer:
-            return Step(remove_finalizer=True)
-        ended = state.ended_at or state.created
-        if now >= ended + retention:
-            return Step(delete=True, notes=(f"history retention {format_duration(retention)} passed",))
-        return Step(requeue_at=ended + retention)
+        return _on_delete(state, grant, now)
     if not state.has_finalizer:
         return Step(add_finalizer=True)
-    # A new request is judged at once: Pending is where it stands until then, not a step worth
-    # a status write and an Event of its own.
+    if ACTIVATION in records.tampered or ENDED in records.tampered:
+        which = " and ".join(name for name in (ACTIVATION, ENDED) if name in records.tampered)
+        return _finish(
+            state,
+            grant,
+            now,
+            Phase.REVOKED,
+            "RecordTampered",
+            f"the operator's record {which} on this request does not carry a valid seal: someone other than "
+            "the operator changed it; any access it held was removed. File a new request.",
+        )
     spec = state.spec
     if spec is None:
-        return _end(state, now, Phase.REJECTED, "InvalidSpec", join_errors(list(state.spec_errors)))
-    if phase in HOLDING:
-        return _decide_holding(state, spec, grant, now)
-    # Nothing is in IAM yet: Pending, AwaitingApproval or Scheduled.
-    if state.attested is False:
-        return _end(
+        return _finish(state, grant, now, Phase.REJECTED, "InvalidSpec", join_errors(list(state.spec_errors)))
+    if not state.attested:
+        return _finish(
             state,
+            grant,
             now,
             Phase.REJECTED,
             "AdmissionBypassed",
-            "this request did not pass the jitaccess admission webhooks (no valid jitaccess.dev/admitted "
-            "seal), so who asked for it is unknown; create it again with the webhooks installed",
+            "this request does not carry a valid jitaccess admission seal (jitaccess.dev/admitted) for its "
+            "spec: it was stored without the admission webhooks, or changed after them, so who asked for it "
+            "is unknown; create it again with the webhooks installed",
         )
+    if records.held is not None:
+        return _decide_holding(state, spec, records.held, grant, now, decisions, grant_error)
+    return _decide_waiting(state, spec, grant, now, decisions, grant_error)
+
+
+# -- holding access -------------------------------------------------------------------------
+
+
+def _decide_holding(
+    state: RequestState,
+    spec: RequestSpec,
+    held: Held,
+    grant: Grant | None,
+    now: datetime,
+    decisions: tuple[Decision, ...],
+    grant_error: str,
+) -> Step:
     if spec.revoke:
-        return _end(state, now, Phase.WITHDRAWN, "Withdrawn", "withdrawn by the requester before activation")
-    requester, identity_errors = requester_of(spec)
-    if requester is None:
-        return _end(state, now, Phase.REJECTED, "NoRequester", join_errors(identity_errors))
+        reason, message, actor = _revoked(state)
+        return _finish(state, grant, now, Phase.REVOKED, reason, message, ended_by=actor)
     if grant is None:
-        return _end(
+        why = grant_error or f"EligibleGrant {spec.grant} was deleted"
+        return _finish(state, grant, now, Phase.REVOKED, "EligibilityRemoved", f"access revoked: {why}")
+    requester = normal_member(spec.requester or "")
+    lost = held_errors(held.resource, held.roles, held.end - held.start, spec, requester, grant)
+    counted: Tally | None = None
+    if grant.approval is not None:
+        subject = _subject(state, grant, held.resource, held.roles, held.duration_s)
+        counted = tally(decisions, requester, grant.approval, subject)
+        if not counted.met:
+            lost.append(
+                FieldError("approval", f"the grant's approval rule is no longer met ({counted.summary()})")
+            )
+    reports = _reports(decisions, counted)
+    if lost:
+        ended = _finish(
             state,
+            grant,
+            now,
+            Phase.REVOKED,
+            "EligibilityChanged",
+            f"access revoked: grant {grant.name} no longer covers it: {join_errors(lost)}",
+        )
+        return replace(ended, reports=reports)
+    if now >= held.end:
+        ended = _finish(
+            state, grant, now, Phase.EXPIRED, "Expired", f"access ended at {format_time(held.end)}"
+        )
+        return replace(ended, reports=reports)
+    if state.shown.phase is Phase.ACTIVE and state.shown.expires_at == format_time(held.end):
+        return Step(requeue_at=held.end, reports=reports)
+    # The record says it holds access but the status does not show it (a crash between the two
+    # writes, or someone else's status write): show it again.
+    shown = _active(state, held, now, grant, announce=state.shown.phase is not Phase.ACTIVE)
+    return replace(shown, reports=reports)
+
+
+def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, announce: bool) -> Step:
+    """The Active status (and, when the request just got there, its Event) for what is held."""
+    activation = _activation(state, held, grant)
+    step = _transition(
+        state,
+        now,
+        Phase.ACTIVE,
+        "Activated",
+        f"{', '.join(held.roles)} on {held.resource} until {format_time(held.end)}",
+        extra={
+            "activatedAt": format_time(held.activated_at or held.start),
+            "expiresAt": format_time(held.end),
+            "bindings": [binding.to_status() for binding in render(activation)],
+        },
+        ready=True,
+        requeue_at=held.end,
+    )
+    return step if announce else replace(step, event=None)
+
+
+def _revoked(state: RequestState) -> tuple[str, str, Actor | None]:
+    actor = state.records.revoked_by
+    if actor is None:
+        return "Revoked", "revoked early (spec.revoke); admission recorded no actor", None
+    if actor.as_requester:
+        return "RevokedByRequester", f"revoked early by the requester ({actor.user})", actor
+    return "RevokedByAdmin", f"revoked early by {actor.user}, who is not the requester", actor
+
+
+# -- not holding anything yet ---------------------------------------------------------------
+
+
+def _decide_waiting(
+    state: RequestState,
+    spec: RequestSpec,
+    grant: Grant | None,
+    now: datetime,
+    decisions: tuple[Decision, ...],
+    grant_error: str,
+) -> Step:
+    judged = state.shown.phase in JUDGED  # only picks the words of a refusal
+    if spec.revoke:
+        actor = state.records.revoked_by
+        by = f" by {actor.user}" if actor else ""
+        return _finish(
+            state,
+            grant,
+            now,
+            Phase.WITHDRAWN,
+            "Withdrawn",
+            f"withdrawn{by} before activation",
+            ended_by=actor,
+        )
+    if not spec.requester:
+        return _finish(
+            state,
+            grant,
             now,
             Phase.REJECTED,
-            "GrantNotFound",
-            f"spec.grant: EligibleGrant {spec.grant} does not exist",
+            "NoRequester",
+            "spec.requester: is missing; it names who gets access (e.g. user:you@example.com)",
         )
-    if phase is None or phase is Phase.PENDING:
-        return _validate(state, spec, requester, grant, now)
-    still = coverage_errors(spec, requester, grant)
-    if still:
-        return _end(state, now, Phase.REJECTED, "NoLongerEligible", join_errors(still))
-    if phase is Phase.AWAITING_APPROVAL and grant.approval is not None:
-        return _await_approval(state, spec, requester, grant, grant.approval, decisions, now)
-    return _wait_for_start(state, spec, requester, grant, now)
-
-
-def _validate(state: RequestState, spec: RequestSpec, requester: str, grant: Grant, now: datetime) -> Step:
-    terms, errors = check_request(spec, requester, grant, now)
+    requester = normal_member(spec.requester)
+    if grant is None:
+        why = grant_error or f"spec.grant: EligibleGrant {spec.grant} does not exist"
+        return _finish(
+            state, grant, now, Phase.REJECTED, "EligibilityRemoved" if judged else "GrantNotFound", why
+        )
+    terms, errors = check_request(spec, requester, grant, state.created)
     if terms is None:
-        reason = (
-            "NotEligible"
-            if any(
-                error.path in ("spec.requester",) or error.path.startswith("spec.roles") for error in errors
-            )
-            else "InvalidRequest"
-        )
-        return _end(state, now, Phase.REJECTED, reason, join_errors(errors))
+        reason = "EligibilityChanged" if judged else _refusal_reason(errors)
+        prefix = f"grant {grant.name} no longer allows it: " if judged else ""
+        return _finish(state, grant, now, Phase.REJECTED, reason, prefix + join_errors(errors))
+    approvers: tuple[str, ...] = ()
+    approved: dict[str, Any] | None = None
+    record: list[dict[str, Any]] = []
+    reports: tuple[ApprovalReport, ...] = ()
     if grant.approval is not None:
-        needed = grant.approval.min_approvals
-        entering = _transition(
-            state,
-            now,
-            Phase.AWAITING_APPROVAL,
-            "ApprovalRequired",
-            f"waiting for {needed} approval(s) from {', '.join(grant.approval.approvers)}",
-            requeue_at=state.created + grant.approval.timeout,
-        )
-        return _with_approvals(entering, _approved(tally((), requester, grant.approval), state, now), [])
-    return _wait_for_start(state, spec, requester, grant, now, validated_from=Phase.PENDING)
+        subject = _subject(state, grant, terms.resource, terms.roles, terms.duration_s)
+        counted = tally(decisions, requester, grant.approval, subject)
+        reports = _reports(decisions, counted)
+        approved = _approved(counted, state, now)
+        record = _record(decisions, counted)
+        waiting = _await(state, grant, counted, subject.deadline, now, approved, record)
+        if waiting is not None:
+            return replace(waiting, reports=reports)
+        approvers = counted.approved_by
+    step = _start(state, spec, grant, terms.roles, terms.duration, approvers, now)
+    if approved is not None:
+        step = _with_approvals(step, approved, record)
+    return replace(step, reports=reports)
 
 
-def _await_approval(
+def _await(
     state: RequestState,
-    spec: RequestSpec,
-    requester: str,
     grant: Grant,
-    approval: Approval,
-    decisions: tuple[Decision, ...],
+    counted: Tally,
+    deadline: datetime | None,
     now: datetime,
-) -> Step:
-    counted = tally(decisions, requester, approval)
-    record = [
-        {"approver": d.approver, "decision": d.decision, "comment": d.comment, "time": d.time}
-        for d in sorted(decisions, key=lambda d: (d.time, d.name))
-        if why_not_counted(d, requester, approval) is None
-    ]
-    condition = _approved(counted, state, now)
+    approved: dict[str, Any],
+    record: list[dict[str, Any]],
+) -> Step | None:
+    """Denied, timed out, or still waiting for approval; None when the approval rule is met."""
+    assert grant.approval is not None and deadline is not None
     if counted.denied_by:
-        step = _end(state, now, Phase.DENIED, "Denied", f"denied by {counted.denied_by}")
-    elif counted.met:
-        step = _wait_for_start(state, spec, requester, grant, now, approvers=counted.approved_by)
-    elif now >= state.created + approval.timeout:
-        step = _end(
-            state,
-            now,
-            Phase.EXPIRED,
-            "ApprovalTimeout",
-            f"no approval came within {format_duration(approval.timeout)} ({counted.summary()})",
+        return _with_approvals(
+            _finish(state, grant, now, Phase.DENIED, "Denied", f"denied by {counted.denied_by}"),
+            approved,
+            record,
         )
-    elif record != [dict(a) for a in state.approvals]:
-        step = _transition(
-            state,
-            now,
-            Phase.AWAITING_APPROVAL,
-            "ApprovalRecorded",
-            counted.summary(),
-            requeue_at=state.created + approval.timeout,
+    if counted.met:
+        return None
+    if state.shown.phase in (Phase.SCHEDULED, Phase.ACTIVATING):
+        # It had been approved (or needed no approval) when it was scheduled: the grant changed since.
+        return _with_approvals(
+            _finish(
+                state,
+                grant,
+                now,
+                Phase.REJECTED,
+                "EligibilityChanged",
+                f"grant {grant.name} no longer allows it: its approval rule is not met ({counted.summary()})",
+            ),
+            approved,
+            record,
         )
-    else:
-        return Step(requeue_at=state.created + approval.timeout)
-    return _with_approvals(step, condition, record)
+    if now >= deadline:
+        return _with_approvals(
+            _finish(
+                state,
+                grant,
+                now,
+                Phase.EXPIRED,
+                "ApprovalTimeout",
+                f"no approval came within {format_duration(grant.approval.timeout)} ({counted.summary()})",
+            ),
+            approved,
+            record,
+        )
+    first = state.shown.phase is not Phase.AWAITING_APPROVAL
+    if not first and record == [dict(a) for a in state.shown.approvals] and _same(state, approved):
+        return Step(requeue_at=deadline)
+    step = _transition(
+        state,
+        now,
+        Phase.AWAITING_APPROVAL,
+        "ApprovalRequired" if first else "ApprovalRecorded",
+        f"waiting for {grant.approval.min_approvals} approval(s) from {', '.join(grant.approval.approvers)}"
+        if first
+        else counted.summary(),
+        requeue_at=deadline,
+    )
+    return _with_approvals(step, approved, record)
 
 
-def _approved(counted: Tally, state: RequestState, now: datetime) -> dict[str, Any]:
-    """The Approved condition: how many of how many, or who denied."""
-    return {
-        "type": "Approved",
-        "status": "True" if counted.met else "False",
-        "reason": "Denied" if counted.denied_by else "Approved" if counted.met else "Waiting",
-        "message": counted.summary(),
-        "lastTransitionTime": format_time(now),
-        "observedGeneration": state.generation,
-    }
-
-
-def _with_approvals(step: Step, condition: dict[str, Any], record: list[dict[str, Any]]) -> Step:
-    if step.status is None:
-        return step
-    conditions = [c for c in step.status.get("conditions", []) if c.get("type") != "Approved"] + [condition]
-    return replace(step, status={**step.status, "conditions": conditions, "approvals": record})
-
-
-def _wait_for_start(
+def _start(
     state: RequestState,
     spec: RequestSpec,
-    requester: str,
     grant: Grant,
+    roles: tuple[str, ...],
+    duration: timedelta,
+    approvers: tuple[str, ...],
     now: datetime,
-    validated_from: Phase | None = None,
-    approvers: tuple[str, ...] | None = None,
 ) -> Step:
-    duration = spec.duration or grant.default_duration
+    """Scheduled until its start; then write IAM, and only once that succeeded, seal the record."""
     start = truncate_to_second(spec.start_time or now)
     if start > now:
-        if state.phase is Phase.SCHEDULED:
+        if state.shown.phase is Phase.SCHEDULED:
             return Step(requeue_at=start)
         return _transition(
             state,
             now,
             Phase.SCHEDULED,
             "Scheduled",
-            f"{', '.join(spec.roles or grant.roles)} on {grant.resource} from {format_time(start)}",
+            f"{', '.join(roles)} on {grant.resource} from {format_time(start)}",
             requeue_at=start,
         )
     # A scheduled request that starts late still ends when it was booked to end.
-    end = truncate_to_second(start + duration) if spec.start_time else truncate_to_second(now) + duration
-    activation = Activation(
-        resource=grant.resource,
-        roles=spec.roles or grant.roles,
-        member=requester,
-        start=truncate_to_second(now) if not spec.start_time else start,
-        end=end,
-        justification=spec.justification,
-        approvers=approvers
-        if approvers is not None
-        else tuple(str(a.get("approver")) for a in state.approvals if a.get("decision") == "Approve"),
-        namespace=state.namespace,
-        name=state.name,
-        uid=state.uid,
-    )
+    end = truncate_to_second(start + duration)
     if end <= now:
-        return _end(
-            state, now, Phase.EXPIRED, "WindowPassed", f"the booked window ended at {format_time(end)}"
+        return _finish(
+            state, grant, now, Phase.EXPIRED, "WindowPassed", f"the booked window ended at {format_time(end)}"
         )
-    step = _transition(
+    held = Held(
+        resource=grant.resource,
+        roles=roles,
+        member=normal_member(spec.requester or ""),
+        start=start,
+        end=end,
+        approvers=approvers,
+        activated_at=truncate_to_second(now),
+    )
+    bindings = tuple(render(_activation(state, held, grant)))
+    changes = [IamChange(grant.resource, state.owners, bindings)]
+    # A status that names another resource may hint at an earlier attempt there (removal only).
+    changes += [
+        IamChange(resource, state.owners) for resource in state.shown.resources if resource != grant.resource
+    ]
+    active = _active(state, held, now, grant, announce=True)
+    failed = _finish(
+        state,
+        grant,
+        now,
+        Phase.ACTIVATION_FAILED,
+        "IamRefused",
+        "IAM refused the change, nothing was granted",
+    )
+    # Shown before the write, so that a crash between the write and its record leaves a status
+    # that says where bindings may be: an end then removes them (removal only, never a grant).
+    activating = _transition(
         state,
         now,
         Phase.ACTIVATING,
         "Activating",
-        f"writing {len(activation.roles)} binding(s) on {activation.resource}",
-        extra={"expiresAt": format_time(end)},
+        f"writing {len(bindings)} binding(s) on {grant.resource}",
+        extra={"expiresAt": format_time(end), "bindings": [binding.to_status() for binding in bindings]},
     )
-    return Step(status=step.status, event=step.event, activation=activation, requeue_at=now)
+    return replace(
+        activating,
+        iam=tuple(changes),
+        on_success=replace(active, record_held=held),
+        on_failure=failed,
+        on_retry=replace(activating, event=None),
+    )
 
 
-def _decide_holding(state: RequestState, spec: RequestSpec, grant: Grant | None, now: datetime) -> Step:
-    requester, _ = requester_of(spec)
-    if spec.revoke:
-        return _release(state, now, Phase.REVOKED, "RevokedByRequester", "revoked early by the requester")
-    if grant is None:
-        return _release(
-            state, now, Phase.REVOKED, "EligibilityRemoved", f"EligibleGrant {spec.grant} was deleted"
+def _activation(state: RequestState, held: Held, grant: Grant | None) -> Activation:
+    spec = state.spec
+    return Activation(
+        resource=held.resource,
+        roles=held.roles,
+        member=held.member,
+        start=held.start,
+        end=held.end,
+        justification=spec.justification if spec else "",
+        approvers=held.approvers,
+        reference=state.reference,
+    )
+
+
+def _subject(
+    state: RequestState, grant: Grant, resource: str, roles: tuple[str, ...], duration_s: int
+) -> Subject:
+    assert grant.approval is not None
+    return Subject(
+        uid=state.uid,
+        digest=terms_digest(state.uid, state.spec_digest, resource, roles, duration_s),
+        deadline=state.created + grant.approval.timeout,
+    )
+
+
+def _refusal_reason(errors: list[FieldError]) -> str:
+    who_or_what = any(e.path == "spec.requester" or e.path.startswith("spec.roles") for e in errors)
+    return "NotEligible" if who_or_what else "InvalidRequest"
+
+
+# -- approvals as shown ---------------------------------------------------------------------
+
+
+def _approved(counted: Tally, state: RequestState, now: datetime) -> dict[str, Any]:
+    """The Approved condition: how many of how many, or who denied."""
+    return set_condition(
+        state.shown.conditions,
+        {
+            "type": "Approved",
+            "status": "True" if counted.met else "False",
+            "reason": "Denied" if counted.denied_by else "Approved" if counted.met else "Waiting",
+            "message": counted.summary(),
+            "observedGeneration": state.generation,
+        },
+        now,
+    )
+
+
+def _same(state: RequestState, condition: Mapping[str, Any]) -> bool:
+    shown = state.shown.condition(str(condition["type"]))
+    return all(shown.get(k) == condition.get(k) for k in ("status", "reason", "message"))
+
+
+def _record(decisions: tuple[Decision, ...], counted: Tally) -> list[dict[str, Any]]:
+    """status.approvals: the decisions that count, in the order they came."""
+    names = set(counted.counted)
+    return [
+        {"approver": d.approver, "decision": d.decision, "comment": d.comment, "time": d.time}
+        for d in sorted(decisions, key=lambda d: (d.time, d.name))
+        if d.name in names
+    ]
+
+
+def _reports(decisions: tuple[Decision, ...], counted: Tally | None) -> tuple[ApprovalReport, ...]:
+    if counted is None:
+        return tuple(
+            ApprovalReport(d.name, False, "the request's grant does not ask for approval") for d in decisions
         )
-    lost = coverage_errors(spec, requester or "", grant) if requester else []
-    if lost or (state.bindings and any(b.get("resource") != grant.resource for b in state.bindings)):
-        detail = join_errors(lost) if lost else f"the grant's resource changed to {grant.resource}"
-        return _release(state, now, Phase.REVOKED, "EligibilityRemoved", f"no longer covered: {detail}")
-    expires = state.expires_at
-    if expires is not None and now >= expires:
-        return _release(state, now, Phase.EXPIRED, "Expired", f"access ended at {format_time(expires)}")
-    if state.phase is Phase.ACTIVATING:
-        roles = ", ".join(str(b.get("role")) for b in state.bindings)
-        resource = state.bindings[0].get("resource") if state.bindings else grant.resource
-        active = _transition(
+    why = dict(counted.ignored)
+    return tuple(
+        ApprovalReport(d.name, False, why[d.name])
+        if d.name in why
+        else ApprovalReport(d.name, True, f"counts: {counted.summary()}")
+        for d in sorted(decisions, key=lambda d: d.name)
+    )
+
+
+def _with_approvals(step: Step, condition: dict[str, Any], record: list[dict[str, Any]]) -> Step:
+    """The step (and the steps that follow its IAM change) showing the approvals as counted now."""
+    follow = {
+        name: _with_approvals(getattr(step, name), condition, record)
+        for name in ("on_success", "on_failure", "on_retry")
+        if getattr(step, name) is not None
+    }
+    step = replace(step, **follow)
+    if step.status is None or "phase" not in step.status:
+        return step
+    conditions = [c for c in step.status.get("conditions", []) if c.get("type") != "Approved"] + [condition]
+    return replace(step, status={**step.status, "conditions": conditions, "approvals": record})
+
+
+# -- ending ----------------------------------------------------------------------------------
+
+
+def _finish(
+    state: RequestState,
+    grant: Grant | None,
+    now: datetime,
+    phase: Phase,
+    reason: str,
+    message: str,
+    ended_by: Actor | None = None,
+) -> Step:
+    """End the request: remove whatever it may hold first, then show the end, then seal it."""
+    ended = _transition(
+        state,
+        now,
+        phase,
+        reason,
+        message,
+        extra={"endedAt": format_time(now), **({"endedBy": ended_by.user} if ended_by else {})},
+        event_type="Warning"
+        if phase in (Phase.REJECTED, Phase.ACTIVATION_FAILED, Phase.DENIED)
+        else "Normal",
+    )
+    ended = replace(ended, record_ended=Ended(phase, reason, truncate_to_second(now)), remove_finalizer=True)
+    resources = _may_hold(state, grant)
+    if not resources:
+        return ended
+    return Step(
+        iam=tuple(IamChange(resource, state.owners) for resource in resources),
+        on_success=ended,
+        on_failure=_revocation_failing(state, now),
+        on_retry=_revocation_failing(state, now),
+    )
+
+
+def _may_hold(state: RequestState, grant: Grant | None) -> tuple[str, ...]:
+    """Where this request may have bindings: what its record says it holds; else, if its status
+    suggests an IAM write may have happened (a crash before the record), where that would be."""
+    if state.records.held is not None:
+        return (state.records.held.resource,)
+    if state.shown.phase not in HOLDING and not state.shown.resources and not state.records.tampered:
+        return ()
+    guesses = set(state.shown.resources) | ({grant.resource} if grant is not None else set())
+    return tuple(sorted(guesses))
+
+
+def _revocation_failing(state: RequestState, now: datetime) -> Step:
+    """Shown while IAM refuses to remove the bindings: the phase stays (access is still held)."""
+    condition = set_condition(
+        state.shown.conditions,
+        {
+            "type": REVOCATION_FAILING,
+            "status": "True",
+            "reason": "IamRefused",
+            "message": "IAM refused to remove the bindings; access is still held and removal is retried",
+            "observedGeneration": state.generation,
+        },
+        now,
+    )
+    kept = [c for c in state.shown.conditions if c.get("type") != REVOCATION_FAILING]
+    return Step(
+        status={"conditions": [*map(dict, kept), condition]},
+        event=Event("Warning", "RevocationFailing", str(condition["message"])),
+    )
+
+
+def _on_delete(state: RequestState, grant: Grant | None, now: datetime) -> Step:
+    actor = state.records.deleted_by
+    who = f" by {actor.user}" if actor else ""
+    if state.records.held is not None:
+        return _finish(
             state,
+            grant,
             now,
-            Phase.ACTIVE,
-            "Activated",
-            f"{roles} on {resource} until {format_time(expires) if expires else '?'}",
-            extra={"activatedAt": format_time(now)},
-            ready=True,
-            requeue_at=expires,
+            Phase.REVOKED,
+            "Deleted",
+            f"the request was deleted{who}; access revoked",
+            actor,
         )
-        failed = _end(
-            state, now, Phase.ACTIVATION_FAILED, "IamRefused", "IAM refused the change, nothing was granted"
-        )
-        return Step(iam=IamChange("add", state.bindings), on_success=active, on_failure=failed)
-    return Step(requeue_at=expires)
-
-
-def _on_delete(state: RequestState, now: datetime) -> Step:
-    if state.phase in HOLDING and state.bindings:
-        released = _release(state, now, Phase.REVOKED, "Deleted", "the request was deleted; access revoked")
-        assert released.on_success is not None
+    resources = _may_hold(state, grant)
+    if resources:
         return Step(
-            iam=released.iam,
-            on_success=Step(
-                status=released.on_success.status, event=released.on_success.event, remove_finalizer=True
-            ),
+            iam=tuple(IamChange(resource, state.owners) for resource in resources),
+            on_success=Step(remove_finalizer=True),
+            on_failure=_revocation_failing(state, now),
+            on_retry=_revocation_failing(state, now),
         )
     if state.has_finalizer:
         return Step(remove_finalizer=True)
     return Step()
 
 
-def _release(state: RequestState, now: datetime, phase: Phase, reason: str, message: str) -> Step:
-    """End a request that may hold bindings: remove them first, then record the end."""
-    ended = _end(state, now, phase, reason, message)
-    if not state.bindings:
-        return ended
-    return Step(iam=IamChange("remove", state.bindings), on_success=ended)
-
-
-def _end(state: RequestState, now: datetime, phase: Phase, reason: str, message: str) -> Step:
-    warning = phase in (Phase.REJECTED, Phase.ACTIVATION_FAILED, Phase.DENIED)
-    return _transition(
-        state,
-        now,
-        phase,
-        reason,
-        message,
-        extra={"endedAt": format_time(now)},
-        event_type="Warning" if warning else "Normal",
-    )
+def _after_end(state: RequestState, ended: Ended, now: datetime, retention: timedelta) -> Step:
+    if state.has_finalizer:
+        return Step(remove_finalizer=True)
+    if state.shown.phase is not ended.phase and not state.deleting:
+        # Someone else's status write: show what really happened again (no Event: nothing did).
+        restored = _transition(
+            state,
+            now,
+            ended.phase,
+            ended.reason,
+            f"ended {format_time(ended.at)} ({ended.reason}); this status was restored from the operator's "
+            "sealed record after it was changed by someone else",
+            extra={"endedAt": format_time(ended.at)},
+        )
+        return replace(restored, event=None)
+    if now >= ended.at + retention:
+        return Step(delete=True, notes=(f"history retention {format_duration(retention)} passed",))
+    return Step(requeue_at=ended.at + retention)
 
 
 def _transition(
@@ -432,26 +724,45 @@ def _transition(
     event_type: Literal["Normal", "Warning"] = "Normal",
     requeue_at: datetime | None = None,
 ) -> Step:
-    status: dict[str, Any] = {
-        "phase": phase.value,
-        "observedGeneration": state.generation,
-        "conditions": [
+    conditions = [dict(c) for c in state.shown.conditions if c.get("type") not in (READY, REVOCATION_FAILING)]
+    conditions.insert(
+        0,
+        set_condition(
+            state.shown.conditions,
             {
-                "type": "Ready",
+                "type": READY,
                 "status": "True" if ready else "False",
                 "reason": reason,
                 "message": message,
-                "lastTransitionTime": format_time(now),
                 "observedGeneration": state.generation,
             },
-            *(c for c in state.conditions if c.get("type") != "Ready"),  # e.g. Approved, kept as it was
-        ],
+            now,
+        ),
+    )
+    if state.shown.condition(REVOCATION_FAILING).get("status") == "True" and phase in TERMINAL:
+        conditions.append(
+            set_condition(
+                state.shown.conditions,
+                {
+                    "type": REVOCATION_FAILING,
+                    "status": "False",
+                    "reason": "Removed",
+                    "message": "the bindings were removed from IAM",
+                    "observedGeneration": state.generation,
+                },
+                now,
+            )
+        )
+    status: dict[str, Any] = {
+        "phase": phase.value,
+        "observedGeneration": state.generation,
+        "conditions": conditions,
         **(extra or {}),
     }
     return Step(status=status, event=Event(event_type, reason, message), requeue_at=requeue_at)
 
 
-def _time_or(value: object, default: datetime | None) -> datetime | None:
+def _time_or(value: object, default: datetime) -> datetime:
     try:
         return parse_time(value)
     except ValueError:

@@ -2,9 +2,11 @@
 
 On each create or update of a matching resource: every MutatingWebhookConfiguration webhook
 whose rules match is sent an AdmissionReview over HTTPS (trusting its caBundle), its JSON patch
-is applied; then every ValidatingWebhookConfiguration webhook. A denial, or a webhook that
-cannot be reached under `failurePolicy: Fail`, refuses the write. `userInfo` is the caller the
-request's bearer token names (the sandbox kubeconfig's users).
+is applied; then every ValidatingWebhookConfiguration webhook. A deletion goes to the validating
+webhooks only, with `object: null` and the stored object as `oldObject`. A denial, or a webhook
+that cannot be reached under `failurePolicy: Fail`, refuses the write. `userInfo` is the caller
+the request's bearer token names (the sandbox kubeconfig's users); `options` are the request's
+Create-, Update- or DeleteOptions.
 """
 
 from __future__ import annotations
@@ -50,22 +52,28 @@ class WebhookDispatcher:
         self,
         operation: str,
         crd: Crd,
-        new: dict[str, Any],
+        new: dict[str, Any] | None,
         old: dict[str, Any] | None,
         namespace: str | None,
         authorization: str | None,
         warnings: list[str] | None = None,
-    ) -> tuple[dict[str, Any], str | None]:
-        """The object after mutation, or a refusal message; the webhooks' warnings go to `warnings`."""
+        *,
+        options: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> tuple[Any, str | None]:
+        """The object after mutation (None for DELETE), or a refusal message; the webhooks'
+        warnings go to `warnings`."""
         if not self.enabled:
             return new, None
         user = self.user_info(authorization)
-        for kind in (MUTATING, VALIDATING):
+        # Kubernetes never calls mutating webhooks for DELETE: there is no object to mutate.
+        kinds = (VALIDATING,) if operation == "DELETE" else (MUTATING, VALIDATING)
+        for kind in kinds:
             for configuration in self._configurations(kind):
                 for webhook in configuration.get("webhooks", []):
                     if not _matches(webhook, crd, operation):
                         continue
-                    review = _review(operation, crd, new, old, namespace, user)
+                    review = _review(operation, crd, new, old, namespace, user, options, dry_run)
                     try:
                         response = await self._call(webhook, review)
                     except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as error:
@@ -121,13 +129,18 @@ def _any(allowed: list[str] | None, value: str) -> bool:
 def _review(
     operation: str,
     crd: Crd,
-    new: dict[str, Any],
+    new: dict[str, Any] | None,
     old: dict[str, Any] | None,
     namespace: str | None,
     user: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     gvk = {"group": crd.group, "version": crd.version, "kind": crd.kind}
     gvr = {"group": crd.group, "version": crd.version, "resource": crd.plural}
+    if options is None:  # what kube-apiserver sends when the request carried none
+        kind = {"CREATE": "CreateOptions", "UPDATE": "UpdateOptions"}.get(operation, "DeleteOptions")
+        options = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -137,12 +150,13 @@ def _review(
             "resource": gvr,
             "requestKind": gvk,
             "requestResource": gvr,
-            "name": (new.get("metadata") or {}).get("name"),
+            "name": ((new if new is not None else old or {}).get("metadata") or {}).get("name"),
             "namespace": namespace,
             "operation": operation,
             "userInfo": user,
             "object": new,
             "oldObject": old,
-            "dryRun": False,
+            "dryRun": dry_run,
+            "options": options,
         },
     }

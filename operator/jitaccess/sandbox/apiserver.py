@@ -17,10 +17,11 @@ import collections
 import contextlib
 import copy
 import itertools
+import json
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +30,17 @@ import attrs
 import kmock
 from kmock._internal import enums, rendering
 
-from jitaccess.sandbox import openapi
+from jitaccess.sandbox import openapi, protobuf
 from jitaccess.sandbox.admission import WebhookDispatcher
 from jitaccess.sandbox.crds import Crd, load_crds
+from jitaccess.sandbox.rbac import (
+    SERVICE_ACCOUNT_PREFIX,
+    Attributes,
+    Decision,
+    RbacAuthorizer,
+    bootstrap_policy,
+    forbidden_message,
+)
 from jitaccess.sandbox.store import CORE_RESOURCES, VERBS, IndexedObjects, selected
 from jitaccess.sandbox.tables import core_table, table
 from jitaccess.sandbox.validation import validate
@@ -45,6 +54,12 @@ from jitaccess.sandbox.writes import (
 )
 
 _SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+# SubjectAccessReview (another's rights) and SelfSubjectAccessReview (`kubectl auth can-i`): path -> kind.
+_ACCESS_REVIEWS = {
+    "/apis/authorization.k8s.io/v1/subjectaccessreviews": "SubjectAccessReview",
+    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews": "SelfSubjectAccessReview",
+    "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews": "SelfSubjectRulesReview",  # can-i --list
+}
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 
 
@@ -67,6 +82,8 @@ class SandboxApi(kmock.KubernetesEmulator):
     )
     # The people authentication knows, with their groups (set by the sandbox runner).
     users: dict[str, list[str]] = attrs.field(factory=dict, init=False)
+    # RBAC over the stored Roles and bindings: answers SubjectAccessReviews (not yet enforced).
+    rbac: RbacAuthorizer = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -74,6 +91,11 @@ class SandboxApi(kmock.KubernetesEmulator):
         object.__setattr__(self._objects, "_objects", self.store)  # kmock's (frozen) ObjectsArray
         for key, info in CORE_RESOURCES.items():
             self.resources[key] = kmock.ResourceInfo(verbs=VERBS, subresources=set(), **info)
+        for path, kind in _ACCESS_REVIEWS.items():  # in discovery, as kubectl and clients expect
+            self.resources[path.removeprefix("/apis/")] = kmock.ResourceInfo(
+                kind=kind, singular=kind.lower(), namespaced=False, verbs={"create"}, subresources=set()
+            )
+        self.rbac = RbacAuthorizer(self.stored)
         for crd in self.crds:
             self.resources[f"{crd.group}/{crd.version}/{crd.plural}"] = kmock.ResourceInfo(
                 kind=crd.kind,
@@ -90,12 +112,23 @@ class SandboxApi(kmock.KubernetesEmulator):
             self.objects[
                 "apiextensions.k8s.io/v1/customresourcedefinitions", None, crd.raw["metadata"]["name"]
             ] = self._stamp_new(copy.deepcopy(crd.raw), None)
+        for key, body in bootstrap_policy():  # what kube-apiserver creates when it first starts
+            self.objects[key, None, body["metadata"]["name"]] = self._stamp_new(body, None)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
-        # kmock cannot parse /api/v1/namespaces[/NAME] (it reads "namespaces" as the namespace
-        # prefix of a path), so Namespace objects are served here, before kmock parses anything.
+        if raw_request.content_type == protobuf.CONTENT_TYPE:  # what kubectl sends for built-in kinds
+            try:
+                body = protobuf.decode(await raw_request.read())
+            except protobuf.ProtobufError as error:
+                return ApiRejection(415, "UnsupportedMediaType", str(error)).response()
+            # aiohttp's buffer of the body, which read(), text() and json() (and so kmock) return.
+            raw_request._read_bytes = json.dumps(body).encode()
         if raw_request.path == _SELF_SUBJECT_REVIEWS and raw_request.method == "POST":
             return self._who_am_i(raw_request)
+        if raw_request.path in _ACCESS_REVIEWS:
+            return await self._review_access(raw_request, _ACCESS_REVIEWS[raw_request.path])
+        # kmock cannot parse /api/v1/namespaces[/NAME] (it reads "namespaces" as the namespace
+        # prefix of a path), so Namespace objects are served here, before kmock parses anything.
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
         if match is None:
             return await super().__call__(raw_request)
@@ -106,6 +139,7 @@ class SandboxApi(kmock.KubernetesEmulator):
         token = str(raw.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         user = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
         groups = [*self.users.get(user, []), "system:authenticated"] if user in self.users else []
+        self.served[user, "create", "selfsubjectreviews.authentication.k8s.io", ""] += 1
         return aiohttp.web.json_response(
             {
                 "apiVersion": "authentication.k8s.io/v1",
@@ -115,6 +149,191 @@ class SandboxApi(kmock.KubernetesEmulator):
             },
             status=201,
         )
+
+    def caller(self, headers: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+        """The user a request acts as, with their groups, as authentication and impersonation hand
+        them to the authorizer: the bearer token's user, or the one `Impersonate-User` names (with
+        the `Impersonate-Group`s) if the token's user may impersonate them (else 403, as kube does)."""
+        token = str(headers.get("Authorization") or "").removeprefix("Bearer ").strip()
+        if not token.startswith("sandbox:"):
+            user, groups = "system:anonymous", ("system:unauthenticated",)
+        else:
+            user = token.removeprefix("sandbox:")
+            groups = (*self.users.get(user, []), "system:authenticated")
+        wanted = _header_values(headers, "Impersonate-User")
+        wanted_groups = tuple(_header_values(headers, "Impersonate-Group"))
+        if not wanted:
+            if wanted_groups:
+                raise ApiRejection(
+                    400, "BadRequest", "requested impersonation of groups without impersonating a user"
+                )
+            return user, groups
+        acting = wanted[0]
+        checks = [
+            Attributes(user, groups, "impersonate", "", "groups", name=group) for group in wanted_groups
+        ]
+        namespace, _, name = acting.removeprefix(SERVICE_ACCOUNT_PREFIX).partition(":")
+        if acting.startswith(SERVICE_ACCOUNT_PREFIX) and name:
+            checks.insert(
+                0, Attributes(user, groups, "impersonate", "", "serviceaccounts", "", namespace, name)
+            )
+            if not wanted_groups:  # a service account's groups are known, not asked for
+                wanted_groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+        else:
+            checks.insert(0, Attributes(user, groups, "impersonate", "", "users", name=acting))
+        for check in checks:
+            decision = self.rbac.authorize(check)
+            if not decision.allowed:
+                raise ApiRejection(
+                    403,
+                    "Forbidden",
+                    forbidden_message(check, decision.reason),
+                    subject={"name": check.name, "group": "", "kind": check.resource},
+                )
+        everyone = "system:unauthenticated" if acting == "system:anonymous" else "system:authenticated"
+        return acting, (*dict.fromkeys(wanted_groups), *(() if everyone in wanted_groups else (everyone,)))
+
+    async def _review_access(self, raw: aiohttp.web.BaseRequest, kind: str) -> aiohttp.web.StreamResponse:
+        """SubjectAccessReview, SelfSubjectAccessReview and SelfSubjectRulesReview, answered by the
+        RBAC authorizer (201, the request echoed with `status` added, as kube-apiserver answers)."""
+        if raw.method != "POST":
+            return ApiRejection(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            ).response()
+        try:
+            caller, caller_groups = self.caller(raw.headers)
+        except ApiRejection as rejection:
+            return rejection.response()
+        self.served[caller, "create", f"{kind.lower()}s.authorization.k8s.io", ""] += 1
+        try:
+            review = await raw.json()
+        except ValueError as error:
+            return ApiRejection(400, "BadRequest", f"the request body is not JSON: {error}").response()
+        if not isinstance(review, dict):
+            review = {}
+        spec = review.get("spec") if isinstance(review.get("spec"), dict) else {}
+        metadata = review.get("metadata") if isinstance(review.get("metadata"), dict) else {}
+        answer = {
+            "kind": kind,
+            "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None, **metadata},
+        }
+        if kind == "SelfSubjectRulesReview":
+            namespace = str(spec.get("namespace") or "")
+            rules, errors = self.rbac.rules_for(caller, caller_groups, namespace)
+            status: dict[str, Any] = {
+                "resourceRules": [
+                    {
+                        key: rule[key]
+                        for key in ("verbs", "apiGroups", "resources", "resourceNames")
+                        if key in rule
+                    }
+                    for rule in rules
+                    if rule.get("resources")
+                ],
+                "nonResourceRules": [
+                    {key: rule[key] for key in ("verbs", "nonResourceURLs")}
+                    for rule in rules
+                    if rule.get("nonResourceURLs")
+                ],
+                "incomplete": bool(errors),
+            }
+            if errors:
+                status["evaluationError"] = "; ".join(errors)
+            return aiohttp.web.json_response(
+                {**answer, "spec": {"namespace": namespace}, "status": status}, status=201
+            )
+        resource, other = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+        invalid = []
+        if resource is not None and other is not None:
+            invalid.append(
+                "spec.nonResourceAttributes: Invalid value: ...: "
+                "cannot be specified in combination with resourceAttributes"
+            )
+        if resource is None and other is None:
+            invalid.append(
+                'spec.resourceAttributes: Invalid value: "null": '
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified"
+            )
+        if kind == "SubjectAccessReview":  # about anyone, exactly as described: no groups added
+            user, groups = str(spec.get("user") or ""), tuple(str(g) for g in spec.get("groups") or [])
+            if not user and not groups:
+                invalid.append(
+                    'spec.user: Invalid value: "": at least one of user or group must be specified'
+                )
+        else:
+            user, groups = caller, caller_groups
+            spec = {key: spec[key] for key in ("resourceAttributes", "nonResourceAttributes") if key in spec}
+        if invalid:
+            message = invalid[0] if len(invalid) == 1 else f"[{', '.join(invalid)}]"
+            return ApiRejection(
+                422,
+                "Invalid",
+                f'{kind}.authorization.k8s.io "" is invalid: {message}',
+                subject={"group": "authorization.k8s.io", "kind": kind},
+            ).response()
+        if isinstance(resource, dict):
+            attributes = Attributes(
+                user=user,
+                groups=groups,
+                verb=str(resource.get("verb") or ""),
+                api_group=str(resource.get("group") or ""),
+                api_version=str(resource.get("version") or ""),
+                resource=str(resource.get("resource") or ""),
+                subresource=str(resource.get("subresource") or ""),
+                namespace=str(resource.get("namespace") or ""),
+                name=str(resource.get("name") or ""),
+            )
+        else:
+            other = other if isinstance(other, dict) else {}
+            attributes = Attributes(
+                user=user,
+                groups=groups,
+                verb=str(other.get("verb") or ""),
+                resource_request=False,
+                path=str(other.get("path") or ""),
+            )
+        decision = self.rbac.authorize(attributes)
+        verdict: dict[str, Any] = {"allowed": decision.allowed}
+        if decision.reason:  # omitempty, like `denied` (RBAC never denies: it has no opinion)
+            verdict["reason"] = decision.reason
+        return aiohttp.web.json_response({**answer, "spec": spec, "status": verdict}, status=201)
+
+    def request_attributes(self, request: rendering.Request) -> Attributes:
+        """What an API request asks, for the authorizer (kube-apiserver's RequestInfo)."""
+        raw = request._raw_request  # all its headers: Impersonate-Group may come more than once
+        user, groups = self.caller(raw.headers if raw is not None else request.headers)
+        resource = request.resource
+        if resource is None or resource.plural is None:
+            method = str(getattr(request.method, "value", request.method)).lower()
+            return Attributes(user, groups, verb=method, resource_request=False, path=request.url.path)
+        return Attributes(
+            user=user,
+            groups=groups,
+            verb=_verb(request),
+            api_group=resource.group or "",
+            api_version=resource.version or "",
+            resource=resource.plural,
+            subresource=request.subresource or "",
+            namespace=request.namespace or "",
+            name=request.name or "",
+        )
+
+    def authorize(self, request: rendering.Request) -> Decision:
+        """Would RBAC allow this request? (Not enforced yet: the call `_handle` would make.)"""
+        return self.rbac.authorize(self.request_attributes(request))
+
+    def enforce_rbac(self, request: rendering.Request) -> None:
+        """Refuse, as kube-apiserver does (403 Forbidden), a request RBAC does not allow."""
+        attributes = self.request_attributes(request)
+        decision = self.rbac.authorize(attributes)
+        if not decision.allowed:
+            raise ApiRejection(
+                403,
+                "Forbidden",
+                forbidden_message(attributes, decision.reason),
+                subject={"name": attributes.name, "group": attributes.api_group, "kind": attributes.resource},
+            )
 
     async def _serve_namespace(
         self, raw: aiohttp.web.BaseRequest, name: str | None
@@ -239,17 +458,8 @@ class SandboxApi(kmock.KubernetesEmulator):
             return
         token = str(request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
         user = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
-        method = str(getattr(request.method, "value", request.method)).upper()
-        if method == "GET":
-            verb = (
-                "get" if request.name else "watch" if request.params.get("watch") in ("true", "1") else "list"
-            )
-        else:
-            verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
-                method, method
-            )
         plural = f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
-        self.served[user, verb, plural, request.subresource or ""] += 1
+        self.served[user, _verb(request), plural, request.subresource or ""] += 1
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         self._record(request)
@@ -266,20 +476,29 @@ class SandboxApi(kmock.KubernetesEmulator):
                     "PUT is not supported by the sandbox; use kubectl apply or kubectl patch",
                 )
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
-                async with self._object_lock(request):
-                    before = self._current(request) if request.action != enums.action.CREATE else None
-                    try:
+                try:
+                    if request.action == enums.action.DELETE:
+                        # Before the object's lock: a webhook may write this very object while it
+                        # reviews the deletion (a side effect such as recording who deleted it).
+                        await self._admit_delete(request)
+                    async with self._object_lock(request):
+                        # For a DELETE, read again under the lock: what is deleted is the object as
+                        # it is now, the admitted one plus whatever the webhooks wrote meanwhile.
+                        before = self._current(request) if request.action != enums.action.CREATE else None
                         request = await self._prepare_write(request)
-                        response = await self._route(request)
-                    finally:
-                        warnings = self._warnings.pop(id(request), [])
-                    if before is not None and self._current(request) is None:
-                        await self._collect_dependents(before["metadata"]["uid"])
-                    for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
-                        response.headers.add("Warning", f'299 - "{warning}"')
-                    if request.action == enums.action.CREATE and response.status == 200:
-                        response.set_status(201)  # Created, as kube-apiserver answers (clients rely on it)
-                    return response
+                        if request.action == enums.action.DELETE and before is not None and _dry_run(request):
+                            response = aiohttp.web.json_response(before)  # validated, not deleted
+                        else:
+                            response = await self._route(request)
+                        if before is not None and self._current(request) is None:
+                            await self._collect_dependents(before["metadata"]["uid"])
+                finally:
+                    warnings = self._warnings.pop(id(request), [])
+                for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
+                    response.headers.add("Warning", f'299 - "{warning}"')
+                if request.action == enums.action.CREATE and response.status == 200:
+                    response.set_status(201)  # Created, as kube-apiserver answers (clients rely on it)
+                return response
             if request.action == enums.action.LIST:
                 return self._serve_listing(request)
             if request.action == enums.action.FETCH and _wants_table(request):
@@ -331,6 +550,8 @@ class SandboxApi(kmock.KubernetesEmulator):
             if old is None:
                 raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
             metadata = old.get("metadata") or {}
+            if _dry_run(request):
+                return request
             if metadata.get("finalizers") and not metadata.get("deletionTimestamp"):
                 # kmock marks it deleting; like any write, that is a new version (watchers compare them).
                 stored = self.store[request.resource, request.namespace, request.name]
@@ -366,6 +587,30 @@ class SandboxApi(kmock.KubernetesEmulator):
         return _with_data(
             request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
         )
+
+    async def _admit_delete(self, request: rendering.Request) -> None:
+        """Validating admission of a DELETE, as kube-apiserver sends it: no object, the stored one as
+        oldObject, the DeleteOptions. (Mutating webhooks are not called for deletions.)"""
+        crd = self.crd_for(request)
+        if crd is None or self.admission is None or request.subresource is not None or not request.name:
+            return
+        old = self._current(request)
+        if old is None:
+            return  # _prepare_write answers 404
+        options = delete_options(request)
+        _, denial = await self.admission.admit(
+            "DELETE",
+            crd,
+            None,
+            old,
+            request.namespace,
+            request.headers.get("Authorization"),
+            self._warnings.setdefault(id(request), []),
+            options=options,
+            dry_run="All" in (options.get("dryRun") or []),
+        )
+        if denial:
+            raise ApiRejection(403, "Forbidden", denial)
 
     def _stamp_new(self, obj: dict[str, Any], request: rendering.Request | None) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
@@ -457,7 +702,9 @@ class SandboxApi(kmock.KubernetesEmulator):
         if path.rstrip("/") == "/openapi/v3/api/v1":
             return aiohttp.web.json_response(openapi.core_document())
         parts = path.removeprefix("/openapi/v3/apis/").strip("/").split("/")
-        document = openapi.document(self.crds, parts[0], parts[1]) if len(parts) == 2 else None
+        document = None
+        if len(parts) == 2:
+            document = openapi.document(self.crds, parts[0], parts[1]) or openapi.builtin_document(*parts)
         if document is None:
             raise ApiRejection(404, "NotFound", f"no OpenAPI document at {path}")
         return aiohttp.web.json_response(document)
@@ -470,6 +717,48 @@ def _with_data(request: rendering.Request, data: Any) -> rendering.Request:
     """Replace the body kmock will store. In place, because kmock routes requests by identity."""
     object.__setattr__(request, "data", data)
     return request
+
+
+def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)
+    if getall is not None:
+        return [str(value) for value in getall(name, [])]
+    return [str(value) for key, value in headers.items() if key.lower() == name.lower()]
+
+
+def _verb(request: rendering.Request) -> str:
+    """The request's verb in RBAC's terms."""
+    method = str(getattr(request.method, "value", request.method)).upper()
+    if method == "GET":
+        if request.params.get("watch") in ("true", "1"):
+            return "watch"
+        return "get" if request.name else "list"
+    if method == "DELETE" and not request.name:
+        return "deletecollection"
+    return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
+def delete_options(request: rendering.Request) -> dict[str, Any]:
+    """The DeleteOptions of a DELETE (body and query), as admission webhooks are sent them."""
+    body = request.data if isinstance(request.data, dict) else {}
+    options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
+    for field in ("gracePeriodSeconds", "preconditions", "orphanDependents", "propagationPolicy", "dryRun"):
+        if body.get(field) is not None:
+            options[field] = body[field]
+    params = request.params
+    if "propagationPolicy" not in options and params.get("propagationPolicy"):
+        options["propagationPolicy"] = params["propagationPolicy"]
+    if "gracePeriodSeconds" not in options and str(params.get("gracePeriodSeconds") or "").isdigit():
+        options["gracePeriodSeconds"] = int(params["gracePeriodSeconds"])
+    if "dryRun" not in options and params.get("dryRun"):
+        options["dryRun"] = [params["dryRun"]]
+    return options
+
+
+def _dry_run(request: rendering.Request) -> bool:
+    return "All" in (delete_options(request).get("dryRun") or [])
 
 
 def _wants_table(request: rendering.Request) -> bool:

@@ -13,35 +13,58 @@ from jitaccess.sandbox.crds import Crd
 
 # Core kinds the sandbox serves, with open schemas: kubectl validates against them but we do not.
 CORE_KINDS = {"namespaces": ("Namespace", False), "events": ("Event", True)}
+# Built-in kinds by group version, for `kubectl apply` of manifests (group, version, schema package).
+BUILTIN_KINDS: dict[tuple[str, str, str], dict[str, tuple[str, bool]]] = {
+    ("", "v1", "core"): CORE_KINDS,
+    ("rbac.authorization.k8s.io", "v1", "rbac"): {
+        "roles": ("Role", True),
+        "rolebindings": ("RoleBinding", True),
+        "clusterroles": ("ClusterRole", False),
+        "clusterrolebindings": ("ClusterRoleBinding", False),
+    },
+}
 
 
 def index(crds: tuple[Crd, ...]) -> dict[str, Any]:
     versions = sorted({f"{crd.group}/{crd.version}" for crd in crds})
+    versions += [f"{group}/{version}" for group, version, _ in BUILTIN_KINDS if group]
     paths = {f"apis/{gv}": {"serverRelativeURL": f"/openapi/v3/apis/{gv}"} for gv in versions}
     paths["api/v1"] = {"serverRelativeURL": "/openapi/v3/api/v1"}
     return {"paths": paths}
 
 
 def core_document() -> dict[str, Any]:
+    return builtin_document("", "v1") or {}
+
+
+def builtin_document(group: str, version: str) -> dict[str, Any] | None:
+    """The document of a built-in group version, or None if the sandbox serves none of it."""
+    chosen = [
+        (package, kinds) for (g, v, package), kinds in BUILTIN_KINDS.items() if (g, v) == (group, version)
+    ]
+    if not chosen:
+        return None
+    ((package, kinds),) = chosen
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
-    for plural, (kind, namespaced) in CORE_KINDS.items():
-        gvk = {"group": "", "version": "v1", "kind": kind}
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    for plural, (kind, namespaced) in kinds.items():
+        gvk = {"group": group, "version": version, "kind": kind}
         operation = {
             "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
             "x-kubernetes-group-version-kind": gvk,
         }
-        prefix = "/api/v1/namespaces/{namespace}" if namespaced else "/api/v1"
+        prefix = f"{base}/namespaces/{{namespace}}" if namespaced else base
         paths[f"{prefix}/{plural}"] = {"post": operation}
         paths[f"{prefix}/{plural}/{{name}}"] = {"patch": operation}
-        schemas[f"io.k8s.api.core.v1.{kind}"] = {
+        schemas[f"io.k8s.api.{package}.{version}.{kind}"] = {
             "type": "object",
             "x-kubernetes-preserve-unknown-fields": True,
             "x-kubernetes-group-version-kind": [gvk],
         }
     return {
         "openapi": "3.0.0",
-        "info": {"title": "jitaccess sandbox", "version": "v1"},
+        "info": {"title": "jitaccess sandbox", "version": version},
         "paths": paths,
         "components": {"schemas": schemas},
     }

@@ -11,6 +11,7 @@ import base64
 import concurrent.futures
 import contextlib
 import logging
+import os
 import secrets
 import socket
 import ssl
@@ -34,6 +35,9 @@ from jitaccess.emulator.server import start as start_emulator
 from jitaccess.policy.admission import IdentitySettings
 from jitaccess.sandbox.admission import MUTATING, VALIDATING, WebhookDispatcher
 from jitaccess.sandbox.apiserver import SandboxApi
+from jitaccess.sandbox.crds import crds_dir
+from jitaccess.sandbox.rbac import GROUP as RBAC_GROUP
+from jitaccess.sandbox.rbac import ROLE_BINDINGS, rbac_documents
 
 # The people of the sandbox, and the groups their (pretend) identity provider says they are in.
 # The operator runs as its own service account, as in manifests/rbac.yaml (tests compare what it
@@ -47,6 +51,14 @@ USERS: dict[str, list[str]] = {
     "bob@example.com": ["sre-leads@example.com"],
     "carol@example.com": ["developers@example.com"],
 }
+# Who may do what in the sandbox's namespaces, bound as README's installation says a cluster admin
+# does: (RoleBinding name, ClusterRole from manifests/user-roles.yaml, users). admin is system:masters.
+PEOPLE_BINDINGS = (
+    ("jitaccess-requesters", "jitaccess-requester", ("alice@example.com", "carol@example.com")),
+    ("jitaccess-approvers", "jitaccess-approver", ("bob@example.com",)),
+)
+# The manifests whose RBAC objects the sandbox's API server holds from the start.
+RBAC_MANIFESTS = ("user-roles.yaml", "rbac.yaml")
 RESOURCES = {
     "projects/my-sandbox",
     "projects/my-production",
@@ -55,6 +67,89 @@ RESOURCES = {
 }
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+
+def manifests_dir() -> Path | None:
+    """manifests/ of this checkout (or JITACCESS_MANIFESTS_DIR, or beside the CRDs' folder)."""
+    configured = os.environ.get("JITACCESS_MANIFESTS_DIR")
+    candidates = [Path(configured)] if configured else []
+    candidates += [Path(__file__).resolve().parents[3] / "manifests", crds_dir().parent / "manifests"]
+    return next((path for path in candidates if (path / RBAC_MANIFESTS[0]).is_file()), None)
+
+
+def rbac_objects(namespaces: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """(resource key, body) of the RBAC objects in manifests/, then the people's RoleBindings."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    directory = manifests_dir()
+    if directory is None:
+        _log.warning("no manifests/ found (set JITACCESS_MANIFESTS_DIR): the sandbox has no jitaccess RBAC")
+    else:
+        for name in RBAC_MANIFESTS:
+            path = directory / name
+            if path.is_file():
+                found += rbac_documents(yaml.safe_load_all(path.read_text()), OPERATOR_NAMESPACE)
+    for namespace in namespaces:
+        for binding, role, users in PEOPLE_BINDINGS:
+            body = {
+                "apiVersion": f"{RBAC_GROUP}/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": binding, "namespace": namespace},
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": RBAC_GROUP, "kind": "User", "name": user} for user in users],
+            }
+            found.append((ROLE_BINDINGS, body))
+    return found
+
+
+def webhook_configurations(port: int, ca_file: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(resource key, body) of the static webhook configurations, the shape manifests/ ships (a
+    URL on 127.0.0.1 instead of a Service), for an operator serving its webhooks on `port`."""
+    ca = base64.b64encode(ca_file.read_bytes()).decode()
+
+    def hook(name: str, resource: str, operations: list[str], side_effects: str = "None") -> dict[str, Any]:
+        return {
+            "name": f"{name}.jitaccess.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": side_effects,
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 5,
+            "matchPolicy": "Equivalent",
+            "clientConfig": {"url": f"https://127.0.0.1:{port}/{name}", "caBundle": ca},
+            "rules": [
+                {
+                    "apiGroups": ["jitaccess.dev"],
+                    "apiVersions": ["v1alpha1"],
+                    "resources": [resource],
+                    "operations": operations,
+                    "scope": "*",
+                }
+            ],
+        }
+
+    configurations = {
+        MUTATING: [
+            hook("stamp-requester", "activationrequests", ["CREATE", "UPDATE"]),
+            hook("stamp-approver", "activationapprovals", ["CREATE", "UPDATE"]),
+        ],
+        VALIDATING: [
+            hook("validate-request", "activationrequests", ["CREATE", "UPDATE", "DELETE"], "NoneOnDryRun")
+        ],
+    }
+    return [
+        (
+            key,
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration"
+                if key == MUTATING
+                else "ValidatingWebhookConfiguration",
+                "metadata": {"name": "jitaccess"},
+                "webhooks": webhooks,
+            },
+        )
+        for key, webhooks in configurations.items()
+    ]
 
 
 @dataclass
@@ -101,6 +196,8 @@ class Sandbox:
         self.api.users = USERS
         for namespace in (OPERATOR_NAMESPACE, *self.namespaces):  # the operator's: its Lease
             self.api.add_namespace(namespace)
+        for key, body in rbac_objects(self.namespaces):  # as installed, before anyone asks
+            self.api.seed(key, body)
         await self._stack.enter_async_context(self.api)
         # HTTPS like any real cluster (kubectl sends no credentials over plain http).
         self._api_tls = make_serving_certificate(self.state_dir / "api-tls", ["127.0.0.1", "localhost"])
@@ -191,44 +288,9 @@ class Sandbox:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.reconciler.loop))
 
     def register_webhooks(self, port: int, ca_file: Path) -> None:
-        """Static webhook configurations, the shape manifests/ will ship (a URL instead of a Service)."""
-        ca = base64.b64encode(ca_file.read_bytes()).decode()
-
-        def hook(name: str, resource: str, operations: list[str]) -> dict[str, Any]:
-            return {
-                "name": f"{name}.jitaccess.dev",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "timeoutSeconds": 5,
-                "matchPolicy": "Equivalent",
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/{name}", "caBundle": ca},
-                "rules": [
-                    {
-                        "apiGroups": ["jitaccess.dev"],
-                        "apiVersions": ["v1alpha1"],
-                        "resources": [resource],
-                        "operations": operations,
-                        "scope": "*",
-                    }
-                ],
-            }
-
-        configurations = {
-            MUTATING: [
-                hook("stamp-requester", "activationrequests", ["CREATE"]),
-                hook("stamp-approver", "activationapprovals", ["CREATE", "UPDATE"]),
-            ],
-            VALIDATING: [hook("validate-request", "activationrequests", ["CREATE", "UPDATE"])],
-        }
-        for key, webhooks in configurations.items():
-            kind = "MutatingWebhookConfiguration" if key == MUTATING else "ValidatingWebhookConfiguration"
-            self.api.objects[key, None, "jitaccess"] = {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": kind,
-                "metadata": {"name": "jitaccess"},
-                "webhooks": webhooks,
-            }
+        """Install the webhook configurations for an operator serving on `port`."""
+        for key, body in webhook_configurations(port, ca_file):
+            self.api.objects[key, None, body["metadata"]["name"]] = body
 
     async def stop_operator(self) -> None:
         if self._operator is None:

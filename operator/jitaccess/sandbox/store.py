@@ -30,6 +30,23 @@ CORE_RESOURCES = {
         "namespaced": False,
     },
     "coordination.k8s.io/v1/leases": {"kind": "Lease", "singular": "lease", "namespaced": True},
+    # RBAC (sandbox/rbac.py decides SubjectAccessReviews from these).
+    "rbac.authorization.k8s.io/v1/roles": {"kind": "Role", "singular": "role", "namespaced": True},
+    "rbac.authorization.k8s.io/v1/rolebindings": {
+        "kind": "RoleBinding",
+        "singular": "rolebinding",
+        "namespaced": True,
+    },
+    "rbac.authorization.k8s.io/v1/clusterroles": {
+        "kind": "ClusterRole",
+        "singular": "clusterrole",
+        "namespaced": False,
+    },
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": {
+        "kind": "ClusterRoleBinding",
+        "singular": "clusterrolebinding",
+        "namespaced": False,
+    },
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",
         "singular": "customresourcedefinition",

@@ -1,0 +1,195 @@
+"""The operator's own record on each ActivationRequest: sealed annotations, never its status.
+
+Status is what the operator shows; anyone who may write the status subresource could make it
+say anything. What the operator must remember to act safely lives in annotations on the object
+itself, where admission lets only the operator's service account change `jitaccess.dev/` keys,
+each sealed with a keyed MAC over the request's namespace, name and uid:
+
+- `jitaccess.dev/activation`: what was written to IAM (resource, roles, member, window,
+  approvers), recorded once the write succeeded. Present: the request holds access.
+- `jitaccess.dev/ended`: how and when the request ended. Present: nothing ever starts again.
+- `jitaccess.dev/revoked-by`, `jitaccess.dev/deleted-by`: who ended someone's access, stamped by
+  the admission webhook from the authenticated caller.
+
+A record whose seal does not verify was written by someone else: `Records.tampered` names it.
+Because the seal covers the uid, a record copied onto another object (or a restored one) is void.
+Pure: the reconciler and the webhooks read and write these through the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jitaccess.api.phases import Phase, phase_of
+from jitaccess.api.seals import mac, verify
+from jitaccess.api.times import format_time, parse_time
+
+PREFIX = "jitaccess.dev/"
+FINALIZER = "jitaccess.dev/revoke-on-delete"  # removed only once the request holds nothing
+ACTIVATION = "jitaccess.dev/activation"
+ENDED = "jitaccess.dev/ended"
+REVOKED_BY = "jitaccess.dev/revoked-by"
+DELETED_BY = "jitaccess.dev/deleted-by"
+SEALED = (ACTIVATION, ENDED, REVOKED_BY, DELETED_BY)
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the operator wrote to IAM for one request (and so what it must remove)."""
+
+    resource: str
+    roles: tuple[str, ...]
+    member: str
+    start: datetime
+    end: datetime
+    approvers: tuple[str, ...] = ()
+    activated_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> int:
+        return int((self.end - self.start).total_seconds())
+
+
+@dataclass(frozen=True)
+class Ended:
+    phase: Phase
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something to a request, as Kubernetes authentication named them."""
+
+    user: str
+    at: datetime
+    as_requester: bool = False  # the caller was the request's own requester
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The object a record belongs to."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Records:
+    held: Held | None = None
+    ended: Ended | None = None
+    revoked_by: Actor | None = None
+    deleted_by: Actor | None = None
+    tampered: tuple[str, ...] = field(default=())  # annotations present whose seal does not verify
+
+
+def read_records(metadata: Mapping[str, Any], key: bytes) -> Records:
+    """Every record on the object whose seal verifies; the others are named in `tampered`."""
+    annotations = metadata.get("annotations") or {}
+    who = Identity(
+        str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
+    )
+    opened: dict[str, dict[str, Any]] = {}
+    tampered = []
+    for name in SEALED:
+        if name not in annotations:
+            continue
+        payload = open_record(annotations[name], name, who, key)
+        if payload is None:
+            tampered.append(name)
+        else:
+            opened[name] = payload
+    try:
+        return Records(
+            held=_held(opened[ACTIVATION]) if ACTIVATION in opened else None,
+            ended=_ended(opened[ENDED]) if ENDED in opened else None,
+            revoked_by=_actor(opened[REVOKED_BY]) if REVOKED_BY in opened else None,
+            deleted_by=_actor(opened[DELETED_BY]) if DELETED_BY in opened else None,
+            tampered=tuple(tampered),
+        )
+    except (KeyError, TypeError, ValueError):  # sealed by us, yet unreadable: treat as not ours
+        return Records(tampered=tuple(name for name in SEALED if name in annotations))
+
+
+def seal_record(name: str, payload: Mapping[str, Any], who: Identity, key: bytes) -> str:
+    """The annotation value: the payload and a MAC over it, this annotation's name and the object."""
+    body = dict(payload)
+    body["mac"] = mac(key, name, who.namespace, who.name, who.uid, body)
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def open_record(text: object, name: str, who: Identity, key: bytes) -> dict[str, Any] | None:
+    """The payload of a sealed annotation, or None when it is not one the operator made for `who`."""
+    try:
+        body = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not who.uid:
+        return None
+    seal = body.pop("mac", None)
+    return body if verify(key, seal, name, who.namespace, who.name, who.uid, body) else None
+
+
+def held_payload(held: Held) -> dict[str, Any]:
+    return {
+        "resource": held.resource,
+        "roles": list(held.roles),
+        "member": held.member,
+        "start": format_time(held.start),
+        "end": format_time(held.end),
+        "approvers": list(held.approvers),
+        "activatedAt": format_time(held.activated_at or held.start),
+    }
+
+
+def ended_payload(ended: Ended) -> dict[str, Any]:
+    return {"phase": ended.phase.value, "reason": ended.reason, "at": format_time(ended.at)}
+
+
+def actor_payload(actor: Actor) -> dict[str, Any]:
+    return {"user": actor.user, "at": format_time(actor.at), "requester": actor.as_requester}
+
+
+def _held(raw: Mapping[str, Any]) -> Held:
+    return Held(
+        resource=str(raw["resource"]),
+        roles=tuple(str(role) for role in raw["roles"]),
+        member=str(raw["member"]),
+        start=parse_time(raw["start"]),
+        end=parse_time(raw["end"]),
+        approvers=tuple(str(a) for a in raw.get("approvers") or ()),
+        activated_at=parse_time(raw["activatedAt"]) if raw.get("activatedAt") else None,
+    )
+
+
+def _ended(raw: Mapping[str, Any]) -> Ended:
+    phase = phase_of(raw["phase"])
+    if phase is None:
+        raise ValueError(f"not a phase: {raw['phase']!r}")
+    return Ended(phase, str(raw.get("reason", "")), parse_time(raw["at"]))
+
+
+def _actor(raw: Mapping[str, Any]) -> Actor:
+    return Actor(str(raw["user"]), parse_time(raw["at"]), raw.get("requester") is True)
+
+
+def reserved_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The `jitaccess.dev/` annotations, labels and finalizers that differ between two bodies."""
+    before, after = old.get("metadata") or {}, new.get("metadata") or {}
+    changed = []
+    for part in ("annotations", "labels"):
+        was, now = before.get(part) or {}, after.get(part) or {}
+        changed += [
+            f"metadata.{part}[{key}]"
+            for key in sorted(set(was) | set(now))
+            if key.startswith(PREFIX) and was.get(key) != now.get(key)
+        ]
+    was_f = {f for f in before.get("finalizers") or [] if f.startswith(PREFIX)}
+    now_f = {f for f in after.get("finalizers") or [] if f.startswith(PREFIX)}
+    changed += [f"metadata.finalizers[{f}]" for f in sorted(was_f ^ now_f)]
+    return changed
