@@ -81,11 +81,19 @@ class Cli:
 
     def decide(self, request: str, decision: str, comment: str) -> str:
         name = f"{request[:200]}-{decision.lower()}-{secrets.token_hex(3)}"
+        # Pinned to the object read here: if it is deleted and created again under the same name
+        # before the decision lands, admission refuses the decision instead of applying it to the new one.
+        seen = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ActivationApproval",
             "metadata": {"name": name},
-            "spec": {"request": request, "decision": decision, "comment": comment},
+            "spec": {
+                "request": request,
+                "decision": decision,
+                "comment": comment,
+                "requestUID": seen["metadata"]["uid"],
+            },
         }
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, APPROVALS, body)
         print(

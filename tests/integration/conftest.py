@@ -165,6 +165,17 @@ class Cluster:
             {"spec": spec},
         )
 
+    async def patch_metadata(self, name: str, metadata: dict[str, Any], namespace: str = "team-sre") -> None:
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "activationrequests",
+            name,
+            {"metadata": metadata},
+        )
+
     async def delete(self, name: str, namespace: str = "team-sre", user: str = "admin") -> None:
         await asyncio.to_thread(
             (self.custom if user == "admin" else self.as_user(user)).delete_namespaced_custom_object,

@@ -124,3 +124,57 @@ def test_attestation_binds_identity_and_spec_but_not_revoke():
     assert not attestation_valid(forged, key)
     assert not attestation_valid(admitted, b"another key")
     assert not attestation_valid(body(requester="user:alice@example.com"), key)  # never admitted
+
+
+OPERATOR = "system:serviceaccount:jitaccess-system:jitaccess"
+KEY = b"unit-test-attestation-key-32-bytes!!"
+
+
+def stored(**spec):
+    """A request as the API holds it: with a uid, filed by alice."""
+    found = body(requester="user:alice@example.com", **spec)
+    found["metadata"]["uid"] = "0f0e-1"
+    return found
+
+
+def test_revoking_or_deleting_someone_elses_request_needs_the_revoke_verb_and_names_the_actor():
+    from jitaccess.policy.admission import admit_request_change, admit_request_deletion
+
+    bob = Caller("bob@example.com", ())
+    for verdict in (
+        admit_request_change(stored(revoke=True), stored(), bob, SETTINGS, OPERATOR, KEY, NOW),
+        admit_request_deletion(stored(), bob, SETTINGS, OPERATOR, KEY, NOW),
+    ):
+        assert verdict.allowed and verdict.needs == "revoke"
+        assert verdict.actor.user == "bob@example.com" and not verdict.actor.as_requester
+    # The requester needs nothing more, however the address is spelled.
+    alice = Caller("Alice@Example.com", ())
+    own = admit_request_deletion(stored(), alice, SETTINGS, OPERATOR, KEY, NOW)
+    assert own.allowed and own.needs is None and own.actor.as_requester
+    # The operator, and Kubernetes' namespace controller deleting the namespace, need nothing.
+    assert admit_request_deletion(stored(), Caller(OPERATOR, ()), SETTINGS, OPERATOR, KEY, NOW).needs is None
+    namespace_controller = Caller("system:serviceaccount:kube-system:namespace-controller", ())
+    cleared = admit_request_deletion(stored(), namespace_controller, SETTINGS, OPERATOR, KEY, NOW)
+    assert cleared.allowed and cleared.needs is None and cleared.actor.user == namespace_controller.username
+
+
+def test_only_the_operator_changes_jitaccess_metadata():
+    from jitaccess.policy.admission import admit_request_change
+
+    old = stored()
+    old["metadata"]["finalizers"] = ["jitaccess.dev/revoke-on-delete"]
+    for change in (
+        {"finalizers": []},
+        {"annotations": {"jitaccess.dev/admitted": "x"}},
+        {"labels": {"jitaccess.dev/anything": "x"}},
+        {"finalizers": ["jitaccess.dev/revoke-on-delete", "jitaccess.dev/mine"]},
+    ):
+        new = stored()
+        new["metadata"] = {**old["metadata"], **change}
+        verdict = admit_request_change(new, old, ALICE, SETTINGS, OPERATOR, KEY, NOW)
+        assert not verdict.allowed and "only the jitaccess operator" in verdict.message, change
+        assert admit_request_change(new, old, Caller(OPERATOR, ()), SETTINGS, OPERATOR, KEY, NOW).allowed
+    # Someone else's annotations and finalizers are theirs.
+    new = stored()
+    new["metadata"] = {**old["metadata"], "annotations": {"team/ticket": "INC-1"}}
+    assert admit_request_change(new, old, ALICE, SETTINGS, OPERATOR, KEY, NOW).allowed
