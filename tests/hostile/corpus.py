@@ -1,4 +1,4 @@
-"""Malformed and malicious objects (issue #6.6), each with the field its refusal must name.
+"""Malformed and malicious objects, each with the field its refusal must name.
 
 Every case starts from a valid object and changes one thing. A case is refused at admission
 (schema or webhook) or, for an EligibleGrant the schema lets through, reported in its status

@@ -1,4 +1,4 @@
-"""The audit log (issue #7.5): one JSON line per lifecycle event, with the documented fields."""
+"""The audit log: one JSON line per lifecycle event, with the documented fields."""
 
 from __future__ import annotations
 

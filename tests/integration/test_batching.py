@@ -1,4 +1,4 @@
-"""The batching writer over the real REST client against the emulator on loopback (issue #5).
+"""The batching writer over the real REST client against the emulator on loopback.
 
 Counts are exact: the emulator logs every call, and concurrency is arranged so that nothing here
 depends on timing (changes are queued before the writer's worker first runs, or a project is

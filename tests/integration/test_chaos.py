@@ -1,4 +1,4 @@
-"""Crashes (issue #6.2): the operator, as a process of its own, is SIGKILLed at random moments
+"""Crashes: the operator, as a process of its own, is SIGKILLed at random moments
 while people activate, approve, deny, revoke and delete requests and while requests expire, and
 restarted each time. After it settles: every request is in the phase its story calls for, IAM
 holds exactly one binding per role of each Active request (no duplicates, no orphans) and none

@@ -1,4 +1,4 @@
-"""Drift (issue #6): bindings someone else removed are reported, never re-granted; leftovers of
+"""Drift: bindings someone else removed are reported, never re-granted; leftovers of
 ours are swept from IAM; nothing that is not ours is touched. The sweep is run on demand here
 (in production every --sweep-interval), on the operator's own event loop."""
 

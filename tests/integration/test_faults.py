@@ -1,4 +1,4 @@
-"""Faults real clusters and Google's API produce (issue #6.1 and #6.3): a foreign writer racing
+"""Faults real clusters and Google's API produce: a foreign writer racing
 every write, 503s, 429s, latency spikes, and permanent refusals. Nothing foreign is lost, every
 JIT binding is written once and removed once, every valid request gets there, and a refused one
 fails with Google's message and leaves nothing behind.

@@ -1,4 +1,4 @@
-"""Hostile input (issue #6.6): every case of the corpus is refused naming its field, at admission
+"""Hostile input: every case of the corpus is refused naming its field, at admission
 or in the grant's status; no binding is written; the operator keeps running and still works.
 Patterns that would make a backtracking engine take exponential time are matched in bounded time.
 """

@@ -1,4 +1,4 @@
-"""IAM's limits (issue #6.5): a request that would break one fails with a message naming the
+"""IAM's limits: a request that would break one fails with a message naming the
 limit, nothing of it is written, and the other requests of the same batch are granted.
 
 The batch is arranged, not hoped for: the emulator holds a first request's cycle while the two

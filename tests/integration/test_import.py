@@ -1,4 +1,4 @@
-"""Coming from Google's Just-In-Time Access 1.x (issue #8): `jitaccess import` reads a realistic
+"""Coming from Google's Just-In-Time Access 1.x: `jitaccess import` reads a realistic
 1.x policy from the emulator over the real REST client, the YAML it writes is applied in the
 sandbox, and the same people can activate the same roles; what cannot be carried over is in the
 report; JIT Access's own activations are listed and left alone."""

@@ -1,4 +1,4 @@
-"""`kubectl jit` (issue #7.6) driven against the sandbox as the people of the sandbox: alice asks,
+"""`kubectl jit` driven against the sandbox as the people of the sandbox: alice asks,
 bob approves or denies, alice follows, lists and revokes. One test goes through kubectl itself,
 which finds the plugin on PATH as any installed kubectl plugin."""
 

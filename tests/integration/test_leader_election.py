@@ -1,4 +1,4 @@
-"""Leader election (issue #7.2): the Lease protocol against the sandbox API, one elector at a time.
+"""Leader election: the Lease protocol against the sandbox API, one elector at a time.
 
 The electors talk to the sandbox over HTTPS through the official client; each has a ManualClock
 of its own (two nodes' clocks), which the tests move instead of waiting for leases to run out.

@@ -1,4 +1,4 @@
-"""Metrics (issue #7.4): /metrics on a real port, scraped over HTTP after real work."""
+"""Metrics: /metrics on a real port, scraped over HTTP after real work."""
 
 from __future__ import annotations
 

@@ -196,3 +196,17 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
                 process.kill()
         for log in logs.values():
             log.close()
+
+
+def test_the_operator_refuses_to_start_without_an_attestation_key(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    started = subprocess.run(
+        [sys.executable, "-m", "jitaccess.cli", "run", "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={name: value for name, value in os.environ.items() if not name.startswith("JITACCESS_")},
+    )
+    assert started.returncode != 0
+    assert "--attestation-key-file" in started.stderr and "--insecure-no-admission" in started.stderr

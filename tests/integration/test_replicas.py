@@ -1,4 +1,4 @@
-"""Two replicas (issue #7.2), as the Deployment runs them: two `jitaccess run --leader-elect`
+"""Two replicas, as the Deployment runs them: two `jitaccess run --leader-elect`
 processes against one sandbox, sharing the attestation key. Only the Lease holder acts; the
 standby serves admission; a killed leader is replaced once its lease runs out (on the standby's
 clock, which the test moves), a stopped one hands over at once; and no request is acted on twice.

@@ -1,4 +1,4 @@
-"""Least privilege (issue #6.7): the operator's ClusterRole in manifests/ allows exactly what the
+"""Least privilege: the operator's ClusterRole in manifests/ allows exactly what the
 operator calls. The sandbox API records every call by user; the operator runs there as the
 service account the ClusterRole is bound to. This module drives every kind of work the operator
 does (and runs last, so it also sees the calls of every integration module before it)."""

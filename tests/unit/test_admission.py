@@ -57,6 +57,14 @@ def test_trusted_submitter_may_file_for_someone_else_but_must_name_them():
     assert admit(gitops, new=body(requester="user:alice@example.com")).allowed
     refused = admit(gitops)
     assert not refused.allowed and "must name who" in refused.message
+    # It cannot vouch for anyone's groups, nor approve in anyone's name.
+    claimed = admit(
+        gitops, new=body(requester="user:mallory@example.com", requesterGroups=["group:sre@example.com"])
+    )
+    assert not claimed.allowed and claimed.message.startswith("spec.requesterGroups: group membership")
+    assert admit(gitops, new=body(requester="user:alice@example.com")).stamp["requesterGroups"] == []
+    relayed = {"spec": {"request": "r", "decision": "Approve", "approver": "user:bob@example.com"}}
+    assert not admit_approval_identity("CREATE", relayed, None, gitops, SETTINGS).allowed
 
 
 def test_usernames_that_cannot_be_mapped_are_refused_with_a_reason():

@@ -1,4 +1,4 @@
-"""GitOps (issue #7.7): the Argo CD health checks in examples/gitops/ run in a real Lua against
+"""GitOps: the Argo CD health checks in examples/gitops/ run in a real Lua against
 statuses the operator's own code writes; grants carry what kstatus (Flux) reads."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The image (issue #7.1), as far as this machine allows without a Docker engine: hadolint
+"""The image, as far as this machine allows without a Docker engine: hadolint
 accepts the Dockerfile, the image runs as a non-root user, and its install step works."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Google side as code (issue #7.3): deploy/terraform/ is formatted (`terraform fmt -check`
+"""The Google side as code: deploy/terraform/ is formatted (`terraform fmt -check`
 when terraform is installed), declares the variables of Google's JIT Access module, and grants
 the operator nothing but get/setIamPolicy, to the Kubernetes service account of manifests/."""
 

@@ -1,4 +1,4 @@
-"""Property tests (issue #6.6): the validators never crash on any JSON, every refusal names a
+"""Property tests: the validators never crash on any JSON, every refusal names a
 field, whatever they accept is well-formed, and any binding we render is one IAM accepts and
 cannot be bent by the text inside it."""
 

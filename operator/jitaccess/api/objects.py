@@ -23,7 +23,6 @@ from jitaccess.api.times import parse_time
 
 GROUP = "jitaccess.dev"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 
 SHORTEST_GRANT = timedelta(minutes=5)
 LONGEST_GRANT = timedelta(days=7)
@@ -61,10 +60,6 @@ class Grant:
     justification_pattern: str | None
     justification_hint: str | None
     approval: Approval | None
-
-    @property
-    def self_approved(self) -> bool:
-        return self.approval is None
 
 
 @dataclass(frozen=True)

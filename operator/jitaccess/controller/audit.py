@@ -13,12 +13,14 @@ import json
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from jitaccess.api.times import format_time
 from jitaccess.policy.lifecycle import Event
+from jitaccess.policy.records import read_records
 
 # The phase a request is in after the event, and the outcome it stands for.
 OUTCOMES = {
@@ -36,15 +38,50 @@ OUTCOMES = {
 }
 
 
-def audit_record(
-    body: Mapping[str, Any], event: Event, now: datetime, resource: str | None = None
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Told:
+    """What a record about a request may say of it: the operator's sealed records and the status
+    this very step wrote, never the status as stored (anyone who may write status could have put
+    an approver or an actor there)."""
+
+    phase: str
+    roles: list[str]
+    resource: str | None
+    approvers: list[str]
+    start: str | None
+    end: str | None
+    ended_at: str | None
+    actor: str | None
+
+
+def told(body: Mapping[str, Any], written: Mapping[str, Any], key: bytes, resource: str | None) -> Told:
+    """The trusted account of `body` after a step wrote `written` into its status."""
+    records = read_records(body.get("metadata") or {}, key)
+    spec = body.get("spec") or {}
+    bindings = [b for b in written.get("bindings") or [] if isinstance(b, Mapping)]
+    approvals = [a for a in written.get("approvals") or [] if isinstance(a, Mapping)]
+    held = records.held
+    return Told(
+        phase=str(written.get("phase") or ""),
+        roles=list(held.roles)
+        if held
+        else sorted({str(b.get("role")) for b in bindings}) or list(spec.get("roles") or []),
+        resource=held.resource if held else (bindings[0].get("resource") if bindings else None) or resource,
+        approvers=list(held.approvers)
+        if held
+        else [str(a.get("approver")) for a in approvals if a.get("decision") == "Approve"],
+        start=format_time(held.activated_at or held.start) if held else written.get("activatedAt"),
+        end=format_time(held.end) if held else written.get("expiresAt"),
+        ended_at=written.get("endedAt"),
+        actor=written.get("endedBy"),
+    )
+
+
+def audit_record(body: Mapping[str, Any], event: Event, now: datetime, account: Told) -> dict[str, Any]:
     """The audit record of `event` on the ActivationRequest `body` (as it was just written)."""
     metadata = body.get("metadata") or {}
     spec = body.get("spec") or {}
-    status = body.get("status") or {}
-    bindings = [b for b in status.get("bindings") or [] if isinstance(b, Mapping)]
-    phase = str(status.get("phase") or "")
+    phase = account.phase or str((body.get("status") or {}).get("phase") or "")
     return {
         "time": format_time(now),
         "severity": "WARNING" if event.type == "Warning" else "NOTICE",
@@ -59,19 +96,15 @@ def audit_record(
         },
         "grant": spec.get("grant"),
         "requester": spec.get("requester"),
-        "roles": sorted({str(b.get("role")) for b in bindings}) or list(spec.get("roles") or []),
-        "resource": (bindings[0].get("resource") if bindings else None) or resource,
+        "roles": account.roles,
+        "resource": account.resource,
         "justification": spec.get("justification"),
-        "approvers": [
-            a.get("approver")
-            for a in status.get("approvals") or []
-            if isinstance(a, Mapping) and a.get("decision") == "Approve"
-        ],
-        "start": status.get("activatedAt"),
-        "end": status.get("expiresAt"),
-        "endedAt": status.get("endedAt"),
+        "approvers": account.approvers,
+        "start": account.start,
+        "end": account.end,
+        "endedAt": account.ended_at,
         # Who ended it, when that was someone (revoke or delete), as Kubernetes authenticated them.
-        "actor": status.get("endedBy"),
+        "actor": account.actor,
     }
 
 

@@ -26,7 +26,7 @@ class OperatorConfig:
     concurrency: int = 256
     api_threads: int = 32  # blocking Kubernetes and IAM client calls in flight
     clock: Clock = field(default_factory=SystemClock)
-    # Admission webhooks (issue #3): served when a port is given.
+    # Admission webhooks: served when a port is given.
     webhook_port: int | None = None
     webhook_host: str = "127.0.0.1"
     webhook_cert_dir: Path | None = None  # holds tls.crt, tls.key, ca.crt; generated when absent
@@ -39,7 +39,7 @@ class OperatorConfig:
     # metadata); asked of the API server (SelfSubjectReview) at start when not given.
     operator_username: str = ""
     notify_url: str | None = None  # where lifecycle notifications are posted (JSON)
-    # IAM writes (issue #5): "batched" coalesces changes per resource under a rate limit;
+    # IAM writes: "batched" coalesces changes per resource under a rate limit;
     # "per-activation" is one read-modify-write per request, as Google's JIT Access does.
     iam_write_mode: str = "batched"
     iam_writes_per_s: float = 8.0
@@ -48,7 +48,7 @@ class OperatorConfig:
     sweep_interval: timedelta = timedelta(minutes=5)
     # Where the audit log goes: "stdout" (for Cloud Logging), "off", or a file to append to.
     audit_log: str = "stdout"
-    # Two replicas (issue #7): with leader election, only the holder of the Lease reconciles.
+    # Two replicas: with leader election, only the holder of the Lease reconciles.
     leader_election: bool = False
     leader_election_namespace: str = "jitaccess-system"
     leader_election_lease: str = "jitaccess"

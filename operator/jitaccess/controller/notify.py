@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from jitaccess.controller.audit import Told
+
 log = logging.getLogger(__name__)
 
 # Event reasons of the lifecycle, and the notification each one is.
@@ -92,15 +94,16 @@ class HttpSender:
         log.warning("notification %s dropped after %d attempts", event.get("type"), self.attempts)
 
 
-def notification(kind: str, body: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:
+def notification(
+    kind: str, body: Mapping[str, Any], reason: str, message: str, account: Told
+) -> dict[str, Any]:
     """The JSON a receiver gets: what happened, to which request, for whom, why."""
-    metadata, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
-    bindings = status.get("bindings") or []
+    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
     return {
         "type": kind,
         "reason": reason,
         "message": message,
-        "phase": status.get("phase"),
+        "phase": account.phase or (body.get("status") or {}).get("phase"),
         "request": {
             "namespace": metadata.get("namespace"),
             "name": metadata.get("name"),
@@ -109,10 +112,8 @@ def notification(kind: str, body: Mapping[str, Any], reason: str, message: str) 
         "requester": spec.get("requester"),
         "grant": spec.get("grant"),
         "roles": spec.get("roles"),
-        "resource": bindings[0].get("resource") if bindings else None,
+        "resource": account.resource,
         "justification": spec.get("justification"),
-        "approvers": [
-            a.get("approver") for a in status.get("approvals") or [] if a.get("decision") == "Approve"
-        ],
-        "expiresAt": status.get("expiresAt"),
+        "approvers": account.approvers,
+        "expiresAt": account.end,
     }

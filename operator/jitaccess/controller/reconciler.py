@@ -19,7 +19,7 @@ from jitaccess.api.bindings import Reference
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
 from jitaccess.api.times import parse_time
-from jitaccess.controller.audit import AuditLog, audit_record
+from jitaccess.controller.audit import AuditLog, Told, audit_record, told
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
@@ -316,7 +316,7 @@ class Reconciler:
         if step.status is not None:
             updated = await self._write_status(key, body, step.status)
             if step.event is not None:
-                self._post_event(key, updated or body, step.event)
+                self._post_event(key, updated or body, step.event, step.status)
                 self._notify(body, updated or body, step)
             body = updated or body
         if step.record_ended is not None or step.remove_finalizer:
@@ -373,7 +373,7 @@ class Reconciler:
             return
         updated = await self._write_status(key, body, step.status)
         if step.event is not None and updated is not None:
-            self._post_event(key, updated, step.event)
+            self._post_event(key, updated, step.event, step.status)
             self._notify(body, updated, step)
 
     def _count_removal(self, key: RequestKey, ok: bool) -> None:
@@ -439,14 +439,19 @@ class Reconciler:
     def post_event_now(self, body: Mapping[str, Any], event: Event) -> None:
         self._post_event(_key(body), body, event)
 
-    def _post_event(self, key: RequestKey, body: Mapping[str, Any], event: Event) -> None:
+    def _account(self, body: Mapping[str, Any], written: Mapping[str, Any]) -> Told:
+        grant = self.grants.get(str((body.get("spec") or {}).get("grant") or ""))
+        return told(body, written, self.config.attestation_key, grant.resource if grant is not None else None)
+
+    def _post_event(
+        self, key: RequestKey, body: Mapping[str, Any], event: Event, written: Mapping[str, Any] | None = None
+    ) -> None:
         """Post the Event off the hot path (an activation need not wait for its record), but after
         the request's previous Event, so that they read in the order things happened. The audit
-        line is written at once: it is the durable record, the Event a convenience."""
+        line is written at once: it is the durable record, the Event a convenience. It tells what
+        the sealed records and the status this step `written` say, never the stored status."""
         if self.audit is not None:
-            grant = self.grants.get(str((body.get("spec") or {}).get("grant") or ""))
-            resource = grant.resource if grant is not None else None
-            self.audit.record(audit_record(body, event, self.clock.now(), resource))
+            self.audit.record(audit_record(body, event, self.clock.now(), self._account(body, written or {})))
         previous = self._event_posts.get(key)
 
         async def post() -> None:
@@ -472,13 +477,16 @@ class Reconciler:
 
     def _notify(self, before: Mapping[str, Any], body: Mapping[str, Any], step: Step) -> None:
         assert step.event is not None and step.status is not None
+        account = self._account(body, step.status)
         if _approved(step.status.get("conditions") or []) and not _approved(
             (before.get("status") or {}).get("conditions") or []
         ):
-            self.notifier.publish(notification("approved", body, "Approved", "the request was approved"))
+            self.notifier.publish(
+                notification("approved", body, "Approved", "the request was approved", account)
+            )
         kind = KINDS.get(step.event.reason)
         if kind is not None:
-            self.notifier.publish(notification(kind, body, step.event.reason, step.event.message))
+            self.notifier.publish(notification(kind, body, step.event.reason, step.event.message, account))
 
     async def _adopt_approvals(self, key: RequestKey) -> None:
         """Each approval is owned by its request, so deleting the request deletes its approvals."""

@@ -195,10 +195,12 @@ def register_webhooks(
 
     async def record_deletion(old: Mapping[str, Any], verdict: Admission) -> None:
         """Seal who deleted the request onto it before the API server marks it deleting, so that
-        its end names them. The first to end it is recorded; a failure to record does not block."""
+        its end names them. Until it is marked, the latest caller is recorded (a deletion refused
+        after this webhook leaves a record the next one replaces); once it is, the first stays.
+        A failure to record does not block."""
         assert verdict.actor is not None
         metadata = old.get("metadata") or {}
-        if read_records(metadata, key).deleted_by is not None:
+        if metadata.get("deletionTimestamp") and read_records(metadata, key).deleted_by is not None:
             return
         who = Identity(
             str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))

@@ -182,7 +182,7 @@ def admit_request_change(
         return verdict
     reserved = [
         change for change in reserved_changes(old, new) if not _own_stamp(change, new, old, caller, key)
-    ]
+    ] + _owner_changes(old, new)
     if reserved:
         return Admission(
             False,
@@ -253,6 +253,14 @@ def _own_stamp(
     return payload is not None and payload.get("user") == caller.username
 
 
+def _owner_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """An owner added or removed: Kubernetes' garbage collector deletes an object whose owner goes,
+    so an owner is a way to delete someone's request (or approval) without asking for it."""
+    was = (old.get("metadata") or {}).get("ownerReferences") or []
+    now = (new.get("metadata") or {}).get("ownerReferences") or []
+    return [] if was == now else ["metadata.ownerReferences"]
+
+
 def _identity_of(body: Mapping[str, Any]) -> Identity:
     metadata = body.get("metadata") or {}
     return Identity(
@@ -274,7 +282,7 @@ def admit_approval_identity(
             return Admission(True)
         if (new.get("spec") or {}) != ((old or {}).get("spec") or {}):
             return Admission(False, "spec: an approval cannot be edited; delete it and create a new one")
-        if reserved := reserved_changes(old or {}, new):
+        if reserved := reserved_changes(old or {}, new) + _owner_changes(old or {}, new):
             return Admission(False, f"{reserved[0]}: only the jitaccess operator may change it")
         return Admission(True)
     if operation != "CREATE":
@@ -285,24 +293,32 @@ def admit_approval_identity(
     stamped = {f"metadata.annotations[{ATTESTATION}]"}
     if reserved := [change for change in reserved_changes({}, new) if change not in stamped]:
         return Admission(False, f"{reserved[0]}: is set by the jitaccess operator; leave it out")
-    stamp, refusal = _identity(dict(spec), caller, settings, "approver", "approverGroups")
+    # Nobody approves in someone else's name: a decision counts only from the approver's own login.
+    stamp, refusal = _identity(dict(spec), caller, IdentitySettings(), "approver", "approverGroups")
     return Admission(False, refusal) if refusal else Admission(True, stamp=stamp)
 
 
 def _identity(
     spec: dict[str, Any], caller: Caller, settings: IdentitySettings, who: str, groups_field: str
 ) -> tuple[dict[str, Any], str]:
-    """The identity fields to stamp, or a refusal. Trusted submitters may speak for others."""
+    """The identity fields to stamp, or a refusal. Trusted submitters may name someone else, but
+    cannot vouch for anyone's groups: what they file is judged on the named member alone."""
     if caller.username in settings.trusted_submitters:
         if not spec.get(who):
             return (
                 {},
                 f"spec.{who}: {caller.username} is a trusted submitter and must name who the object is for",
             )
+        if spec.get(groups_field):
+            return {}, (
+                f"spec.{groups_field}: group membership is proven only by the member's own login, so a "
+                f"trusted submitter cannot claim it; leave spec.{groups_field} out (the request is judged on "
+                f"the named member: a user or domain principal of the grant)"
+            )
         named = spec[who]
         if isinstance(named, str) and named != normal_member(named):
-            return {who: normal_member(named)}, ""
-        return {}, ""
+            return {who: normal_member(named), groups_field: []}, ""
+        return {groups_field: []}, ""
     member, why = principal_of(caller, settings)
     if member is None:
         return {}, f"spec.{who}: {why}"

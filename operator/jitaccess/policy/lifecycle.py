@@ -43,8 +43,8 @@ from jitaccess.policy.records import ACTIVATION, ENDED, FINALIZER, Actor, Ended,
 __all__ = ["FINALIZER", "HOLDING", "TERMINAL", "Phase"]
 
 # Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
-# complete (a restart, a watch that lags) must not end access, so these are confirmed on fresh reads.
-ENDS_BY_ELIGIBILITY = frozenset({"EligibilityChanged", "EligibilityRemoved"})
+# complete (a restart, a watch that lags) must not end a request, so these are confirmed on fresh reads.
+ENDS_BY_ELIGIBILITY = frozenset({"EligibilityChanged", "EligibilityRemoved", "ApprovalTimeout"})
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,9 @@ def decide(
             Phase.REVOKED,
             "RecordTampered",
             f"the operator's record {which} on this request does not carry a valid seal: someone other than "
-            "the operator changed it; any access it held was removed. File a new request.",
+            "the operator changed it, or the attestation key was rotated. The bindings the operator can "
+            "prove its own were removed; any sealed under another key end by their IAM condition. File a "
+            "new request.",
         )
     spec = state.spec
     if spec is None:
@@ -618,7 +620,7 @@ def _finish(
         phase,
         reason,
         message,
-        extra={"endedAt": format_time(now), **({"endedBy": ended_by.user} if ended_by else {})},
+        extra={"endedAt": format_time(now), "endedBy": ended_by.user if ended_by else None},
         event_type="Warning"
         if phase in (Phase.REJECTED, Phase.ACTIVATION_FAILED, Phase.DENIED)
         else "Normal",
@@ -704,12 +706,23 @@ def _after_end(state: RequestState, ended: Ended, now: datetime, retention: time
             ended.reason,
             f"ended {format_time(ended.at)} ({ended.reason}); this status was restored from the operator's "
             "sealed record after it was changed by someone else",
-            extra={"endedAt": format_time(ended.at)},
+            extra={"endedAt": format_time(ended.at), "endedBy": _ended_by(state.records, ended)},
         )
         return replace(restored, event=None)
     if now >= ended.at + retention:
         return Step(delete=True, notes=(f"history retention {format_duration(retention)} passed",))
     return Step(requeue_at=ended.at + retention)
+
+
+def _ended_by(records: Records, ended: Ended) -> str | None:
+    """Who ended it, from the sealed records: the deleter, or the one who revoked or withdrew it."""
+    if ended.reason == "Deleted":
+        actor = records.deleted_by
+    elif ended.reason in ("RevokedByRequester", "RevokedByAdmin", "Withdrawn"):
+        actor = records.revoked_by
+    else:
+        actor = None
+    return actor.user if actor else None
 
 
 def _transition(
@@ -753,10 +766,13 @@ def _transition(
                 now,
             )
         )
+    # A merge patch: fields this transition does not own are cleared, not left as someone wrote them.
+    cleared = {} if phase in TERMINAL else {"endedAt": None, "endedBy": None}
     status: dict[str, Any] = {
         "phase": phase.value,
         "observedGeneration": state.generation,
         "conditions": conditions,
+        **cleared,
         **(extra or {}),
     }
     return Step(status=status, event=Event(event_type, reason, message), requeue_at=requeue_at)
