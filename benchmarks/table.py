@@ -1,4 +1,4 @@
-"""Render benchmarks/results/*.json as the Markdown table in README "Performance".
+"""Render benchmarks/results/*.json as the Markdown table in benchmarks/README.md.
 
 python benchmarks/table.py [RESULTS_DIR]
 """

@@ -12,8 +12,13 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jitaccess.api.durations import DurationError, parse_duration
+from jitaccess.run_flags import RUN_FLAGS, add_flags
+
+if TYPE_CHECKING:
+    from jitaccess.controller.config import OperatorConfig
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,144 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser(
         "run", help="run the operator against the cluster KUBECONFIG or in-cluster config names"
     )
-    run.add_argument(
-        "--iam-endpoint",
-        default=os.environ.get("JITACCESS_IAM_ENDPOINT"),
-        help="Cloud Resource Manager endpoint; http:// (the emulator) uses anonymous credentials",
-    )
-    run.add_argument(
-        "--namespace",
-        action="append",
-        default=_env_list("JITACCESS_NAMESPACES"),
-        help="serve requests in this namespace (repeatable); default: all namespaces",
-    )
-    run.add_argument("--all-namespaces", action="store_true", help="serve requests in every namespace")
-    run.add_argument(
-        "--trusted-submitter",
-        action="append",
-        default=_env_list("JITACCESS_TRUSTED_SUBMITTERS"),
-        help="Kubernetes username allowed to submit on behalf of others (repeatable)",
-    )
-    run.add_argument(
-        "--history-retention",
-        default=os.environ.get("JITACCESS_HISTORY_RETENTION", "720h"),
-        help="how long terminal requests are kept (a duration; default 720h)",
-    )
-    run.add_argument(
-        "--metrics-port",
-        type=int,
-        default=_env_int("JITACCESS_METRICS_PORT"),
-        help="serve Prometheus /metrics and /healthz on this port",
-    )
-    run.add_argument("--metrics-host", default=os.environ.get("JITACCESS_METRICS_HOST", "0.0.0.0"))
-    run.add_argument(
-        "--webhook-host",
-        default=os.environ.get("JITACCESS_WEBHOOK_HOST", "0.0.0.0"),
-        help="address the admission webhook server listens on",
-    )
-    run.add_argument("--webhook-port", type=int, default=_env_int("JITACCESS_WEBHOOK_PORT") or 9443)
-    run.add_argument(
-        "--webhook-cert-dir",
-        type=Path,
-        default=os.environ.get("JITACCESS_WEBHOOK_CERT_DIR"),
-        help="tls.crt and tls.key (e.g. a cert-manager Secret); a self-signed pair is made if absent",
-    )
-    run.add_argument(
-        "--attestation-key-file",
-        type=Path,
-        default=os.environ.get("JITACCESS_ATTESTATION_KEY_FILE"),
-        help="secret key (at least 32 bytes) that seals admitted requests and approvals, the operator's "
-        "records and its IAM bindings; required",
-    )
-    run.add_argument(
-        "--insecure-no-admission",
-        action="store_true",
-        default=os.environ.get("JITACCESS_INSECURE_NO_ADMISSION", "").lower() in ("1", "true", "yes"),
-        help="run without an attestation key and without admission webhooks: nothing can be verified, "
-        "so every request is Rejected and nothing is granted (access granted before still ends by its "
-        "IAM condition). For diagnosis only",
-    )
-    run.add_argument(
-        "--workload-identity-pool",
-        default=os.environ.get("JITACCESS_WORKLOAD_IDENTITY_POOL"),
-        help="PROJECT_ID.svc.id.goog: map Kubernetes service accounts to Workload Identity principals",
-    )
-    run.add_argument(
-        "--workload-identity-project-number",
-        default=os.environ.get("JITACCESS_WORKLOAD_IDENTITY_PROJECT_NUMBER"),
-    )
-    run.add_argument(
-        "--notify-url",
-        default=os.environ.get("JITACCESS_NOTIFY_URL"),
-        help="POST a JSON event here on approval needed/approved/denied/activated/expired/revoked",
-    )
-    run.add_argument(
-        "--iam-write-mode",
-        choices=("batched", "per-activation"),
-        default=os.environ.get("JITACCESS_IAM_WRITE_MODE", "batched"),
-        help="batched: one read-modify-write per resource for all waiting changes (default); "
-        "per-activation: one per request, as Google's JIT Access does (for comparison only)",
-    )
-    run.add_argument(
-        "--iam-writes-per-second",
-        type=float,
-        default=float(os.environ.get("JITACCESS_IAM_WRITES_PER_SECOND", "8")),
-        help="read-modify-write cycles per second for the whole operator (Google allows ~10; default 8)",
-    )
-    run.add_argument(
-        "--sweep-interval",
-        default=os.environ.get("JITACCESS_SWEEP_INTERVAL", "5m"),
-        help="how often IAM is swept for leftover jitaccess bindings and ones removed by others "
-        "(a duration; 0 turns it off)",
-    )
-    run.add_argument(
-        "--audit-log",
-        default=os.environ.get("JITACCESS_AUDIT_LOG", "stdout"),
-        help="one JSON line per lifecycle event: stdout (default), off, or a file to append to",
-    )
-    run.add_argument(
-        "--leader-elect",
-        action="store_true",
-        default=os.environ.get("JITACCESS_LEADER_ELECT", "").lower() in ("1", "true", "yes"),
-        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease "
-        "reconciles and writes IAM; every replica serves the admission webhooks",
-    )
-    run.add_argument(
-        "--leader-election-namespace",
-        default=os.environ.get("POD_NAMESPACE", "jitaccess-system"),
-        help="namespace of the Lease (default: $POD_NAMESPACE, else jitaccess-system)",
-    )
-    run.add_argument("--leader-election-lease", default="jitaccess", help="name of the Lease")
-    run.add_argument(
-        "--leader-election-identity",
-        default=os.environ.get("POD_NAME", ""),
-        help="this replica's name in the Lease (default: $POD_NAME, else the host name)",
-    )
-    for flag, default, meaning in (
-        ("--lease-duration", "15s", "how long a silent leader keeps the Lease"),
-        ("--renew-deadline", "10s", "how long the leader tries to renew before it stops"),
-        ("--retry-period", "2s", "how often the Lease is renewed or tried"),
-    ):
-        run.add_argument(flag, default=default, help=meaning)
-    run.add_argument("--kubeconfig", type=Path, default=None)
-    run.add_argument("--context", default=None)
-    run.add_argument(
-        "--clock-offset-file",
-        type=Path,
-        default=None,
-        help="for tests and the sandbox only: seconds to add to the wall clock, read from this file "
-        "whenever it changes (only ever forward)",
-    )
-    run.add_argument(
-        "--lease-clock-offset-file",
-        type=Path,
-        default=None,
-        help="for tests only: as --clock-offset-file, for the leader-election lease alone",
-    )
-    run.add_argument(
-        "--tick", type=float, default=0.5, help="how often the scheduler looks at the clock, in seconds"
-    )
-    run.add_argument("--verbose", "-v", action="store_true")
+    add_flags(run, RUN_FLAGS)
 
     sandbox = commands.add_parser(
         "sandbox", help="run the Kubernetes API, the IAM emulator and the operator locally"
@@ -240,20 +108,25 @@ def main(argv: list[str] | None = None) -> None:
 async def _run(args: argparse.Namespace) -> None:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a stuck operator is.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    from jitaccess.controller.operator import kubernetes_configuration, run_operator
+
+    settings = operator_config(args)
+    await run_operator(settings, kubernetes_configuration(args.kubeconfig, args.context))
+
+
+def operator_config(args: argparse.Namespace) -> OperatorConfig:
+    """The operator's configuration from `jitaccess run`'s flags; exits naming a bad flag."""
     from jitaccess.clock import OffsetFileClock
     from jitaccess.controller.config import OperatorConfig
     from jitaccess.controller.leader import LeaseTimings
-    from jitaccess.controller.operator import kubernetes_configuration, run_operator
     from jitaccess.policy.admission import IdentitySettings
 
-    try:
-        retention = parse_duration(args.history_retention)
-    except DurationError as error:
-        sys.exit(f"--history-retention: {error}")
-    try:
-        sweep = timedelta(0) if args.sweep_interval in ("0", "off") else parse_duration(args.sweep_interval)
-    except DurationError as error:
-        sys.exit(f"--sweep-interval: {error} (or 0 to turn sweeping off)")
+    retention = _flag_duration("--history-retention", args.history_retention)
+    sweep = (
+        timedelta(0)
+        if args.sweep_interval in ("0", "off")
+        else _flag_duration("--sweep-interval", args.sweep_interval)
+    )
     try:
         timings = LeaseTimings(
             duration=_seconds(args.lease_duration),
@@ -262,6 +135,34 @@ async def _run(args: argparse.Namespace) -> None:
         )
     except ValueError as error:
         sys.exit(f"--lease-duration/--renew-deadline/--retry-period: {error}")
+    key = _attestation_key(args)
+    namespaces = tuple(args.namespace or ())
+    direct = {flag.field: getattr(args, flag.dest) for flag in RUN_FLAGS if flag.field}
+    clocks = {
+        name: OffsetFileClock(path)
+        for name, path in (("clock", args.clock_offset_file), ("lease_clock", args.lease_clock_offset_file))
+        if path
+    }
+    return OperatorConfig(
+        **direct,
+        **clocks,
+        namespaces=namespaces,
+        all_namespaces=args.all_namespaces or not namespaces,
+        history_retention=retention,
+        webhook_port=None if args.insecure_no_admission else args.webhook_port,
+        attestation_key=key,
+        sweep_interval=sweep,
+        lease_timings=timings,
+        identity=IdentitySettings(
+            trusted_submitters=frozenset(args.trusted_submitter or ()),
+            workload_identity_pool=args.workload_identity_pool,
+            workload_identity_project_number=args.workload_identity_project_number,
+        ),
+    )
+
+
+def _attestation_key(args: argparse.Namespace) -> bytes:
+    """The key from --attestation-key-file; a throwaway one with --insecure-no-admission."""
     key = args.attestation_key_file.read_bytes().strip() if args.attestation_key_file else b""
     if args.attestation_key_file and len(key) < 32:
         sys.exit("--attestation-key-file: the key must be at least 32 bytes (e.g. openssl rand -hex 32)")
@@ -278,43 +179,15 @@ async def _run(args: argparse.Namespace) -> None:
             "Rejected as unattested and nothing is written to IAM"
         )
         key = secrets.token_bytes(32)  # nothing sealed elsewhere verifies with it
-    namespaces = tuple(args.namespace or ())
-    settings = OperatorConfig(
-        namespaces=namespaces,
-        all_namespaces=args.all_namespaces or not namespaces,
-        iam_endpoint=args.iam_endpoint,
-        history_retention=retention,
-        metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host,
-        webhook_port=None if args.insecure_no_admission else args.webhook_port,
-        webhook_host=args.webhook_host,
-        webhook_cert_dir=args.webhook_cert_dir,
-        attestation_key=key,
-        insecure_no_admission=args.insecure_no_admission,
-        notify_url=args.notify_url,
-        iam_write_mode=args.iam_write_mode,
-        iam_writes_per_s=args.iam_writes_per_second,
-        sweep_interval=sweep,
-        tick_s=args.tick,
-        audit_log=args.audit_log,
-        leader_election=args.leader_elect,
-        leader_election_namespace=args.leader_election_namespace,
-        leader_election_lease=args.leader_election_lease,
-        leader_election_identity=args.leader_election_identity,
-        lease_timings=timings,
-        **(
-            {"lease_clock": OffsetFileClock(args.lease_clock_offset_file)}
-            if args.lease_clock_offset_file
-            else {}
-        ),
-        **({"clock": OffsetFileClock(args.clock_offset_file)} if args.clock_offset_file else {}),
-        identity=IdentitySettings(
-            trusted_submitters=frozenset(args.trusted_submitter or ()),
-            workload_identity_pool=args.workload_identity_pool,
-            workload_identity_project_number=args.workload_identity_project_number,
-        ),
-    )
-    await run_operator(settings, kubernetes_configuration(args.kubeconfig, args.context))
+    return key
+
+
+def _flag_duration(flag: str, text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except DurationError as error:
+        hint = " (or 0 to turn sweeping off)" if flag == "--sweep-interval" else ""
+        sys.exit(f"{flag}: {error}{hint}")
 
 
 async def _sandbox(args: argparse.Namespace) -> None:
@@ -350,15 +223,6 @@ def _seconds(text: str) -> timedelta:
         return parse_duration(text)
     except DurationError as error:
         raise ValueError(f"{text!r}: {error}") from None
-
-
-def _env_list(name: str) -> list[str]:
-    return [item for item in os.environ.get(name, "").replace(",", " ").split() if item]
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
 
 
 if __name__ == "__main__":

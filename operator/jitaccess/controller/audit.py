@@ -2,7 +2,7 @@
 
 Each line is a complete record of who asked for what, where, why, who approved, for which
 window and how it ended, so an auditor never needs the cluster's (short-lived) Events. The
-field names are stable and documented in README "Operations": Cloud Logging parses a JSON line
+field names are stable and documented in docs/operations.md: Cloud Logging parses a JSON line
 on stdout into `jsonPayload`, so `jsonPayload.requester="user:alice@example.com"` or
 `jsonPayload.event="Activated"` select them, and `severity` and `time` are honoured as such.
 """

@@ -1,0 +1,221 @@
+"""The flags of `jitaccess run`, in one table: each is an argparse option, an environment variable
+and (where it configures the operator) the `OperatorConfig` field it sets.
+
+A flag written once cannot be dropped from one of three places by an edit of another: the
+parser and the environment come from this table, and `tests/unit/test_run_flags.py` checks that
+every flag that names a field reaches it and that docs/operations.md lists every flag and its
+variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_TRUE = ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str  # --iam-endpoint
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    repeat: bool = False  # may be given many times; its variable is a comma- or space-separated list
+    switch: bool = False  # on when given; its variable is on when 1, true or yes
+    choices: tuple[str, ...] | None = None
+    env: str = ""  # the environment variable, when not JITACCESS_<NAME>
+    field: str | None = None  # the OperatorConfig field it sets, when it sets one directly
+    short: str = ""  # -v
+
+    @property
+    def variable(self) -> str:
+        return self.env or "JITACCESS_" + self.name.removeprefix("--").upper().replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.name.removeprefix("--").replace("-", "_")
+
+    def from_environment(self) -> Any:
+        """The default: the environment variable when set, else the table's default."""
+        raw = os.environ.get(self.variable)
+        if raw is None or raw == "":
+            return [] if self.repeat else self.default
+        if self.switch:
+            return raw.lower() in _TRUE
+        if self.repeat:
+            return [item for item in raw.replace(",", " ").split() if item]
+        return self.type(raw) if self.type else raw
+
+
+RUN_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "--iam-endpoint",
+        "Cloud Resource Manager endpoint; http:// (the emulator) uses anonymous credentials",
+        field="iam_endpoint",
+    ),
+    Flag(
+        "--namespace",
+        "serve requests in this namespace (repeatable); default: all namespaces",
+        repeat=True,
+        env="JITACCESS_NAMESPACES",
+    ),
+    Flag("--all-namespaces", "serve requests in every namespace", switch=True),
+    Flag(
+        "--trusted-submitter",
+        "Kubernetes username allowed to file requests naming someone else (repeatable)",
+        repeat=True,
+        env="JITACCESS_TRUSTED_SUBMITTERS",
+    ),
+    Flag("--history-retention", "how long terminal requests are kept (a duration)", default="720h"),
+    Flag(
+        "--metrics-port",
+        "serve Prometheus /metrics and /healthz on this port",
+        type=int,
+        field="metrics_port",
+    ),
+    Flag("--metrics-host", "address /metrics listens on", default="0.0.0.0", field="metrics_host"),
+    Flag(
+        "--webhook-host",
+        "address the admission webhook server listens on",
+        default="0.0.0.0",
+        field="webhook_host",
+    ),
+    Flag("--webhook-port", "port of the admission webhook server", default=9443, type=int),
+    Flag(
+        "--webhook-cert-dir",
+        "tls.crt and tls.key (e.g. a cert-manager Secret); a self-signed pair is made if absent",
+        type=Path,
+        field="webhook_cert_dir",
+    ),
+    Flag(
+        "--attestation-key-file",
+        "secret key (at least 32 bytes) that seals admitted requests and approvals, the operator's "
+        "records and its IAM bindings; required",
+        type=Path,
+    ),
+    Flag(
+        "--insecure-no-admission",
+        "run without an attestation key and without admission webhooks: nothing can be verified, so "
+        "every request is Rejected and nothing is granted (access granted before still ends by its IAM "
+        "condition). For diagnosis only",
+        switch=True,
+        field="insecure_no_admission",
+    ),
+    Flag(
+        "--workload-identity-pool",
+        "PROJECT_ID.svc.id.goog: map Kubernetes service accounts to Workload Identity principals",
+    ),
+    Flag("--workload-identity-project-number", "the project number of that pool"),
+    Flag(
+        "--notify-url",
+        "POST a JSON event here on approval needed/approved/denied/activated/expired/revoked",
+        field="notify_url",
+    ),
+    Flag(
+        "--iam-write-mode",
+        "batched: one read-modify-write per resource for all waiting changes (default); "
+        "per-activation: one per request, as Google's JIT Access does (for comparison only)",
+        default="batched",
+        choices=("batched", "per-activation"),
+        field="iam_write_mode",
+    ),
+    Flag(
+        "--iam-writes-per-second",
+        "read-modify-write cycles per second for the whole operator (Google allows ~10)",
+        default=8.0,
+        type=float,
+        field="iam_writes_per_s",
+    ),
+    Flag(
+        "--sweep-interval",
+        "how often IAM is swept for leftover jitaccess bindings and ones removed by others "
+        "(a duration; 0 turns it off)",
+        default="5m",
+    ),
+    Flag(
+        "--audit-log",
+        "one JSON line per lifecycle event: stdout (default), off, or a file to append to",
+        default="stdout",
+        field="audit_log",
+    ),
+    Flag(
+        "--leader-elect",
+        "run as one of several replicas: only the holder of a coordination.k8s.io Lease reconciles "
+        "and writes IAM; every replica serves the admission webhooks",
+        switch=True,
+        field="leader_election",
+    ),
+    Flag(
+        "--leader-election-namespace",
+        "namespace of the Lease (default: $POD_NAMESPACE, else jitaccess-system)",
+        default="jitaccess-system",
+        env="POD_NAMESPACE",
+        field="leader_election_namespace",
+    ),
+    Flag("--leader-election-lease", "name of the Lease", default="jitaccess", field="leader_election_lease"),
+    Flag(
+        "--leader-election-identity",
+        "this replica's name in the Lease (default: $POD_NAME, else the host name)",
+        default="",
+        env="POD_NAME",
+        field="leader_election_identity",
+    ),
+    Flag("--lease-duration", "how long a silent leader keeps the Lease", default="15s"),
+    Flag("--renew-deadline", "how long the leader tries to renew before it stops", default="10s"),
+    Flag("--retry-period", "how often the Lease is renewed or tried", default="2s"),
+    Flag("--kubeconfig", "the cluster to use; in a Pod, the in-cluster config", type=Path, env="KUBECONFIG"),
+    Flag("--context", "the kubeconfig context to use"),
+    Flag(
+        "--clock-offset-file",
+        "for tests and the sandbox only: seconds to add to the wall clock, read from this file whenever "
+        "it changes (only ever forward)",
+        type=Path,
+    ),
+    Flag(
+        "--lease-clock-offset-file",
+        "for tests only: as --clock-offset-file, for the leader-election lease alone",
+        type=Path,
+    ),
+    Flag(
+        "--tick",
+        "how often the scheduler looks at the clock, in seconds",
+        default=0.5,
+        type=float,
+        field="tick_s",
+    ),
+    Flag("--verbose", "log at INFO, and kopf's own logs", switch=True, short="-v"),
+)
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    """Each flag as an option whose default comes from its environment variable."""
+    for flag in flags:
+        options: dict[str, Any] = {
+            "help": f"{flag.help} [${flag.variable}]",
+            "default": flag.from_environment(),
+        }
+        if flag.switch:
+            options["action"] = "store_true"
+        elif flag.repeat:
+            options["action"] = "append"
+        else:
+            if flag.type is not None:
+                options["type"] = flag.type
+            if flag.choices is not None:
+                options["choices"] = flag.choices
+        parser.add_argument(*filter(None, (flag.name, flag.short)), **options)
+
+
+def markdown_table(flags: Sequence[Flag]) -> str:
+    """The flags as docs/operations.md shows them (a test keeps that copy current)."""
+    rows = ["| flag | environment | meaning |", "|---|---|---|"]
+    for flag in flags:
+        shown = flag.name if flag.default in (None, "", False) else f"{flag.name} {flag.default}"
+        repeat = " (repeatable)" if flag.repeat else ""
+        rows.append(f"| `{shown}`{repeat} | `{flag.variable}` | {flag.help.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
