@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from jitaccess.controller.config import OperatorConfig
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """`jitaccess run | sandbox | import`: run's flags come from run_flags.RUN_FLAGS."""
+    top = argparse.ArgumentParser(
         prog="jitaccess", description="Just-In-Time access to Google Cloud on Kubernetes"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
         "run", help="run the operator against the cluster KUBECONFIG or in-cluster config names"
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         help="approvers of multi-party grants (default: the grant's own principals, as in JIT Access)",
     )
     importer.add_argument("--activations", action="store_true", help="also list JIT Access's own activations")
+    return top
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.command == "import":
         from jitaccess.migrate.command import run_import
 

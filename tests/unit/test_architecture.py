@@ -86,3 +86,15 @@ def test_there_is_no_cycle_between_packages():
 
     cyclic = [package for package in edges if reaches(package, package)]
     assert not cyclic, cyclic
+
+
+def test_no_function_is_too_long_to_read_at_once():
+    """About a screen: a longer function is split by purpose (the limit is ~60 lines)."""
+    long = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1 if node.end_lineno else 0
+                if lines > 65:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, long

@@ -44,14 +44,52 @@ def test_kustomize_renders_the_crds_from_crds_folder():
     assert {"jitaccess-requester", "jitaccess-approver", "jitaccess-admin", "jitaccess-view"} <= roles
 
 
-def test_sandbox_webhook_paths_are_the_ones_the_manifests_route_to():
-    shipped = yaml.safe_load_all((ROOT / "manifests" / "webhooks.yaml").read_text())
-    paths = {
-        w["clientConfig"]["service"]["path"] for o in shipped if o and "webhooks" in o for w in o["webhooks"]
+def test_the_operators_webhooks_are_the_ones_the_manifests_route_to():
+    """manifests/webhooks.yaml is the one source of what the API server calls (the sandbox installs
+    exactly it); the handlers the operator registers with kopf must serve the same paths, for the
+    same resources and operations, with the same side effects."""
+    import kopf
+
+    from jitaccess.clock import SystemClock
+    from jitaccess.controller.webhooks import register_webhooks
+    from jitaccess.policy.admission import IdentitySettings
+
+    shipped = {
+        w["clientConfig"]["service"]["path"].lstrip("/"): (
+            tuple(w["rules"][0]["resources"]),
+            tuple(w["rules"][0]["operations"]),
+            w["sideEffects"] != "None",
+            o["kind"].removesuffix("WebhookConfiguration").lower(),
+        )
+        for o in yaml.safe_load_all((ROOT / "manifests" / "webhooks.yaml").read_text())
+        if o and "webhooks" in o
+        for w in o["webhooks"]
     }
-    source = (ROOT / "operator" / "jitaccess" / "controller" / "webhooks.py").read_text()
-    assert paths == {"/stamp-requester", "/stamp-approver", "/validate-request"}
-    assert all(f'id="{path[1:]}"' in source for path in paths)
+    registry = kopf.OperatorRegistry()
+    register_webhooks(registry, object(), IdentitySettings(), b"k" * 32, SystemClock())  # type: ignore[arg-type]
+    served = {
+        h.id: ((h.selector.any_name,), tuple(h.operations), h.side_effects, h.reason.value)
+        for h in registry._webhooks.get_all_handlers()
+    }
+    assert served == shipped
+
+
+def test_the_sandbox_installs_the_manifests_webhooks_with_a_url(tmp_path):
+    from jitaccess.sandbox.runner import webhook_configurations
+
+    (tmp_path / "ca.crt").write_text("CA")
+    installed = dict(webhook_configurations(8443, tmp_path / "ca.crt"))
+    shipped = {
+        o["kind"]: o for o in yaml.safe_load_all((ROOT / "manifests" / "webhooks.yaml").read_text()) if o
+    }
+    for key, body in installed.items():
+        source = shipped[body["kind"]]
+        assert [w["rules"] for w in body["webhooks"]] == [w["rules"] for w in source["webhooks"]]
+        urls = [w["clientConfig"]["url"] for w in body["webhooks"]]
+        assert urls == [
+            "https://127.0.0.1:8443" + w["clientConfig"]["service"]["path"] for w in source["webhooks"]
+        ]
+        assert key.endswith(body["kind"].lower() + "s")
 
 
 # -- every object of the GKE overlay checked against the Kubernetes API's own models -----------

@@ -46,6 +46,14 @@ def build_registry(
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(configuration)
 
+    _register_start_and_stop(registry, reconciler, webhook_server)
+    _register_watches(registry, reconciler)
+    return registry
+
+
+def _register_start_and_stop(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, webhook_server: kopf.WebhookServer | None
+) -> None:
     @kopf.on.startup(registry=registry)
     async def start_scheduler(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # Events are posted by the reconciler, one per transition
@@ -64,24 +72,7 @@ def build_registry(
             sender = HttpSender(reconciler.config.notify_url)
             reconciler.notifier = sender
             memo.notifier = asyncio.create_task(sender.run(), name="jitaccess-notifier")
-
-        async def lead() -> None:
-            reconciler.scheduler.resume()
-            reconciler.resync()
-            memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
-            if reconciler.sweeper is not None:
-                memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
-
-        async def stand_by() -> None:
-            reconciler.scheduler.pause()  # first: nothing new starts, whatever the cancellation does
-            await _stop(memo, "sweeper", "scheduler")
-
-        if reconciler.elector is None:
-            await lead()
-        else:  # watch and serve admission at once; reconcile only while holding the lease
-            memo.elector = asyncio.create_task(
-                reconciler.elector.run(lead, stand_by), name="jitaccess-leader-election"
-            )
+        await _lead_or_stand_by(reconciler, memo)
 
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
@@ -93,6 +84,33 @@ def build_registry(
         await _stop(memo, "notifier")
         if memo.get("metrics") is not None:
             await memo.metrics.cleanup()
+
+
+async def _lead_or_stand_by(reconciler: Reconciler, memo: kopf.Memo) -> None:
+    """Reconcile now, or (with leader election) only while holding the Lease; watching and
+    admission go on either way."""
+
+    async def lead() -> None:
+        reconciler.scheduler.resume()
+        reconciler.resync()
+        memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+        if reconciler.sweeper is not None:
+            memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
+
+    async def stand_by() -> None:
+        reconciler.scheduler.pause()  # first: nothing new starts, whatever the cancellation does
+        await _stop(memo, "sweeper", "scheduler")
+
+    if reconciler.elector is None:
+        await lead()
+    else:
+        memo.elector = asyncio.create_task(
+            reconciler.elector.run(lead, stand_by), name="jitaccess-leader-election"
+        )
+
+
+def _register_watches(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
+    """Every change of the three resources goes into the reconciler's cache, which schedules work."""
 
     @kopf.on.event(GROUP, VERSION, "activationrequests", registry=registry)
     async def request_seen(event: kopf.RawEvent, **_: Any) -> None:
@@ -117,8 +135,6 @@ def build_registry(
             reconciler.forget_approval(body)
         else:
             reconciler.observe_approval(body)
-
-    return registry
 
 
 async def _stop(memo: kopf.Memo, *names: str) -> None:

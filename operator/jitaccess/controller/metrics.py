@@ -17,12 +17,19 @@ from prometheus_client.registry import Collector
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.stats import Distribution
 
+Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
+
 
 class ReconcilerCollector(Collector):
     def __init__(self, reconciler: Reconciler) -> None:
         self.reconciler = reconciler
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+    def collect(self) -> Iterator[Family]:
+        yield from self._requests_and_work()
+        yield from self._iam()
+        yield from self._admission()
+
+    def _requests_and_work(self) -> Iterator[Family]:
         reconciler = self.reconciler
         phases = Counter(
             str((body.get("status") or {}).get("phase") or "New") for body in reconciler.requests.values()
@@ -52,6 +59,24 @@ class ReconcilerCollector(Collector):
             value=reconciler.scheduler.pending,
         )
         yield CounterMetricFamily("jitaccess_reconciles", "Reconciles run", value=reconciler.reconciles)
+        yield GaugeMetricFamily(
+            "jitaccess_active_activations",
+            "Requests whose access is granted now",
+            value=phases.get("Active", 0),
+        )
+        yield _histogram(
+            "jitaccess_activation_latency_seconds",
+            "From a request's creation to its Active status write",
+            reconciler.activation_latency,
+        )
+        yield _histogram(
+            "jitaccess_expiry_lag_seconds",
+            "From a request's expiresAt to the status write that says its binding is gone",
+            reconciler.expiry_lag,
+        )
+
+    def _iam(self) -> Iterator[Family]:
+        reconciler = self.reconciler
         stats = reconciler.writer.stats
         calls = CounterMetricFamily("jitaccess_iam_calls", "IAM policy calls made", labels=["method"])
         calls.add_metric(["getIamPolicy"], stats.get("get", 0))
@@ -74,21 +99,6 @@ class ReconcilerCollector(Collector):
         for (method, outcome), count in sorted((getattr(cycle, "outcomes", None) or {}).items()):
             outcomes.add_metric([method, outcome], count)
         yield outcomes
-        yield GaugeMetricFamily(
-            "jitaccess_active_activations",
-            "Requests whose access is granted now",
-            value=phases.get("Active", 0),
-        )
-        yield _histogram(
-            "jitaccess_activation_latency_seconds",
-            "From a request's creation to its Active status write",
-            reconciler.activation_latency,
-        )
-        yield _histogram(
-            "jitaccess_expiry_lag_seconds",
-            "From a request's expiresAt to the status write that says its binding is gone",
-            reconciler.expiry_lag,
-        )
         sizes = getattr(reconciler.writer, "batch_sizes", None)
         if sizes is not None:
             yield _histogram("jitaccess_iam_batch_size", "Changes written in one read-modify-write", sizes)
@@ -102,6 +112,9 @@ class ReconcilerCollector(Collector):
             "Requests whose access should have ended but IAM has not let the operator remove yet",
             value=len(reconciler.revocations_failing),
         )
+
+    def _admission(self) -> Iterator[Family]:
+        reconciler = self.reconciler
         decisions = CounterMetricFamily(
             "jitaccess_webhook_decisions", "Admission decisions", labels=["webhook", "decision"]
         )

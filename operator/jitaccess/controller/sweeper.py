@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from jitaccess.api.times import format_time
 from jitaccess.iam.store import PolicyStore
+from jitaccess.policy.conditions import BINDINGS_PRESENT, set_condition
 from jitaccess.policy.drift import Found, KnownRequest, Leftover, audit, known_request, leftover_reason
 from jitaccess.policy.lifecycle import Event
 
 log = logging.getLogger(__name__)
 REMOVED_EXTERNALLY = "BindingRemovedExternally"
-CONDITION = "BindingsPresent"
 
 
 @dataclass
@@ -75,12 +74,12 @@ class Sweeper:
         resources |= {resource for request in requests.values() for resource, _ in request.holds}
         for resource in sorted(resources):
             try:
-                policy = await asyncio.to_thread(self.store.get, resource)
+                bindings = await asyncio.to_thread(self.store.bindings, resource)
             except Exception as error:  # one unreadable resource does not stop the sweep
                 report.errors.append(f"{resource}: {error}")
                 continue
             report.resources += 1
-            found = audit(resource, _as_dicts(policy), requests, reconciler.clock.now(), key)
+            found = audit(resource, bindings, requests, reconciler.clock.now(), key)
             report.unproven += len(found.unproven)
             for leftover in found.leftovers:
                 if self._serves(leftover.key[0]) and await self._remove(leftover):
@@ -141,7 +140,8 @@ class Sweeper:
             status = dict(body.get("status") or {})
             conditions = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
             if not fresh.active or any(
-                c.get("type") == CONDITION and c.get("reason") == REMOVED_EXTERNALLY for c in conditions
+                c.get("type") == BINDINGS_PRESENT and c.get("reason") == REMOVED_EXTERNALLY
+                for c in conditions
             ):
                 return False  # ended meanwhile, or already reported
             what = ", ".join(f"{role} on {resource}" for resource, role in gone)
@@ -149,15 +149,18 @@ class Sweeper:
                 f"{what} was removed from IAM by someone else; jitaccess does not grant it again "
                 "(whoever removed it may have meant to). File a new request if access is still needed."
             )
-            condition = {
-                "type": CONDITION,
-                "status": "False",
-                "reason": REMOVED_EXTERNALLY,
-                "message": message,
-                "lastTransitionTime": format_time(reconciler.clock.now()),
-                "observedGeneration": int((body.get("metadata") or {}).get("generation") or 1),
-            }
-            kept = [dict(c) for c in conditions if c.get("type") != CONDITION]
+            condition = set_condition(
+                conditions,
+                {
+                    "type": BINDINGS_PRESENT,
+                    "status": "False",
+                    "reason": REMOVED_EXTERNALLY,
+                    "message": message,
+                    "observedGeneration": int((body.get("metadata") or {}).get("generation") or 1),
+                },
+                reconciler.clock.now(),
+            )
+            kept = [dict(c) for c in conditions if c.get("type") != BINDINGS_PRESENT]
             updated = await reconciler.kube.patch_request_status(
                 namespace, name, {"conditions": [*kept, condition]}
             )
@@ -167,23 +170,6 @@ class Sweeper:
             reconciler.post_event_now(updated, Event("Warning", REMOVED_EXTERNALLY, message))
             log.warning("%s/%s: %s", namespace, name, message)
             return True
-
-
-def _as_dicts(policy: Any) -> list[dict[str, Any]]:
-    return [
-        {
-            "role": binding.role,
-            "members": list(binding.members),
-            "condition": {
-                "title": binding.condition.title,
-                "description": binding.condition.description,
-                "expression": binding.condition.expression,
-            }
-            if binding.HasField("condition")
-            else None,
-        }
-        for binding in policy.bindings
-    ]
 
 
 def _show(found: Found) -> str:

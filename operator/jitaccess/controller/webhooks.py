@@ -69,52 +69,50 @@ def register_webhooks(
     key: bytes,
     clock: Clock,
 ) -> None:
-    def operator() -> str:
-        return reconciler.config.operator_username
-
-    async def judge_creation(body: dict[str, Any], userinfo: dict[str, Any]) -> Admission:
-        spec = body.get("spec")
-        named = spec.get("grant") if isinstance(spec, Mapping) else None
-        # Only a well-formed name is looked up; anything else is refused by admit_request below.
-        grant_name = named if is_kubernetes_name(named) else ""
-        grant = await reconciler.grant(grant_name) if grant_name else None
-        conditions = ((reconciler.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
-            "conditions"
-        ) or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        return admit_request("CREATE", body, None, _caller(userinfo), identity, grant, ready, clock.now())
-
-    async def authorised(
-        verdict: Admission, old: Mapping[str, Any], userinfo: dict[str, Any], action: str
-    ) -> None:
-        """Refuse unless the caller holds the verb the verdict says they need on this request."""
-        if verdict.needs is None:
-            return
-        metadata = old.get("metadata") or {}
-        allowed = await reconciler.kube.may(
-            str(userinfo.get("username", "")),
-            list(userinfo.get("groups") or []),
-            str(userinfo.get("uid") or ""),
-            dict(userinfo.get("extra") or {}),
-            verdict.needs,
-            str(metadata.get("namespace", "")),
-            str(metadata.get("name", "")),
-        )
-        if not allowed:
-            raise kopf.AdmissionError(revoke_refusal(old, _caller(userinfo), action), code=403)
-
-    @kopf.on.mutate(
+    """Register the three webhooks of manifests/webhooks.yaml with kopf (ids are their paths)."""
+    hooks = AdmissionWebhooks(reconciler, identity, key, clock)
+    common: dict[str, Any] = {"registry": registry, "persistent": True}
+    kopf.on.mutate(
         GROUP,
         VERSION,
         "activationrequests",
         id="stamp-requester",
-        registry=registry,
         operations=["CREATE", "UPDATE"],
-        persistent=True,
         side_effects=False,
-    )
-    @counted(reconciler, "stamp-requester")
+        **common,
+    )(counted(reconciler, "stamp-requester")(hooks.stamp_requester))
+    kopf.on.validate(
+        GROUP,
+        VERSION,
+        "activationrequests",
+        id="validate-request",
+        operations=["CREATE", "UPDATE", "DELETE"],
+        side_effects=True,  # a permitted DELETE records who deleted (never on a dry run)
+        **common,
+    )(counted(reconciler, "validate-request")(hooks.validate_request))
+    kopf.on.mutate(
+        GROUP,
+        VERSION,
+        "activationapprovals",
+        id="stamp-approver",
+        operations=["CREATE", "UPDATE"],
+        side_effects=False,
+        **common,
+    )(counted(reconciler, "stamp-approver")(hooks.stamp_approver))
+
+
+class AdmissionWebhooks:
+    """The handlers: each gathers what policy.admission needs, asks it, and carries out its answer."""
+
+    def __init__(self, reconciler: Reconciler, identity: IdentitySettings, key: bytes, clock: Clock) -> None:
+        self.reconciler, self.identity, self.key, self.clock = reconciler, identity, key, clock
+
+    @property
+    def operator(self) -> str:
+        return self.reconciler.config.operator_username
+
     async def stamp_requester(
+        self,
         body: kopf.Body,
         old: kopf.Body | None,
         operation: str,
@@ -126,41 +124,26 @@ def register_webhooks(
         raw = dict(body)
         if operation == "UPDATE":
             before = dict(old or {})
-            verdict = admit_request_change(
-                raw, before, _caller(userinfo), identity, operator(), key, clock.now()
-            )
-            if not verdict.allowed:
-                raise kopf.AdmissionError(verdict.message, code=403)
-            await authorised(verdict, before, userinfo, "revoke")
+            verdict = await self._judge_change(raw, before, userinfo, code=403)
             if verdict.actor is not None:
-                name, value = revoked_by_stamp(before, verdict.actor, key)
+                name, value = revoked_by_stamp(before, verdict.actor, self.key)
                 patch.setdefault("metadata", {}).setdefault("annotations", {})[name] = value
             return
-        decision = await judge_creation(raw, userinfo)
+        decision = await self._judge_creation(raw, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
         spec = {**(raw.get("spec") or {}), **decision.stamp}
         patch.setdefault("spec", {}).update(decision.stamp)
         metadata = patch.setdefault("metadata", {})
-        metadata.setdefault("annotations", {})[ATTESTATION] = attestation({**raw, "spec": spec}, key)
+        metadata.setdefault("annotations", {})[ATTESTATION] = attestation({**raw, "spec": spec}, self.key)
         # Born with the finalizer, so that the reconciler's first write can already be the verdict.
         finalizers = list((raw.get("metadata") or {}).get("finalizers") or [])
         if FINALIZER not in finalizers:
             metadata["finalizers"] = [*finalizers, FINALIZER]
         warnings.extend(decision.warnings)
 
-    @kopf.on.validate(
-        GROUP,
-        VERSION,
-        "activationrequests",
-        id="validate-request",
-        registry=registry,
-        operations=["CREATE", "UPDATE", "DELETE"],
-        persistent=True,
-        side_effects=True,  # a permitted DELETE records who deleted (never on a dry run)
-    )
-    @counted(reconciler, "validate-request")
     async def validate_request(
+        self,
         body: kopf.Body,
         old: kopf.Body | None,
         operation: str,
@@ -171,60 +154,25 @@ def register_webhooks(
         raw, before = dict(body), dict(old or {})
         if operation == "DELETE":
             verdict = admit_request_deletion(
-                before, _caller(userinfo), identity, operator(), key, clock.now()
+                before, _caller(userinfo), self.identity, self.operator, self.key, self.clock.now()
             )
-            await authorised(verdict, before, userinfo, "delete")
+            await self._authorised(verdict, before, userinfo, "delete")
             if verdict.actor is not None and not dryrun:
-                await record_deletion(before, verdict)
+                await self._record_deletion(before, verdict)
             return
         if operation == "UPDATE":
-            verdict = admit_request_change(
-                raw, before, _caller(userinfo), identity, operator(), key, clock.now()
-            )
-            if not verdict.allowed:
-                raise kopf.AdmissionError(verdict.message, code=422)
-            await authorised(verdict, before, userinfo, "revoke")
+            await self._judge_change(raw, before, userinfo, code=422)
             return
-        decision = await judge_creation(raw, userinfo)
+        decision = await self._judge_creation(raw, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=422)
-        if not attestation_valid(body, key):
+        if not attestation_valid(body, self.key):
             raise kopf.AdmissionError(
                 "the request changed after the jitaccess mutating webhook admitted it", code=422
             )
 
-    async def record_deletion(old: Mapping[str, Any], verdict: Admission) -> None:
-        """Seal who deleted the request onto it before the API server marks it deleting, so that
-        its end names them. Until it is marked, the latest caller is recorded (a deletion refused
-        after this webhook leaves a record the next one replaces); once it is, the first stays.
-        A failure to record does not block."""
-        assert verdict.actor is not None
-        metadata = old.get("metadata") or {}
-        if metadata.get("deletionTimestamp") and read_records(metadata, key).deleted_by is not None:
-            return
-        who = Identity(
-            str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
-        )
-        value = seal_record(DELETED_BY, actor_payload(verdict.actor), who, key)
-        try:
-            await reconciler.kube.patch_request(
-                who.namespace, who.name, {"metadata": {"annotations": {DELETED_BY: value}}}
-            )
-        except ApiException as error:
-            log.warning("could not record who deleted %s/%s: %s", who.namespace, who.name, error.reason)
-
-    @kopf.on.mutate(
-        GROUP,
-        VERSION,
-        "activationapprovals",
-        id="stamp-approver",
-        registry=registry,
-        operations=["CREATE", "UPDATE"],
-        persistent=True,
-        side_effects=False,
-    )
-    @counted(reconciler, "stamp-approver")
     async def stamp_approver(
+        self,
         body: kopf.Body,
         old: kopf.Body | None,
         operation: str,
@@ -232,9 +180,8 @@ def register_webhooks(
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
-        caller = _caller(userinfo)
         decision = admit_approval_identity(
-            operation, dict(body), dict(old) if old else None, caller, identity, operator()
+            operation, dict(body), dict(old) if old else None, _caller(userinfo), self.identity, self.operator
         )
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
@@ -245,17 +192,83 @@ def register_webhooks(
         namespace = (raw.get("metadata") or {}).get("namespace", "")
         request_name = str(spec.get("request") or "")
         # Asked afresh, never from the watch cache: the approval is pinned to the object as it is.
-        request = await reconciler.kube.get_request(namespace, request_name) if request_name else None
+        kube = self.reconciler.kube
+        request = await kube.get_request(namespace, request_name) if request_name else None
         grant_name = ((request or {}).get("spec") or {}).get("grant")
-        grant = await reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
+        grant = (
+            await self.reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
+        )
         verdict = admit_approval(spec, request, grant)
         if not verdict.allowed:
             raise kopf.AdmissionError(verdict.message, code=403)
-        stamp = {**decision.stamp, **verdict.stamp}
-        patch.setdefault("spec", {}).update(stamp)
+        patch.setdefault("spec", {}).update({**decision.stamp, **verdict.stamp})
         patch.setdefault("metadata", {}).setdefault("annotations", {})[ATTESTATION] = attestation(
-            {**raw, "spec": {**spec, **verdict.stamp}}, key
+            {**raw, "spec": {**spec, **verdict.stamp}}, self.key
         )
+
+    async def _judge_creation(self, body: dict[str, Any], userinfo: dict[str, Any]) -> Admission:
+        spec = body.get("spec")
+        named = spec.get("grant") if isinstance(spec, Mapping) else None
+        # Only a well-formed name is looked up; anything else is refused by admit_request below.
+        grant_name = named if is_kubernetes_name(named) else ""
+        grant = await self.reconciler.grant(grant_name) if grant_name else None
+        conditions = ((self.reconciler.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
+            "conditions"
+        ) or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return admit_request(
+            "CREATE", body, None, _caller(userinfo), self.identity, grant, ready, self.clock.now()
+        )
+
+    async def _judge_change(
+        self, new: dict[str, Any], old: dict[str, Any], userinfo: dict[str, Any], code: int
+    ) -> Admission:
+        verdict = admit_request_change(
+            new, old, _caller(userinfo), self.identity, self.operator, self.key, self.clock.now()
+        )
+        if not verdict.allowed:
+            raise kopf.AdmissionError(verdict.message, code=code)
+        await self._authorised(verdict, old, userinfo, "revoke")
+        return verdict
+
+    async def _authorised(
+        self, verdict: Admission, old: Mapping[str, Any], userinfo: dict[str, Any], action: str
+    ) -> None:
+        """Refuse unless the caller holds the verb the verdict says they need on this request."""
+        if verdict.needs is None:
+            return
+        metadata = old.get("metadata") or {}
+        allowed = await self.reconciler.kube.may(
+            str(userinfo.get("username", "")),
+            list(userinfo.get("groups") or []),
+            str(userinfo.get("uid") or ""),
+            dict(userinfo.get("extra") or {}),
+            verdict.needs,
+            str(metadata.get("namespace", "")),
+            str(metadata.get("name", "")),
+        )
+        if not allowed:
+            raise kopf.AdmissionError(revoke_refusal(old, _caller(userinfo), action), code=403)
+
+    async def _record_deletion(self, old: Mapping[str, Any], verdict: Admission) -> None:
+        """Seal who deleted the request onto it before the API server marks it deleting, so that
+        its end names them. Until it is marked, the latest caller is recorded (a deletion refused
+        after this webhook leaves a record the next one replaces); once it is, the first stays.
+        A failure to record does not block."""
+        assert verdict.actor is not None
+        metadata = old.get("metadata") or {}
+        if metadata.get("deletionTimestamp") and read_records(metadata, self.key).deleted_by is not None:
+            return
+        who = Identity(
+            str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
+        )
+        value = seal_record(DELETED_BY, actor_payload(verdict.actor), who, self.key)
+        try:
+            await self.reconciler.kube.patch_request(
+                who.namespace, who.name, {"metadata": {"annotations": {DELETED_BY: value}}}
+            )
+        except ApiException as error:
+            log.warning("could not record who deleted %s/%s: %s", who.namespace, who.name, error.reason)
 
 
 def _caller(userinfo: Mapping[str, Any]) -> Caller:

@@ -41,6 +41,24 @@ class PolicyStore:
         )
         return self._client(resource).get_iam_policy(request=request, retry=None, timeout=TIMEOUT_S)
 
+    def bindings(self, resource: str) -> list[dict[str, Any]]:
+        """The policy's bindings as plain data (role, members, condition or None): what the pure
+        core (drift, the importer) reads, so that no protobuf leaves this package."""
+        return [
+            {
+                "role": binding.role,
+                "members": list(binding.members),
+                "condition": {
+                    "title": binding.condition.title,
+                    "description": binding.condition.description,
+                    "expression": binding.condition.expression,
+                }
+                if binding.HasField("condition")
+                else None,
+            }
+            for binding in self.get(resource).bindings
+        ]
+
     def set(self, resource: str, policy: policy_pb2.Policy) -> policy_pb2.Policy:
         policy.version = POLICY_VERSION
         request = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=policy)

@@ -33,14 +33,10 @@ from jitaccess.iam.store import PolicyStore
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (
-    google_errors.Conflict,
-    google_errors.TooManyRequests,
-    google_errors.ServerError,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-)
-PERMANENT = (google_errors.ClientError,)
+# Worth another read-modify-write: a stale etag (409) and quota (429), which Google answers as
+# 4xx, and the server or the network failing. Every other 4xx is a refusal that will not change.
+RETRIED_CLIENT_ERRORS = (google_errors.Conflict, google_errors.TooManyRequests)
+UNAVAILABLE = (google_errors.ServerError, requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 REMEMBERED_POLICIES = 256  # policies kept for their etag (each up to Google's 64 KB cap)
 
 
@@ -148,14 +144,14 @@ class ReadModifyWrite:
                 self._remember(resource, await asyncio.to_thread(self.store.set, resource, policy))
                 self.outcomes["setIamPolicy", "ok"] += 1
                 return Outcome(ok=True, wrote=True)
-            except PERMANENT as error:
+            except google_errors.ClientError as error:
                 self._written.pop(resource, None)
                 self.outcomes[method, _outcome(error)] += 1
-                if not isinstance(error, google_errors.Conflict | google_errors.TooManyRequests):
+                if not isinstance(error, RETRIED_CLIENT_ERRORS):
                     return Outcome(ok=False, permanent=True, message=_message(error), code=error.code or 0)
                 last_error = _message(error)
                 await self._back_off(error, attempt)
-            except TRANSIENT as error:
+            except UNAVAILABLE as error:
                 self._written.pop(resource, None)
                 self.outcomes[method, "unavailable"] += 1
                 last_error = _message(error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import yaml
 
@@ -13,24 +13,6 @@ from jitaccess.api.durations import DurationError, parse_duration
 from jitaccess.api.names import member_error, resource_error
 from jitaccess.iam.store import PolicyStore
 from jitaccess.migrate.translate import Found, grants, read_policy
-
-
-def policy_bindings(store: PolicyStore, resource: str) -> list[dict[str, Any]]:
-    policy = store.get(resource)
-    return [
-        {
-            "role": b.role,
-            "members": list(b.members),
-            "condition": {
-                "title": b.condition.title,
-                "description": b.condition.description,
-                "expression": b.condition.expression,
-            }
-            if b.HasField("condition")
-            else None,
-        }
-        for b in policy.bindings
-    ]
 
 
 def run_import(
@@ -59,7 +41,7 @@ def run_import(
     store = PolicyStore(endpoint)
     found = Found()
     for resource in resources:
-        part = read_policy(resource, policy_bindings(store, resource))
+        part = read_policy(resource, store.bindings(resource))
         found.eligible += part.eligible
         found.activations += part.activations
         found.untranslated += part.untranslated

@@ -430,6 +430,12 @@ def admit_approval(
         terms.roles,
         terms.duration_s,
     )
+    return _pinned(spec, str(name), uid, subject)
+
+
+def _pinned(spec: Mapping[str, Any], name: str, uid: str, subject: str) -> Admission:
+    """The approval stamped with the object and the terms it is about; refused when the approver
+    named another object or other terms than the request has now (it changed since they looked)."""
     if spec.get("requestUID") not in (None, uid):
         return Admission(
             False,

@@ -448,7 +448,7 @@ def _start(
     approvers: tuple[str, ...],
     now: datetime,
 ) -> Step:
-    """Scheduled until its start; then write IAM, and only once that succeeded, seal the record."""
+    """Scheduled until its start; then the write of what the judgement allows."""
     start = truncate_to_second(spec.start_time or now)
     if start > now:
         if state.shown.phase is Phase.SCHEDULED:
@@ -476,6 +476,11 @@ def _start(
         approvers=approvers,
         activated_at=truncate_to_second(now),
     )
+    return _write(state, grant, held, now)
+
+
+def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:
+    """Show the intent, write IAM, and only once that succeeded seal the record and show Active."""
     bindings = tuple(render(_activation(state, held, grant)))
     changes = [IamChange(grant.resource, state.owners, bindings)]
     # A status that names another resource may hint at an earlier attempt there (removal only).
@@ -499,7 +504,7 @@ def _start(
         Phase.ACTIVATING,
         "Activating",
         f"writing {len(bindings)} binding(s) on {grant.resource}",
-        extra={"expiresAt": format_time(end), "bindings": [binding.to_status() for binding in bindings]},
+        extra={"expiresAt": format_time(held.end), "bindings": [binding.to_status() for binding in bindings]},
     )
     return replace(
         activating,

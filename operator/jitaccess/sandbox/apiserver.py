@@ -220,41 +220,12 @@ class SandboxApi(kmock.KubernetesEmulator):
         }
         if kind == "SelfSubjectRulesReview":
             namespace = str(spec.get("namespace") or "")
-            rules, errors = self.rbac.rules_for(caller, caller_groups, namespace)
-            status: dict[str, Any] = {
-                "resourceRules": [
-                    {
-                        key: rule[key]
-                        for key in ("verbs", "apiGroups", "resources", "resourceNames")
-                        if key in rule
-                    }
-                    for rule in rules
-                    if rule.get("resources")
-                ],
-                "nonResourceRules": [
-                    {key: rule[key] for key in ("verbs", "nonResourceURLs")}
-                    for rule in rules
-                    if rule.get("nonResourceURLs")
-                ],
-                "incomplete": bool(errors),
-            }
-            if errors:
-                status["evaluationError"] = "; ".join(errors)
+            status = self._rules_review(caller, caller_groups, namespace)
             return aiohttp.web.json_response(
                 {**answer, "spec": {"namespace": namespace}, "status": status}, status=201
             )
         resource, other = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-        invalid = []
-        if resource is not None and other is not None:
-            invalid.append(
-                "spec.nonResourceAttributes: Invalid value: ...: "
-                "cannot be specified in combination with resourceAttributes"
-            )
-        if resource is None and other is None:
-            invalid.append(
-                'spec.resourceAttributes: Invalid value: "null": '
-                "exactly one of nonResourceAttributes or resourceAttributes must be specified"
-            )
+        invalid = _review_problems(resource, other)
         if kind == "SubjectAccessReview":  # about anyone, exactly as described: no groups added
             user, groups = str(spec.get("user") or ""), tuple(str(g) for g in spec.get("groups") or [])
             if not user and not groups:
@@ -272,32 +243,36 @@ class SandboxApi(kmock.KubernetesEmulator):
                 f'{kind}.authorization.k8s.io "" is invalid: {message}',
                 subject={"group": "authorization.k8s.io", "kind": kind},
             ).response()
-        if isinstance(resource, dict):
-            attributes = Attributes(
-                user=user,
-                groups=groups,
-                verb=str(resource.get("verb") or ""),
-                api_group=str(resource.get("group") or ""),
-                api_version=str(resource.get("version") or ""),
-                resource=str(resource.get("resource") or ""),
-                subresource=str(resource.get("subresource") or ""),
-                namespace=str(resource.get("namespace") or ""),
-                name=str(resource.get("name") or ""),
-            )
-        else:
-            other = other if isinstance(other, dict) else {}
-            attributes = Attributes(
-                user=user,
-                groups=groups,
-                verb=str(other.get("verb") or ""),
-                resource_request=False,
-                path=str(other.get("path") or ""),
-            )
+        attributes = _review_attributes(user, groups, resource, other)
         decision = self.rbac.authorize(attributes)
         verdict: dict[str, Any] = {"allowed": decision.allowed}
         if decision.reason:  # omitempty, like `denied` (RBAC never denies: it has no opinion)
             verdict["reason"] = decision.reason
         return aiohttp.web.json_response({**answer, "spec": spec, "status": verdict}, status=201)
+
+    def _rules_review(self, user: str, groups: tuple[str, ...], namespace: str) -> dict[str, Any]:
+        """The status of a SelfSubjectRulesReview (`kubectl auth can-i --list`)."""
+        rules, errors = self.rbac.rules_for(user, groups, namespace)
+        status: dict[str, Any] = {
+            "resourceRules": [
+                {
+                    key: rule[key]
+                    for key in ("verbs", "apiGroups", "resources", "resourceNames")
+                    if key in rule
+                }
+                for rule in rules
+                if rule.get("resources")
+            ],
+            "nonResourceRules": [
+                {key: rule[key] for key in ("verbs", "nonResourceURLs")}
+                for rule in rules
+                if rule.get("nonResourceURLs")
+            ],
+            "incomplete": bool(errors),
+        }
+        if errors:
+            status["evaluationError"] = "; ".join(errors)
+        return status
 
     def request_attributes(self, request: rendering.Request) -> Attributes:
         """What an API request asks, for the authorizer (kube-apiserver's RequestInfo)."""
@@ -763,3 +738,43 @@ def _dry_run(request: rendering.Request) -> bool:
 
 def _wants_table(request: rendering.Request) -> bool:
     return "as=Table" in (request.headers.get("Accept") or request.headers.get("accept") or "")
+
+
+def _review_problems(resource: object, other: object) -> list[str]:
+    """What kube-apiserver says is invalid about an access review's attributes."""
+    invalid = []
+    if resource is not None and other is not None:
+        invalid.append(
+            "spec.nonResourceAttributes: Invalid value: ...: "
+            "cannot be specified in combination with resourceAttributes"
+        )
+    if resource is None and other is None:
+        invalid.append(
+            'spec.resourceAttributes: Invalid value: "null": '
+            "exactly one of nonResourceAttributes or resourceAttributes must be specified"
+        )
+    return invalid
+
+
+def _review_attributes(user: str, groups: tuple[str, ...], resource: object, other: object) -> Attributes:
+    """The authorizer's attributes for an access review's resource or non-resource attributes."""
+    if isinstance(resource, dict):
+        return Attributes(
+            user=user,
+            groups=groups,
+            verb=str(resource.get("verb") or ""),
+            api_group=str(resource.get("group") or ""),
+            api_version=str(resource.get("version") or ""),
+            resource=str(resource.get("resource") or ""),
+            subresource=str(resource.get("subresource") or ""),
+            namespace=str(resource.get("namespace") or ""),
+            name=str(resource.get("name") or ""),
+        )
+    other = other if isinstance(other, dict) else {}
+    return Attributes(
+        user=user,
+        groups=groups,
+        verb=str(other.get("verb") or ""),
+        resource_request=False,
+        path=str(other.get("path") or ""),
+    )

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import copy
 import logging
 import os
 import secrets
@@ -103,53 +104,28 @@ def rbac_objects(namespaces: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]
 
 
 def webhook_configurations(port: int, ca_file: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(resource key, body) of the static webhook configurations, the shape manifests/ ships (a
-    URL on 127.0.0.1 instead of a Service), for an operator serving its webhooks on `port`."""
-    ca = base64.b64encode(ca_file.read_bytes()).decode()
-
-    def hook(name: str, resource: str, operations: list[str], side_effects: str = "None") -> dict[str, Any]:
-        return {
-            "name": f"{name}.jitaccess.dev",
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": side_effects,
-            "failurePolicy": "Fail",
-            "timeoutSeconds": 5,
-            "matchPolicy": "Equivalent",
-            "clientConfig": {"url": f"https://127.0.0.1:{port}/{name}", "caBundle": ca},
-            "rules": [
-                {
-                    "apiGroups": ["jitaccess.dev"],
-                    "apiVersions": ["v1alpha1"],
-                    "resources": [resource],
-                    "operations": operations,
-                    "scope": "*",
-                }
-            ],
-        }
-
-    configurations = {
-        MUTATING: [
-            hook("stamp-requester", "activationrequests", ["CREATE", "UPDATE"]),
-            hook("stamp-approver", "activationapprovals", ["CREATE", "UPDATE"]),
-        ],
-        VALIDATING: [
-            hook("validate-request", "activationrequests", ["CREATE", "UPDATE", "DELETE"], "NoneOnDryRun")
-        ],
-    }
-    return [
-        (
-            key,
-            {
-                "apiVersion": "admissionregistration.k8s.io/v1",
-                "kind": "MutatingWebhookConfiguration"
-                if key == MUTATING
-                else "ValidatingWebhookConfiguration",
-                "metadata": {"name": "jitaccess"},
-                "webhooks": webhooks,
-            },
+    """(resource key, body) of the webhook configurations of manifests/webhooks.yaml, the one
+    source, for an operator serving its webhooks on 127.0.0.1:`port`: each `clientConfig.service`
+    becomes a URL with the same path, and `caBundle` is the CA that signed the operator's
+    certificate (in a cluster, cert-manager's injector fills it)."""
+    directory = manifests_dir()
+    if directory is None or not (directory / "webhooks.yaml").is_file():
+        raise FileNotFoundError(
+            "manifests/webhooks.yaml not found: set JITACCESS_MANIFESTS_DIR to the manifests folder"
         )
-        for key, webhooks in configurations.items()
-    ]
+    ca = base64.b64encode(ca_file.read_bytes()).decode()
+    kinds = {"MutatingWebhookConfiguration": MUTATING, "ValidatingWebhookConfiguration": VALIDATING}
+    found = []
+    for document in yaml.safe_load_all((directory / "webhooks.yaml").read_text()):
+        if not document or document.get("kind") not in kinds:
+            continue
+        body = copy.deepcopy(document)
+        body["metadata"] = {"name": document["metadata"]["name"]}  # no cert-manager annotations here
+        for webhook in body["webhooks"]:
+            path = webhook["clientConfig"]["service"].get("path", "/")
+            webhook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": ca}
+        found.append((kinds[document["kind"]], body))
+    return found
 
 
 @dataclass
