@@ -25,10 +25,10 @@ from kubernetes import client, config
 from kubernetes.client import ApiException
 
 from jitaccess.api.objects import GROUP, VERSION, parse_grant
+from jitaccess.api.phases import TERMINAL, Phase
 from jitaccess.policy.admission import Caller, IdentitySettings, group_members, principal_of
 from jitaccess.policy.eligibility import is_covered
 
-ENDED = {"Expired", "Revoked", "Denied", "Rejected", "ActivationFailed", "Withdrawn"}
 REQUESTS, APPROVALS, GRANTS = "activationrequests", "activationapprovals", "eligiblegrants"
 
 
@@ -170,7 +170,7 @@ class Cli:
             if line != last:
                 print(line, file=self.out, flush=True)
                 last = line
-            if phase == "Active" or phase in ENDED:
+            if phase == Phase.ACTIVE or phase in TERMINAL:
                 return phase
             if time.monotonic() > deadline:
                 raise SystemExit(f"kubectl jit: {request} is still {phase} after {timeout_s:.0f}s")

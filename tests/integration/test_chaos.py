@@ -24,9 +24,9 @@ import pytest
 import pytest_asyncio
 
 from jitaccess.api.bindings import reference_of
-from jitaccess.sandbox.process import OperatorProcess
 from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox
 from tests.integration.conftest import until
+from tests.support.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 SOAK = os.environ.get("JITACCESS_SOAK") == "1"

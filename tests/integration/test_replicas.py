@@ -20,9 +20,9 @@ import pytest_asyncio
 from kubernetes import client
 
 from jitaccess.api.bindings import reference_of
-from jitaccess.sandbox.process import OperatorProcess
 from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox, _free_port
 from tests.integration.conftest import Cluster, until
+from tests.support.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 PROJECT = "projects/replicas"

@@ -19,6 +19,7 @@ import re2
 from jitaccess.api.durations import DurationError, format_duration, parse_duration
 from jitaccess.api.errors import FieldError
 from jitaccess.api.names import REQUESTER_KINDS, member_error, normal_member, resource_error, role_error
+from jitaccess.api.reasons import Reason
 from jitaccess.api.times import parse_time
 
 GROUP = "jitaccess.dev"
@@ -251,7 +252,7 @@ def _grantable_errors(resource: str, roles: list[str], approval: Approval | None
                         f"spec.roles[{index}]",
                         f"{role} is a custom role of {home}, which IAM can only grant on {home} itself, "
                         f"not on {resource}; use a role of the organization or a predefined role",
-                        reason="RoleNotGrantable",
+                        reason=Reason.ROLE_NOT_GRANTABLE,
                     )
                 )
     if approval is not None and all(a.startswith(("user:", "serviceAccount:")) for a in approval.approvers):
@@ -262,7 +263,7 @@ def _grantable_errors(resource: str, roles: list[str], approval: Approval | None
                     "spec.approval.minApprovals",
                     f"{approval.min_approvals} approvals can never be given: only {len(people)} approver(s) "
                     "are listed (and the requester never counts); list more approvers, or a group",
-                    reason="ApprovalUnsatisfiable",
+                    reason=Reason.APPROVAL_UNSATISFIABLE,
                 )
             )
     return errors

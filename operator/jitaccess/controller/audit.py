@@ -18,23 +18,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from jitaccess.api.phases import Phase
 from jitaccess.api.times import format_time
 from jitaccess.policy.lifecycle import Event
 from jitaccess.policy.records import read_records
 
 # The phase a request is in after the event, and the outcome it stands for.
 OUTCOMES = {
-    "Pending": "pending",
-    "AwaitingApproval": "pending",
-    "Scheduled": "approved",
-    "Activating": "granting",
-    "Active": "granted",
-    "ActivationFailed": "failed",
-    "Expired": "expired",
-    "Revoked": "revoked",
-    "Denied": "denied",
-    "Rejected": "rejected",
-    "Withdrawn": "withdrawn",
+    Phase.PENDING: "pending",
+    Phase.AWAITING_APPROVAL: "pending",
+    Phase.SCHEDULED: "approved",
+    Phase.ACTIVATING: "granting",
+    Phase.ACTIVE: "granted",
+    Phase.ACTIVATION_FAILED: "failed",
+    Phase.EXPIRED: "expired",
+    Phase.REVOKED: "revoked",
+    Phase.DENIED: "denied",
+    Phase.REJECTED: "rejected",
+    Phase.WITHDRAWN: "withdrawn",
 }
 
 

@@ -14,25 +14,26 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from jitaccess.api.reasons import Reason
 from jitaccess.controller.audit import Told
 
 log = logging.getLogger(__name__)
 
 # Event reasons of the lifecycle, and the notification each one is.
 KINDS = {
-    "ApprovalRequired": "approval-needed",
-    "Denied": "denied",
-    "Activated": "activated",
-    "Expired": "expired",
-    "ApprovalTimeout": "expired",
-    "RevokedByRequester": "revoked",
-    "RevokedByAdmin": "revoked",
-    "Revoked": "revoked",
-    "EligibilityRemoved": "revoked",
-    "EligibilityChanged": "revoked",
-    "RecordTampered": "revoked",
-    "Deleted": "revoked",
-    "RevocationFailing": "revocation-failing",
+    Reason.APPROVAL_REQUIRED: "approval-needed",
+    Reason.DENIED: "denied",
+    Reason.ACTIVATED: "activated",
+    Reason.EXPIRED: "expired",
+    Reason.APPROVAL_TIMEOUT: "expired",
+    Reason.REVOKED_BY_REQUESTER: "revoked",
+    Reason.REVOKED_BY_ADMIN: "revoked",
+    Reason.REVOKED: "revoked",
+    Reason.ELIGIBILITY_REMOVED: "revoked",
+    Reason.ELIGIBILITY_CHANGED: "revoked",
+    Reason.RECORD_TAMPERED: "revoked",
+    Reason.DELETED: "revoked",
+    Reason.REVOCATION_FAILING: "revocation-failing",
 }
 
 

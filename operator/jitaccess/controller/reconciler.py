@@ -18,6 +18,7 @@ from typing import Any
 from jitaccess.api.bindings import Reference
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
+from jitaccess.api.reasons import Reason
 from jitaccess.api.times import parse_time
 from jitaccess.controller.audit import AuditLog, Told, audit_record, told
 from jitaccess.controller.config import OperatorConfig
@@ -27,6 +28,7 @@ from jitaccess.controller.scheduler import Scheduler
 from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, read_decision
+from jitaccess.policy.conditions import APPROVED, READY, REVOCATION_FAILING
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import (
     ENDS_BY_ELIGIBILITY,
@@ -482,7 +484,7 @@ class Reconciler:
             (before.get("status") or {}).get("conditions") or []
         ):
             self.notifier.publish(
-                notification("approved", body, "Approved", "the request was approved", account)
+                notification("approved", body, Reason.APPROVED, "the request was approved", account)
             )
         kind = KINDS.get(step.event.reason)
         if kind is not None:
@@ -576,7 +578,7 @@ def _key(body: Mapping[str, Any]) -> RequestKey:
 def _with_reason(step: Step, message: str) -> Step:
     """The step, with IAM's own words in the message of the condition it sets, and in its Event."""
     status = dict(step.status or {})
-    kind = "Ready" if "phase" in status else "RevocationFailing"
+    kind = READY if "phase" in status else REVOCATION_FAILING
     status["conditions"] = [
         dict(condition, message=message) if condition.get("type") == kind else condition
         for condition in status.get("conditions", [])
@@ -586,7 +588,7 @@ def _with_reason(step: Step, message: str) -> Step:
 
 
 def _iam_problem(step: Step, outcome: Outcome) -> str:
-    kind = "Ready" if "phase" in (step.status or {}) else "RevocationFailing"
+    kind = READY if "phase" in (step.status or {}) else REVOCATION_FAILING
     shown = next((c for c in (step.status or {}).get("conditions", []) if c.get("type") == kind), {})
     return f"{shown.get('message', 'IAM change not done')}: {outcome.message.rstrip('.')}"
 
@@ -608,8 +610,7 @@ def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
 
 def _approved(conditions: Any) -> bool:
     return any(
-        isinstance(c, Mapping) and c.get("type") == "Approved" and c.get("status") == "True"
-        for c in conditions
+        isinstance(c, Mapping) and c.get("type") == APPROVED and c.get("status") == "True" for c in conditions
     )
 
 

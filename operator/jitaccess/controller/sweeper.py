@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from jitaccess.api.reasons import Reason
 from jitaccess.iam.store import PolicyStore
 from jitaccess.policy.conditions import BINDINGS_PRESENT, set_condition
 from jitaccess.policy.drift import Found, KnownRequest, Leftover, audit, known_request, leftover_reason
 from jitaccess.policy.lifecycle import Event
 
 log = logging.getLogger(__name__)
-REMOVED_EXTERNALLY = "BindingRemovedExternally"
+REMOVED_EXTERNALLY = Reason.BINDING_REMOVED_EXTERNALLY
 
 
 @dataclass
@@ -123,7 +124,7 @@ class Sweeper:
                     body,
                     Event(
                         "Warning",
-                        "LeftoverBindingRemoved",
+                        Reason.LEFTOVER_BINDING_REMOVED,
                         f"removed {found.role} on {found.resource} from IAM: {why}",
                     ),
                 )

@@ -37,6 +37,7 @@ from jitaccess.policy.admission import (
     revoke_refusal,
     revoked_by_stamp,
 )
+from jitaccess.policy.conditions import READY
 from jitaccess.policy.lifecycle import FINALIZER
 from jitaccess.policy.records import DELETED_BY, Identity, actor_payload, read_records, seal_record
 
@@ -215,7 +216,7 @@ class AdmissionWebhooks:
         conditions = ((self.reconciler.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
             "conditions"
         ) or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        ready = any(c.get("type") == READY and c.get("status") == "True" for c in conditions)
         return admit_request(
             "CREATE", body, None, _caller(userinfo), self.identity, grant, ready, self.clock.now()
         )

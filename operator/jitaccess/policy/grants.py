@@ -8,7 +8,9 @@ from typing import Any
 
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import parse_grant
+from jitaccess.api.reasons import Reason
 from jitaccess.api.times import format_time
+from jitaccess.policy.conditions import READY
 
 
 def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -> dict[str, Any] | None:
@@ -16,14 +18,14 @@ def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -
     grant, errors = parse_grant(body)
     generation = int((body.get("metadata") or {}).get("generation") or 1)
     if grant is None:
-        reason = errors[0].reason if errors else "InvalidSpec"
-        ready = {"type": "Ready", "status": "False", "reason": reason, "message": join_errors(errors)}
+        reason = errors[0].reason if errors else Reason.INVALID_SPEC
+        ready = {"type": READY, "status": "False", "reason": reason, "message": join_errors(errors)}
         approval = "-"
     else:
         ready = {
-            "type": "Ready",
+            "type": READY,
             "status": "True",
-            "reason": "Valid",
+            "reason": Reason.VALID,
             "message": f"{len(grant.roles)} role(s) on {grant.resource} for {len(grant.principals)} principal(s)",
         }
         approval = "Self" if grant.approval is None else f"{grant.approval.min_approvals} approval(s)"

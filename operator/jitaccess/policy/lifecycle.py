@@ -33,10 +33,11 @@ from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.names import normal_member
 from jitaccess.api.objects import Grant, RequestSpec, parse_request_spec
 from jitaccess.api.phases import HOLDING, JUDGED, TERMINAL, Phase, phase_of
+from jitaccess.api.reasons import Reason
 from jitaccess.api.times import format_time, parse_time, truncate_to_second
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, Subject, Tally, spec_digest, tally, terms_digest
-from jitaccess.policy.conditions import READY, REVOCATION_FAILING, set_condition
+from jitaccess.policy.conditions import APPROVED, READY, REVOCATION_FAILING, set_condition
 from jitaccess.policy.eligibility import check_request, held_errors
 from jitaccess.policy.records import ACTIVATION, ENDED, FINALIZER, Actor, Ended, Held, Records, read_records
 
@@ -44,7 +45,9 @@ __all__ = ["FINALIZER", "HOLDING", "TERMINAL", "Phase"]
 
 # Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
 # complete (a restart, a watch that lags) must not end a request, so these are confirmed on fresh reads.
-ENDS_BY_ELIGIBILITY = frozenset({"EligibilityChanged", "EligibilityRemoved", "ApprovalTimeout"})
+ENDS_BY_ELIGIBILITY = frozenset(
+    {Reason.ELIGIBILITY_CHANGED, Reason.ELIGIBILITY_REMOVED, Reason.APPROVAL_TIMEOUT}
+)
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,7 @@ def decide(
             grant,
             now,
             Phase.REVOKED,
-            "RecordTampered",
+            Reason.RECORD_TAMPERED,
             f"the operator's record {which} on this request does not carry a valid seal: someone other than "
             "the operator changed it, or the attestation key was rotated. The bindings the operator can "
             "prove its own were removed; any sealed under another key end by their IAM condition. File a "
@@ -215,14 +218,16 @@ def decide(
         )
     spec = state.spec
     if spec is None:
-        return _finish(state, grant, now, Phase.REJECTED, "InvalidSpec", join_errors(list(state.spec_errors)))
+        return _finish(
+            state, grant, now, Phase.REJECTED, Reason.INVALID_SPEC, join_errors(list(state.spec_errors))
+        )
     if not state.attested:
         return _finish(
             state,
             grant,
             now,
             Phase.REJECTED,
-            "AdmissionBypassed",
+            Reason.ADMISSION_BYPASSED,
             "this request does not carry a valid jitaccess admission seal (jitaccess.dev/admitted) for its "
             "spec: it was stored without the admission webhooks, or changed after them, so who asked for it "
             "is unknown; create it again with the webhooks installed",
@@ -249,7 +254,7 @@ def _decide_holding(
         return _finish(state, grant, now, Phase.REVOKED, reason, message, ended_by=actor)
     if grant is None:
         why = grant_error or f"EligibleGrant {spec.grant} was deleted"
-        return _finish(state, grant, now, Phase.REVOKED, "EligibilityRemoved", f"access revoked: {why}")
+        return _finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_REMOVED, f"access revoked: {why}")
     requester = normal_member(spec.requester or "")
     lost = held_errors(held.resource, held.roles, held.end - held.start, spec, requester, grant)
     counted: Tally | None = None
@@ -267,13 +272,13 @@ def _decide_holding(
             grant,
             now,
             Phase.REVOKED,
-            "EligibilityChanged",
+            Reason.ELIGIBILITY_CHANGED,
             f"access revoked: grant {grant.name} no longer covers it: {join_errors(lost)}",
         )
         return replace(ended, reports=reports)
     if now >= held.end:
         ended = _finish(
-            state, grant, now, Phase.EXPIRED, "Expired", f"access ended at {format_time(held.end)}"
+            state, grant, now, Phase.EXPIRED, Reason.EXPIRED, f"access ended at {format_time(held.end)}"
         )
         return replace(ended, reports=reports)
     if state.shown.phase is Phase.ACTIVE and state.shown.expires_at == format_time(held.end):
@@ -291,7 +296,7 @@ def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, ann
         state,
         now,
         Phase.ACTIVE,
-        "Activated",
+        Reason.ACTIVATED,
         f"{', '.join(held.roles)} on {held.resource} until {format_time(held.end)}",
         extra={
             "activatedAt": format_time(held.activated_at or held.start),
@@ -307,10 +312,10 @@ def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, ann
 def _revoked(state: RequestState) -> tuple[str, str, Actor | None]:
     actor = state.records.revoked_by
     if actor is None:
-        return "Revoked", "revoked early (spec.revoke); admission recorded no actor", None
+        return Reason.REVOKED, "revoked early (spec.revoke); admission recorded no actor", None
     if actor.as_requester:
-        return "RevokedByRequester", f"revoked early by the requester ({actor.user})", actor
-    return "RevokedByAdmin", f"revoked early by {actor.user}, who is not the requester", actor
+        return Reason.REVOKED_BY_REQUESTER, f"revoked early by the requester ({actor.user})", actor
+    return Reason.REVOKED_BY_ADMIN, f"revoked early by {actor.user}, who is not the requester", actor
 
 
 # -- not holding anything yet ---------------------------------------------------------------
@@ -333,7 +338,7 @@ def _decide_waiting(
             grant,
             now,
             Phase.WITHDRAWN,
-            "Withdrawn",
+            Reason.WITHDRAWN,
             f"withdrawn{by} before activation",
             ended_by=actor,
         )
@@ -343,18 +348,23 @@ def _decide_waiting(
             grant,
             now,
             Phase.REJECTED,
-            "NoRequester",
+            Reason.NO_REQUESTER,
             "spec.requester: is missing; it names who gets access (e.g. user:you@example.com)",
         )
     requester = normal_member(spec.requester)
     if grant is None:
         why = grant_error or f"spec.grant: EligibleGrant {spec.grant} does not exist"
         return _finish(
-            state, grant, now, Phase.REJECTED, "EligibilityRemoved" if judged else "GrantNotFound", why
+            state,
+            grant,
+            now,
+            Phase.REJECTED,
+            Reason.ELIGIBILITY_REMOVED if judged else Reason.GRANT_NOT_FOUND,
+            why,
         )
     terms, errors = check_request(spec, requester, grant, state.created)
     if terms is None:
-        reason = "EligibilityChanged" if judged else _refusal_reason(errors)
+        reason = Reason.ELIGIBILITY_CHANGED if judged else _refusal_reason(errors)
         prefix = f"grant {grant.name} no longer allows it: " if judged else ""
         return _finish(state, grant, now, Phase.REJECTED, reason, prefix + join_errors(errors))
     approvers: tuple[str, ...] = ()
@@ -390,7 +400,7 @@ def _await(
     assert grant.approval is not None and deadline is not None
     if counted.denied_by:
         return _with_approvals(
-            _finish(state, grant, now, Phase.DENIED, "Denied", f"denied by {counted.denied_by}"),
+            _finish(state, grant, now, Phase.DENIED, Reason.DENIED, f"denied by {counted.denied_by}"),
             approved,
             record,
         )
@@ -404,7 +414,7 @@ def _await(
                 grant,
                 now,
                 Phase.REJECTED,
-                "EligibilityChanged",
+                Reason.ELIGIBILITY_CHANGED,
                 f"grant {grant.name} no longer allows it: its approval rule is not met ({counted.summary()})",
             ),
             approved,
@@ -417,7 +427,7 @@ def _await(
                 grant,
                 now,
                 Phase.EXPIRED,
-                "ApprovalTimeout",
+                Reason.APPROVAL_TIMEOUT,
                 f"no approval came within {format_duration(grant.approval.timeout)} ({counted.summary()})",
             ),
             approved,
@@ -430,7 +440,7 @@ def _await(
         state,
         now,
         Phase.AWAITING_APPROVAL,
-        "ApprovalRequired" if first else "ApprovalRecorded",
+        Reason.APPROVAL_REQUIRED if first else Reason.APPROVAL_RECORDED,
         f"waiting for {grant.approval.min_approvals} approval(s) from {', '.join(grant.approval.approvers)}"
         if first
         else counted.summary(),
@@ -457,7 +467,7 @@ def _start(
             state,
             now,
             Phase.SCHEDULED,
-            "Scheduled",
+            Reason.SCHEDULED,
             f"{', '.join(roles)} on {grant.resource} from {format_time(start)}",
             requeue_at=start,
         )
@@ -465,7 +475,12 @@ def _start(
     end = truncate_to_second(start + duration)
     if end <= now:
         return _finish(
-            state, grant, now, Phase.EXPIRED, "WindowPassed", f"the booked window ended at {format_time(end)}"
+            state,
+            grant,
+            now,
+            Phase.EXPIRED,
+            Reason.WINDOW_PASSED,
+            f"the booked window ended at {format_time(end)}",
         )
     held = Held(
         resource=grant.resource,
@@ -493,7 +508,7 @@ def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step
         grant,
         now,
         Phase.ACTIVATION_FAILED,
-        "IamRefused",
+        Reason.IAM_REFUSED,
         "IAM refused the change, nothing was granted",
     )
     # Shown before the write, so that a crash between the write and its record leaves a status
@@ -502,7 +517,7 @@ def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step
         state,
         now,
         Phase.ACTIVATING,
-        "Activating",
+        Reason.ACTIVATING,
         f"writing {len(bindings)} binding(s) on {grant.resource}",
         extra={"expiresAt": format_time(held.end), "bindings": [binding.to_status() for binding in bindings]},
     )
@@ -542,7 +557,7 @@ def _subject(
 
 def _refusal_reason(errors: list[FieldError]) -> str:
     who_or_what = any(e.path == "spec.requester" or e.path.startswith("spec.roles") for e in errors)
-    return "NotEligible" if who_or_what else "InvalidRequest"
+    return Reason.NOT_ELIGIBLE if who_or_what else Reason.INVALID_REQUEST
 
 
 # -- approvals as shown ---------------------------------------------------------------------
@@ -553,9 +568,13 @@ def _approved(counted: Tally, state: RequestState, now: datetime) -> dict[str, A
     return set_condition(
         state.shown.conditions,
         {
-            "type": "Approved",
+            "type": APPROVED,
             "status": "True" if counted.met else "False",
-            "reason": "Denied" if counted.denied_by else "Approved" if counted.met else "Waiting",
+            "reason": Reason.DENIED
+            if counted.denied_by
+            else Reason.APPROVED
+            if counted.met
+            else Reason.WAITING,
             "message": counted.summary(),
             "observedGeneration": state.generation,
         },
@@ -602,7 +621,7 @@ def _with_approvals(step: Step, condition: dict[str, Any], record: list[dict[str
     step = replace(step, **follow)
     if step.status is None or "phase" not in step.status:
         return step
-    conditions = [c for c in step.status.get("conditions", []) if c.get("type") != "Approved"] + [condition]
+    conditions = [c for c in step.status.get("conditions", []) if c.get("type") != APPROVED] + [condition]
     return replace(step, status={**step.status, "conditions": conditions, "approvals": record})
 
 
@@ -660,7 +679,7 @@ def _revocation_failing(state: RequestState, now: datetime) -> Step:
         {
             "type": REVOCATION_FAILING,
             "status": "True",
-            "reason": "IamRefused",
+            "reason": Reason.IAM_REFUSED,
             "message": "IAM refused to remove the bindings; access is still held and removal is retried",
             "observedGeneration": state.generation,
         },
@@ -669,7 +688,7 @@ def _revocation_failing(state: RequestState, now: datetime) -> Step:
     kept = [c for c in state.shown.conditions if c.get("type") != REVOCATION_FAILING]
     return Step(
         status={"conditions": [*map(dict, kept), condition]},
-        event=Event("Warning", "RevocationFailing", str(condition["message"])),
+        event=Event("Warning", Reason.REVOCATION_FAILING, str(condition["message"])),
     )
 
 
@@ -682,7 +701,7 @@ def _on_delete(state: RequestState, grant: Grant | None, now: datetime) -> Step:
             grant,
             now,
             Phase.REVOKED,
-            "Deleted",
+            Reason.DELETED,
             f"the request was deleted{who}; access revoked",
             actor,
         )
@@ -721,9 +740,9 @@ def _after_end(state: RequestState, ended: Ended, now: datetime, retention: time
 
 def _ended_by(records: Records, ended: Ended) -> str | None:
     """Who ended it, from the sealed records: the deleter, or the one who revoked or withdrew it."""
-    if ended.reason == "Deleted":
+    if ended.reason == Reason.DELETED:
         actor = records.deleted_by
-    elif ended.reason in ("RevokedByRequester", "RevokedByAdmin", "Withdrawn"):
+    elif ended.reason in (Reason.REVOKED_BY_REQUESTER, Reason.REVOKED_BY_ADMIN, Reason.WITHDRAWN):
         actor = records.revoked_by
     else:
         actor = None
@@ -764,7 +783,7 @@ def _transition(
                 {
                     "type": REVOCATION_FAILING,
                     "status": "False",
-                    "reason": "Removed",
+                    "reason": Reason.REMOVED,
                     "message": "the bindings were removed from IAM",
                     "observedGeneration": state.generation,
                 },
