@@ -274,7 +274,7 @@ async def test_restart_with_nothing_to_do_writes_nothing(cluster):
     await cluster.sandbox.stop_operator()
     reconciler = await cluster.sandbox.start_operator()
     for _ in range(100):
-        if ("team-sre", "restart-alice") in reconciler.requests and reconciler.scheduler.pending >= 1:
+        if ("team-sre", "restart-alice") in reconciler.cache.requests and reconciler.scheduler.pending >= 1:
             break
         await __import__("asyncio").sleep(0.05)
     await __import__("asyncio").sleep(0.5)

@@ -560,7 +560,7 @@ async def test_a_removal_iam_refuses_is_shown_and_retried_until_it_succeeds(clus
     await cluster.request_as(ALICE, "stuck-alice", "stuck", roles=["roles/compute.admin"])
     await cluster.wait_phase("stuck-alice", "Active")
     reconciler = cluster.sandbox.reconciler
-    failures_before = reconciler.revocation_failures
+    failures_before = reconciler.metrics.revocation_failures
     cluster.emulator.configure(
         {"fail_next": [{"method": "setIamPolicy", "status": 403, "count": 1000, "resource": project}]}
     )
@@ -580,8 +580,8 @@ async def test_a_removal_iam_refuses_is_shown_and_retried_until_it_succeeds(clus
         assert body["status"]["phase"] == "Active", "the phase says it still holds access"
         condition = next(c for c in body["status"]["conditions"] if c["type"] == "RevocationFailing")
         assert "permission" in condition["message"], condition
-        assert reconciler.revocation_failures - failures_before >= 2
-        assert len(reconciler.revocations_failing) >= 1
+        assert reconciler.metrics.revocation_failures - failures_before >= 2
+        assert len(reconciler.metrics.revocations_failing) >= 1
         warnings = [e for e in await cluster.events("stuck-alice") if e[1] == "RevocationFailing"]
         assert len(warnings) == 1 and warnings[0][0] == "Warning"
         assert len(jit_bindings(cluster, project)) == 1
@@ -592,7 +592,7 @@ async def test_a_removal_iam_refuses_is_shown_and_retried_until_it_succeeds(clus
     condition = next(c for c in body["status"]["conditions"] if c["type"] == "RevocationFailing")
     assert condition["status"] == "False"
     assert cluster.bindings(project) == [FOREIGN]
-    assert not reconciler.revocations_failing
+    assert not reconciler.metrics.revocations_failing
 
 
 # -- 9. grants that cannot work ---------------------------------------------------------------

@@ -38,7 +38,7 @@ async def webhook(tmp_path_factory):
         cluster = Cluster(sandbox)
         await cluster.grant("wh-grant", "projects/my-sandbox", justification={"pattern": "^INC-[0-9]+: .+"})
         for _ in range(200):
-            if reconciler.grants.get("wh-grant"):
+            if reconciler.cache.grants.get("wh-grant"):
                 break
             await asyncio.sleep(0.05)
         context = ssl.create_default_context(cafile=str(state / "certs" / "ca.crt"))
@@ -168,12 +168,12 @@ async def test_a_grant_the_watch_has_not_delivered_yet_is_looked_up_not_refused(
     # Once the operator has written the grant's status (its last event), forget what the watch
     # delivered, as if the events were still on the wire.
     for _ in range(200):
-        if (webhook.reconciler.grant_bodies.get("wh-fresh") or {}).get("status"):
+        if (webhook.reconciler.cache.grant_bodies.get("wh-fresh") or {}).get("status"):
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)
-    assert webhook.reconciler.grants.pop("wh-fresh", None)
-    webhook.reconciler.grant_bodies.pop("wh-fresh", None)
+    assert webhook.reconciler.cache.grants.pop("wh-fresh", None)
+    webhook.reconciler.cache.grant_bodies.pop("wh-fresh", None)
     answer = await send(webhook, "stamp-requester", review("CREATE", request(grant="wh-fresh")))
     assert answer["allowed"], answer
     missing = await send(webhook, "stamp-requester", review("CREATE", request(grant="wh-never-made")))

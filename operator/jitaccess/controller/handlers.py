@@ -68,17 +68,15 @@ def _register_start_and_stop(
             memo.metrics = await serve_metrics(
                 reconciler, reconciler.config.metrics_port, reconciler.config.metrics_host
             )
-        if reconciler.config.notify_url:
-            sender = HttpSender(reconciler.config.notify_url)
-            reconciler.notifier = sender
-            memo.notifier = asyncio.create_task(sender.run(), name="jitaccess-notifier")
+        if isinstance(reconciler.recorder.notifier, HttpSender):
+            memo.notifier = asyncio.create_task(reconciler.recorder.notifier.run(), name="jitaccess-notifier")
         await _lead_or_stand_by(reconciler, memo)
 
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
         reconciler.scheduler.pause()
         await _stop(memo, "elector", "sweeper", "scheduler")
-        await reconciler.flush_events()
+        await reconciler.recorder.flush()
         if reconciler.elector is not None:
             await reconciler.elector.release()  # after the work stopped: the successor starts at once
         await _stop(memo, "notifier")

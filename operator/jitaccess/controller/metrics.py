@@ -32,7 +32,8 @@ class ReconcilerCollector(Collector):
     def _requests_and_work(self) -> Iterator[Family]:
         reconciler = self.reconciler
         phases = Counter(
-            str((body.get("status") or {}).get("phase") or "New") for body in reconciler.requests.values()
+            str((body.get("status") or {}).get("phase") or "New")
+            for body in reconciler.cache.requests.values()
         )
         requests = GaugeMetricFamily(
             "jitaccess_requests", "ActivationRequests known to the operator, by phase", labels=["phase"]
@@ -41,7 +42,7 @@ class ReconcilerCollector(Collector):
             requests.add_metric([phase], count)
         yield requests
         yield GaugeMetricFamily(
-            "jitaccess_grants", "EligibleGrants known to the operator", value=len(reconciler.grants)
+            "jitaccess_grants", "EligibleGrants known to the operator", value=len(reconciler.cache.grants)
         )
         yield GaugeMetricFamily(
             "jitaccess_leader",
@@ -58,7 +59,9 @@ class ReconcilerCollector(Collector):
             "Keys waiting for a future time (expiry, start, retry)",
             value=reconciler.scheduler.pending,
         )
-        yield CounterMetricFamily("jitaccess_reconciles", "Reconciles run", value=reconciler.reconciles)
+        yield CounterMetricFamily(
+            "jitaccess_reconciles", "Reconciles run", value=reconciler.metrics.reconciles
+        )
         yield GaugeMetricFamily(
             "jitaccess_active_activations",
             "Requests whose access is granted now",
@@ -67,12 +70,12 @@ class ReconcilerCollector(Collector):
         yield _histogram(
             "jitaccess_activation_latency_seconds",
             "From a request's creation to its Active status write",
-            reconciler.activation_latency,
+            reconciler.metrics.activation_latency,
         )
         yield _histogram(
             "jitaccess_expiry_lag_seconds",
             "From a request's expiresAt to the status write that says its binding is gone",
-            reconciler.expiry_lag,
+            reconciler.metrics.expiry_lag,
         )
 
     def _iam(self) -> Iterator[Family]:
@@ -105,12 +108,12 @@ class ReconcilerCollector(Collector):
         yield CounterMetricFamily(
             "jitaccess_revocation_failures",
             "Attempts to remove a request's bindings from IAM that failed (refused or unavailable)",
-            value=reconciler.revocation_failures,
+            value=reconciler.metrics.revocation_failures,
         )
         yield GaugeMetricFamily(
             "jitaccess_revocations_failing",
             "Requests whose access should have ended but IAM has not let the operator remove yet",
-            value=len(reconciler.revocations_failing),
+            value=len(reconciler.metrics.revocations_failing),
         )
 
     def _admission(self) -> Iterator[Family]:
@@ -118,7 +121,7 @@ class ReconcilerCollector(Collector):
         decisions = CounterMetricFamily(
             "jitaccess_webhook_decisions", "Admission decisions", labels=["webhook", "decision"]
         )
-        for (webhook, decision), count in sorted(reconciler.webhook_decisions.items()):
+        for (webhook, decision), count in sorted(reconciler.metrics.webhook_decisions.items()):
             decisions.add_metric([webhook, decision], count)
         yield decisions
 

@@ -18,6 +18,7 @@ from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.handlers import build_registry
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.leader import LeaderElector
+from jitaccess.controller.notify import HttpSender
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.tls import make_serving_certificate
@@ -59,11 +60,8 @@ def build(
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, settings.api_threads)
     kube = Kube(client.ApiClient(configuration), settings.clock)
     store = PolicyStore(settings.iam_endpoint)
-    reconciler = Reconciler(settings, kube, iam_writer(settings, store))
-    if settings.sweep_interval.total_seconds() > 0:
-        reconciler.sweeper = Sweeper(reconciler, store, settings.sweep_interval)
-    if settings.leader_election:
-        reconciler.elector = LeaderElector(
+    elector = (
+        LeaderElector(
             client.CoordinationV1Api(kube.api_client),
             settings.leader_election_namespace,
             settings.leader_election_lease,
@@ -71,7 +69,13 @@ def build(
             settings.lease_clock,
             settings.lease_timings,
         )
-        reconciler.scheduler.pause()  # until this replica holds the Lease
+        if settings.leader_election
+        else None
+    )
+    notifier = HttpSender(settings.notify_url) if settings.notify_url else None
+    reconciler = Reconciler(settings, kube, iam_writer(settings, store), notifier=notifier, elector=elector)
+    if settings.sweep_interval.total_seconds() > 0:
+        reconciler.sweeper = Sweeper(reconciler, store, settings.sweep_interval)
     if not settings.attestation_key:
         raise ValueError(
             "an attestation key is required (--attestation-key-file); without one nothing admitted can be "

@@ -9,33 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bindings import Reference
-from jitaccess.api.errors import join_errors
-from jitaccess.api.objects import GROUP, VERSION, Grant, parse_grant
-from jitaccess.api.reasons import Reason
+from jitaccess.api.objects import GROUP, VERSION, Grant
 from jitaccess.api.times import parse_time
-from jitaccess.controller.audit import AuditLog, Told, audit_record, told
+from jitaccess.controller.audit import AuditLog
+from jitaccess.controller.cache import Cache, RequestKey, key_of
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.kube import Kube
-from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
+from jitaccess.controller.notify import Sender
+from jitaccess.controller.recorder import Recorder
 from jitaccess.controller.scheduler import Scheduler
+from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.writer import IamWriter, Outcome
-from jitaccess.policy.admission import attestation_valid
-from jitaccess.policy.approvals import Decision, read_decision
-from jitaccess.policy.conditions import APPROVED, READY, REVOCATION_FAILING
+from jitaccess.policy.conditions import READY, REVOCATION_FAILING
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import (
     ENDS_BY_ELIGIBILITY,
     FINALIZER,
     TERMINAL,
     ApprovalReport,
-    Event,
     IamChange,
     Phase,
     RequestState,
@@ -52,10 +49,12 @@ from jitaccess.policy.records import (
     read_records,
     seal_record,
 )
-from jitaccess.stats import LATENCY_BUCKETS, Distribution
+
+if TYPE_CHECKING:
+    from jitaccess.controller.leader import LeaderElector
+    from jitaccess.controller.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
-RequestKey = tuple[str, str]
 MAX_STEPS = 12
 RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(minutes=5)
@@ -63,57 +62,59 @@ GRANT_COUNT_DELAY = timedelta(seconds=1)
 
 
 class Reconciler:
-    def __init__(self, config: OperatorConfig, kube: Kube, writer: IamWriter) -> None:
+    """Serialises work per request and loops `decide -> persist` until it is stable; what it
+    knows is in `cache`, what it tells people goes through `recorder`, what it counts in `metrics`."""
+
+    def __init__(
+        self,
+        config: OperatorConfig,
+        kube: Kube,
+        writer: IamWriter,
+        *,
+        cache: Cache | None = None,
+        metrics: Metrics | None = None,
+        notifier: Sender | None = None,
+        elector: LeaderElector | None = None,
+    ) -> None:
         self.config = config
         self.clock = config.clock
         self.kube = kube
         self.writer = writer
-        self.requests: dict[RequestKey, dict[str, Any]] = {}
-        self.grant_bodies: dict[str, dict[str, Any]] = {}
-        self.grants: dict[str, Grant | None] = {}
-        self.deleted_grants: set[str] = set()
-        self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
-        self.approvals: dict[RequestKey, dict[str, dict[str, Any]]] = {}
+        self.cache = cache or Cache()
+        self.metrics = metrics or Metrics()
+        self.recorder = Recorder(
+            kube,
+            self.clock,
+            config.attestation_key,
+            self._resource_of,
+            AuditLog.to(config.audit_log),
+            notifier,
+        )
+        self.elector = elector
         self.failures: dict[Hashable, int] = {}
-        self.reconciles = 0
-        self.activation_latency = Distribution(LATENCY_BUCKETS)  # creation -> Active, seconds
-        self.expiry_lag = Distribution(LATENCY_BUCKETS)  # expiresAt -> binding removed, seconds
-        self.webhook_decisions: Counter[tuple[str, str]] = Counter()  # (webhook, allowed|denied)
-        self.revocation_failures = 0  # removals from IAM that failed, each attempt
-        self.revocations_failing: set[RequestKey] = set()  # requests whose removal is being retried
         # Requests deleted while they held access without the operator's finalizer: (resource, owners).
         self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
-        self._event_posts: dict[RequestKey, asyncio.Task[None]] = {}
-        self.sweeper: Any = None  # controller.sweeper.Sweeper, when sweeping is on
-        self.elector: Any = None  # controller.leader.LeaderElector, with --leader-elect
-        self.audit: AuditLog | None = AuditLog.to(config.audit_log)
+        self.sweeper: Sweeper | None = None  # set by the sweeper itself, which needs the reconciler
         self.loop: asyncio.AbstractEventLoop | None = None  # the operator's, once it runs
-        self.notifier: Sender = NoSender()
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
         )
+        if elector is not None:
+            self.scheduler.pause()  # until this replica holds the Lease
 
     # -- what the watches tell us ---------------------------------------------------------
 
     def observe_request(self, body: Mapping[str, Any]) -> None:
-        key = _key(body)
-        known = self.requests.get(key)
-        if not self._is_newer(known, body) or _same_version(known, body):
-            return  # old news, or the echo of our own write, which that reconcile already went on from
-        self.requests[key] = dict(body)
-        grant = (body.get("spec") or {}).get("grant")
-        if isinstance(grant, str):
-            self.by_grant[grant].add(key)
-        self.scheduler.schedule(("request", key))
+        if self.cache.put_request(body):
+            self.scheduler.schedule(("request", key_of(body)))
 
     def forget_request(self, body: Mapping[str, Any]) -> None:
-        key = _key(body)
-        known = self.requests.pop(key, None) or body
+        key = key_of(body)
+        known = self.cache.drop_request(body)
         self.scheduler.cancel(("request", key))
-        self.revocations_failing.discard(key)
-        metadata = known.get("metadata") or {}
-        records = read_records(metadata, self.config.attestation_key)
+        self.metrics.revocations_failing.discard(key)
+        records = read_records(known.get("metadata") or {}, self.config.attestation_key)
         if records.held is not None and records.ended is None:
             # Deleted while holding access, without our finalizer (stripped by someone who got past
             # admission): remove its bindings now rather than at the next sweep.
@@ -122,57 +123,27 @@ class Reconciler:
             self.scheduler.schedule(("orphan", key))
         grant = (body.get("spec") or {}).get("grant")
         if isinstance(grant, str):
-            self.by_grant[grant].discard(key)
             self.scheduler.schedule(("grant", grant))
 
     def observe_approval(self, body: Mapping[str, Any]) -> None:
-        namespace, name = _key(body)
-        request = str((body.get("spec") or {}).get("request", ""))
-        self.approvals.setdefault((namespace, request), {})[name] = dict(body)
-        self.scheduler.schedule(("request", (namespace, request)))
+        self.scheduler.schedule(("request", self.cache.put_approval(body)))
 
     def forget_approval(self, body: Mapping[str, Any]) -> None:
-        namespace, name = _key(body)
-        request = str((body.get("spec") or {}).get("request", ""))
-        self.approvals.get((namespace, request), {}).pop(name, None)
-        self.scheduler.schedule(("request", (namespace, request)))
-
-    def decisions(self, key: RequestKey) -> tuple[Decision, ...]:
-        """The approvals filed for the request of that name; unsealed ones never count."""
-        key_bytes = self.config.attestation_key
-        return tuple(
-            read_decision(body, attestation_valid(body, key_bytes))
-            for body in self.approvals.get(key, {}).values()
-        )
-
-    def grant_error(self, name: str) -> str:
-        """Why the grant of that name cannot be used (it does not exist, or is invalid)."""
-        body = self.grant_bodies.get(name)
-        if body is None:
-            return f"EligibleGrant {name} does not exist"
-        _, errors = parse_grant(body)
-        return f"EligibleGrant {name} is invalid: {join_errors(errors)}"
+        self.scheduler.schedule(("request", self.cache.drop_approval(body)))
 
     def observe_grant(self, body: Mapping[str, Any]) -> None:
-        name = body["metadata"]["name"]
-        if not self._is_newer(self.grant_bodies.get(name), body):
+        changed = self.cache.put_grant(body)
+        if changed is None:
             return
-        known = name in self.grants
-        previous = self.grants.get(name)
-        self.grant_bodies[name] = dict(body)
-        self.grants[name], _ = parse_grant(body)
-        self.deleted_grants.discard(name)
+        name = body["metadata"]["name"]
         self.scheduler.schedule(("grant", name))
-        if known and self.grants[name] == previous:
-            return  # a status write (ours): nothing a request depends on changed
-        for key in list(self.by_grant.get(name, ())):
-            self.scheduler.schedule(("request", key))
+        if changed:  # not merely a status write (ours): re-judge every request under it
+            for key in list(self.cache.by_grant.get(name, ())):
+                self.scheduler.schedule(("request", key))
 
     def forget_grant(self, name: str) -> None:
-        self.grant_bodies.pop(name, None)
-        self.grants.pop(name, None)
-        self.deleted_grants.add(name)
-        for key in list(self.by_grant.get(name, ())):
+        self.cache.drop_grant(name)
+        for key in list(self.cache.by_grant.get(name, ())):
             self.scheduler.schedule(("request", key))
 
     async def grant(self, name: str) -> Grant | None:
@@ -181,20 +152,24 @@ class Reconciler:
         Only absence is confirmed this way: a grant the cache holds is current (watch events are
         ordered), and one whose deletion the watch reported is gone without asking again.
         """
-        if name in self.grants or name in self.deleted_grants:
-            return self.grants.get(name)
+        if self.cache.knows_grant(name):
+            return self.cache.grants.get(name)
         body = await self.kube.get_grant(name)
         if body is None:
             return None
         self.observe_grant(body)
-        return self.grants.get(name)
+        return self.cache.grants.get(name)
+
+    def _resource_of(self, grant: str) -> str | None:
+        found = self.cache.grants.get(grant)
+        return found.resource if found is not None else None
 
     def resync(self) -> None:
         """Look at everything known again: what a replica does when it becomes the leader, since
         while it stood by it watched but acted on nothing."""
-        for name in list(self.grant_bodies):
+        for name in list(self.cache.grant_bodies):
             self.scheduler.schedule(("grant", name))
-        for key in list(self.requests):
+        for key in list(self.cache.requests):
             self.scheduler.schedule(("request", key))
 
     @property
@@ -212,7 +187,7 @@ class Reconciler:
     async def work(self, item: Hashable) -> None:
         kind, key = item  # type: ignore[misc]
         async with self.lock_for(item):
-            self.reconciles += 1
+            self.metrics.reconciles += 1
             try:
                 if kind == "request":
                     await self.reconcile_request(key)
@@ -231,7 +206,7 @@ class Reconciler:
         await self._adopt_approvals(key)
         confirmed = False
         for _ in range(MAX_STEPS):
-            body = self.requests.get(key)
+            body = self.cache.requests.get(key)
             if body is None:
                 return
             state = read_state(body, self.config.attestation_key)
@@ -253,10 +228,9 @@ class Reconciler:
 
     async def _decide(self, key: RequestKey, state: RequestState) -> Step:
         grant = await self.grant(state.spec.grant) if state.spec else None
-        error = self.grant_error(state.spec.grant) if state.spec and grant is None else ""
-        return decide(
-            state, grant, self.clock.now(), self.config.history_retention, self.decisions(key), error
-        )
+        error = self.cache.grant_error(state.spec.grant) if state.spec and grant is None else ""
+        decisions = self.cache.decisions(key, self.config.attestation_key)
+        return decide(state, grant, self.clock.now(), self.config.history_retention, decisions, error)
 
     async def _refresh_inputs(self, key: RequestKey, state: RequestState) -> None:
         """The request's grant and approvals as the API holds them now, into the caches."""
@@ -271,7 +245,7 @@ class Reconciler:
             for body in await self.kube.list_approvals(key[0])
             if (body.get("spec") or {}).get("request") == key[1]
         }
-        self.approvals[key] = fresh
+        self.cache.approvals[key] = fresh
 
     async def _carry_out(self, key: RequestKey, body: dict[str, Any], step: Step) -> bool:
         """Persist one step; False when the request needs no further step now."""
@@ -279,12 +253,12 @@ class Reconciler:
         if step.iam and step.status is not None:
             # The intent is shown before IAM is written (once: not again on every retry).
             await self._show_once(key, body, replace(step, iam=()))
-            body = self.requests.get(key, body)
+            body = self.cache.requests.get(key, body)
         if step.iam:
             outcome = await self._apply_iam(step.iam)
             removing = not any(change.hold for change in step.iam)
             if removing:
-                self._count_removal(key, outcome.ok)
+                self.metrics.removal(key, outcome.ok)
             if outcome.ok:
                 follow = step.on_success
             elif outcome.permanent and step.on_failure is not None and step.on_failure.record_ended:
@@ -318,12 +292,12 @@ class Reconciler:
         if step.status is not None:
             updated = await self._write_status(key, body, step.status)
             if step.event is not None:
-                self._post_event(key, updated or body, step.event, step.status)
-                self._notify(body, updated or body, step)
+                self.recorder.event(updated or body, step.event, step.status)
+                self.recorder.notify(body, updated or body, step)
             body = updated or body
         if step.record_ended is not None or step.remove_finalizer:
             await self._patch_metadata(key, body, step, held=False)
-        return key in self.requests
+        return key in self.cache.requests
 
     async def _patch_metadata(
         self, key: RequestKey, body: dict[str, Any], step: Step, *, held: bool
@@ -351,14 +325,14 @@ class Reconciler:
             # else added meanwhile is not lost (a conflict is retried from a fresh read).
             patch["resourceVersion"] = metadata["resourceVersion"]
         updated = await self.kube.patch_request(key[0], key[1], {"metadata": patch})
-        self._remember(key, updated)
+        self.cache.remember(key, updated)
         return updated
 
     async def _write_status(
         self, key: RequestKey, body: dict[str, Any], status: dict[str, Any]
     ) -> dict[str, Any] | None:
         updated = await self.kube.patch_request_status(key[0], key[1], status)
-        self._remember(key, updated)
+        self.cache.remember(key, updated)
         if updated is not None:
             self._measure(body, status)
         if updated is not None and status.get("phase") in _COUNTED_PHASES:
@@ -375,15 +349,8 @@ class Reconciler:
             return
         updated = await self._write_status(key, body, step.status)
         if step.event is not None and updated is not None:
-            self._post_event(key, updated, step.event, step.status)
-            self._notify(body, updated, step)
-
-    def _count_removal(self, key: RequestKey, ok: bool) -> None:
-        if ok:
-            self.revocations_failing.discard(key)
-        else:
-            self.revocation_failures += 1
-            self.revocations_failing.add(key)
+            self.recorder.event(updated, step.event, step.status)
+            self.recorder.notify(body, updated, step)
 
     async def remove_orphan(self, key: RequestKey) -> None:
         orphan = self.orphans.get(key)
@@ -391,7 +358,7 @@ class Reconciler:
             return
         resource, owners = orphan
         outcome = await self.writer.apply(resource, owners=owners)
-        self._count_removal(key, outcome.ok)
+        self.metrics.removal(key, outcome.ok)
         if not outcome.ok:
             raise RuntimeError(
                 f"removing the bindings of deleted request {key[0]}/{key[1]}: {outcome.message}"
@@ -407,7 +374,7 @@ class Reconciler:
     async def _report_approvals(self, key: RequestKey, reports: tuple[ApprovalReport, ...]) -> None:
         """Tell each approval whether it counts, and why not; written only when that changed."""
         for report in reports:
-            body = self.approvals.get(key, {}).get(report.name)
+            body = self.cache.approvals.get(key, {}).get(report.name)
             if body is None:
                 continue
             wanted = {"counted": report.counted, "message": report.message}
@@ -416,7 +383,7 @@ class Reconciler:
                 continue
             updated = await self.kube.patch_approval_status(key[0], report.name, wanted)
             if updated is not None:
-                self.approvals.setdefault(key, {})[report.name] = updated
+                self.cache.approvals.setdefault(key, {})[report.name] = updated
 
     def _measure(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """Activation latency and expiry lag, at the status write that ends each."""
@@ -424,10 +391,10 @@ class Reconciler:
         try:
             if phase == Phase.ACTIVE.value:
                 created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
-                self.activation_latency.observe(max(0.0, (now - created).total_seconds()))
+                self.metrics.activation_latency.observe(max(0.0, (now - created).total_seconds()))
             elif phase == Phase.EXPIRED.value:
                 expires = parse_time(status.get("expiresAt") or (body.get("status") or {}).get("expiresAt"))
-                self.expiry_lag.observe(max(0.0, (now - expires).total_seconds()))
+                self.metrics.expiry_lag.observe(max(0.0, (now - expires).total_seconds()))
         except ValueError:
             return  # no timestamp to measure from (a request seeded without one)
 
@@ -435,64 +402,9 @@ class Reconciler:
         """The lock a reconcile of `item` holds; the sweeper takes it to act on the same request."""
         return self._locks.setdefault(item, asyncio.Lock())
 
-    def remember(self, key: RequestKey, updated: dict[str, Any] | None) -> None:
-        self._remember(key, updated)
-
-    def post_event_now(self, body: Mapping[str, Any], event: Event) -> None:
-        self._post_event(_key(body), body, event)
-
-    def _account(self, body: Mapping[str, Any], written: Mapping[str, Any]) -> Told:
-        grant = self.grants.get(str((body.get("spec") or {}).get("grant") or ""))
-        return told(body, written, self.config.attestation_key, grant.resource if grant is not None else None)
-
-    def _post_event(
-        self, key: RequestKey, body: Mapping[str, Any], event: Event, written: Mapping[str, Any] | None = None
-    ) -> None:
-        """Post the Event off the hot path (an activation need not wait for its record), but after
-        the request's previous Event, so that they read in the order things happened. The audit
-        line is written at once: it is the durable record, the Event a convenience. It tells what
-        the sealed records and the status this step `written` say, never the stored status."""
-        if self.audit is not None:
-            self.audit.record(audit_record(body, event, self.clock.now(), self._account(body, written or {})))
-        previous = self._event_posts.get(key)
-
-        async def post() -> None:
-            if previous is not None:
-                await asyncio.wait([previous])
-            await self.kube.post_event(dict(body), event)
-
-        task = asyncio.create_task(post(), name=f"event {key[0]}/{key[1]} {event.reason}")
-        self._event_posts[key] = task
-        task.add_done_callback(lambda done: self._event_done(key, done))
-
-    def _event_done(self, key: RequestKey, task: asyncio.Task[None]) -> None:
-        if self._event_posts.get(key) is task:
-            del self._event_posts[key]
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("posting an Event for %s/%s failed: %s", *key, task.exception())
-
-    async def flush_events(self, timeout_s: float = 5.0) -> None:
-        """At shutdown: give the Events still being posted a moment to land."""
-        pending = list(self._event_posts.values())
-        if pending:
-            await asyncio.wait(pending, timeout=timeout_s)
-
-    def _notify(self, before: Mapping[str, Any], body: Mapping[str, Any], step: Step) -> None:
-        assert step.event is not None and step.status is not None
-        account = self._account(body, step.status)
-        if _approved(step.status.get("conditions") or []) and not _approved(
-            (before.get("status") or {}).get("conditions") or []
-        ):
-            self.notifier.publish(
-                notification("approved", body, Reason.APPROVED, "the request was approved", account)
-            )
-        kind = KINDS.get(step.event.reason)
-        if kind is not None:
-            self.notifier.publish(notification(kind, body, step.event.reason, step.event.message, account))
-
     async def _adopt_approvals(self, key: RequestKey) -> None:
         """Each approval is owned by its request, so deleting the request deletes its approvals."""
-        request = self.requests.get(key)
+        request = self.cache.requests.get(key)
         uid = ((request or {}).get("metadata") or {}).get("uid")
         if not uid:
             return
@@ -504,7 +416,7 @@ class Reconciler:
             "blockOwnerDeletion": False,
             "controller": False,
         }
-        for name, body in list(self.approvals.get(key, {}).items()):
+        for name, body in list(self.cache.approvals.get(key, {}).items()):
             owners = (body.get("metadata") or {}).get("ownerReferences") or []
             if any(o.get("uid") == uid for o in owners):
                 continue
@@ -514,7 +426,7 @@ class Reconciler:
                 key[0], name, {"metadata": {"ownerReferences": [*owners, owner]}}
             )
             if updated is not None:
-                self.approvals.setdefault(key, {})[name] = updated
+                self.cache.approvals.setdefault(key, {})[name] = updated
 
     async def _apply_iam(self, changes: tuple[IamChange, ...]) -> Outcome:
         outcome = Outcome(ok=True)
@@ -525,54 +437,23 @@ class Reconciler:
         return outcome
 
     async def reconcile_grant(self, name: str) -> None:
-        body = self.grant_bodies.get(name)
+        body = self.cache.grant_bodies.get(name)
         if body is None:
             return
         active = sum(
             1
-            for key in self.by_grant.get(name, ())
-            if (self.requests.get(key, {}).get("status") or {}).get("phase") == Phase.ACTIVE.value
+            for key in self.cache.by_grant.get(name, ())
+            if (self.cache.requests.get(key, {}).get("status") or {}).get("phase") == Phase.ACTIVE.value
         )
         status = grant_status(body, active, self.clock.now())
         if status is not None:
             updated = await self.kube.patch_grant_status(name, status)
             if updated is not None:
-                self.grant_bodies[name] = updated
-
-    def _remember(self, key: RequestKey, updated: dict[str, Any] | None) -> None:
-        if updated is None:
-            self.requests.pop(key, None)
-        elif self._is_newer(self.requests.get(key), updated):
-            self.requests[key] = updated
-
-    @staticmethod
-    def _is_newer(known: Mapping[str, Any] | None, seen: Mapping[str, Any]) -> bool:
-        """Is `seen` at least as new as `known`? resourceVersions compare as numbers when they are."""
-        if known is None:
-            return True
-        old = str(known.get("metadata", {}).get("resourceVersion", ""))
-        new = str(seen.get("metadata", {}).get("resourceVersion", ""))
-        if old.isdigit() and new.isdigit():
-            return int(new) >= int(old)
-        return True
-
-
-def _same_version(known: Mapping[str, Any] | None, seen: Mapping[str, Any]) -> bool:
-    version = (seen.get("metadata") or {}).get("resourceVersion")
-    return (
-        known is not None
-        and bool(version)
-        and (known.get("metadata") or {}).get("resourceVersion") == version
-    )
+                self.cache.grant_bodies[name] = updated
 
 
 # Transitions into these change a grant's count of active requests.
 _COUNTED_PHASES = frozenset(phase.value for phase in (Phase.ACTIVE, *TERMINAL))
-
-
-def _key(body: Mapping[str, Any]) -> RequestKey:
-    metadata = body.get("metadata", {})
-    return metadata.get("namespace", ""), metadata.get("name", "")
 
 
 def _with_reason(step: Step, message: str) -> Step:
@@ -605,12 +486,6 @@ def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         shown.get(c.get("type"), {}).get("status") == c.get("status")
         and shown.get(c.get("type"), {}).get("reason") == c.get("reason")
         for c in status.get("conditions") or []
-    )
-
-
-def _approved(conditions: Any) -> bool:
-    return any(
-        isinstance(c, Mapping) and c.get("type") == APPROVED and c.get("status") == "True" for c in conditions
     )
 
 

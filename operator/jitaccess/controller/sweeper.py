@@ -17,13 +17,16 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jitaccess.api.reasons import Reason
 from jitaccess.iam.store import PolicyStore
 from jitaccess.policy.conditions import BINDINGS_PRESENT, set_condition
 from jitaccess.policy.drift import Found, KnownRequest, Leftover, audit, known_request, leftover_reason
 from jitaccess.policy.lifecycle import Event
+
+if TYPE_CHECKING:
+    from jitaccess.controller.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 REMOVED_EXTERNALLY = Reason.BINDING_REMOVED_EXTERNALLY
@@ -39,7 +42,7 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, reconciler: Any, store: PolicyStore, interval: timedelta) -> None:
+    def __init__(self, reconciler: Reconciler, store: PolicyStore, interval: timedelta) -> None:
         self.reconciler = reconciler
         self.store = store
         self.interval = interval
@@ -71,7 +74,7 @@ class Sweeper:
         key = reconciler.config.attestation_key
         bodies = await reconciler.kube.list_requests()
         requests = {(r.namespace, r.name): r for r in (known_request(body, key) for body in bodies)}
-        resources = {grant.resource for grant in reconciler.grants.values() if grant is not None}
+        resources = {grant.resource for grant in reconciler.cache.grants.values() if grant is not None}
         resources |= {resource for request in requests.values() for resource, _ in request.holds}
         for resource in sorted(resources):
             try:
@@ -120,7 +123,7 @@ class Sweeper:
                 return False
             log.info("removed leftover binding %s: %s", _show(found), why)
             if body is not None and fresh is not None and fresh.uid == found.reference.uid:
-                reconciler.post_event_now(
+                reconciler.recorder.event(
                     body,
                     Event(
                         "Warning",
@@ -167,8 +170,8 @@ class Sweeper:
             )
             if updated is None:
                 return False
-            reconciler.remember(key, updated)
-            reconciler.post_event_now(updated, Event("Warning", REMOVED_EXTERNALLY, message))
+            reconciler.cache.remember(key, updated)
+            reconciler.recorder.event(updated, Event("Warning", REMOVED_EXTERNALLY, message))
             log.warning("%s/%s: %s", namespace, name, message)
             return True
 

@@ -54,9 +54,9 @@ def counted(reconciler: Reconciler, webhook: str) -> Callable[[Handler], Handler
             try:
                 await handler(**kwargs)
             except kopf.AdmissionError:
-                reconciler.webhook_decisions[webhook, "denied"] += 1
+                reconciler.metrics.webhook_decisions[webhook, "denied"] += 1
                 raise
-            reconciler.webhook_decisions[webhook, "allowed"] += 1
+            reconciler.metrics.webhook_decisions[webhook, "allowed"] += 1
 
         return decide
 
@@ -213,7 +213,7 @@ class AdmissionWebhooks:
         # Only a well-formed name is looked up; anything else is refused by admit_request below.
         grant_name = named if is_kubernetes_name(named) else ""
         grant = await self.reconciler.grant(grant_name) if grant_name else None
-        conditions = ((self.reconciler.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
+        conditions = ((self.reconciler.cache.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
             "conditions"
         ) or []
         ready = any(c.get("type") == READY and c.get("status") == "True" for c in conditions)
