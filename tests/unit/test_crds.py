@@ -138,3 +138,11 @@ def test_approvals_cannot_be_edited():
     old = {"spec": {"request": "r", "decision": "Approve"}}
     new = {"spec": {"request": "r", "decision": "Deny"}}
     assert any("cannot be edited" in error for error in validate(schema, new, old))
+
+
+def test_the_crds_carry_the_patterns_and_limits_derived_from_api():
+    """One source: api/ holds each rule; crds/ carries what api/schema_rules.py derives from it."""
+    from jitaccess.api.schema_rules import differences
+
+    stale = [f"{file.name}: {path}.{key}" for file, path, key, _, _ in differences(ROOT / "crds")]
+    assert not stale, f"run `python -m jitaccess.api.schema_rules --write`: {stale}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_DURATION = re.compile(r"(?:(\d{1,4})h)?(?:(\d{1,6})m)?(?:(\d{1,8})s)?")
+DURATION = re.compile(r"(?:(\d{1,4})h)?(?:(\d{1,6})m)?(?:(\d{1,8})s)?")
 # No duration in this API is longer than a week; the cap keeps arithmetic and messages sane.
 LONGEST = timedelta(days=366)
 
@@ -22,7 +22,7 @@ def parse_duration(text: str) -> timedelta:
     """Parse `1h30m` into a timedelta; raise DurationError saying what form is expected."""
     if not isinstance(text, str):
         raise DurationError(f"must be a string like 30m or 1h30m, not {type(text).__name__}")
-    match = _DURATION.fullmatch(text)
+    match = DURATION.fullmatch(text)
     if not text or match is None or not any(match.groups()):
         raise DurationError(f"{_shorten(text)!r} is not a duration; use a form like 30m, 2h or 1h30m")
     hours, minutes, seconds = (int(group or 0) for group in match.groups())

@@ -1,7 +1,7 @@
 """Names of Google Cloud resources, roles and IAM members, and what makes each one valid.
 
-The same rules are written as CEL in crds/ (so `kubectl apply` refuses obvious mistakes) and
-are checked here for everything else; tests keep the two in step over one corpus.
+crds/ carries these patterns as api/schema_rules.py derives them (so `kubectl apply` refuses
+obvious mistakes); everything else is checked here.
 """
 
 from __future__ import annotations

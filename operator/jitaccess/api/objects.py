@@ -34,7 +34,7 @@ MAX_JUSTIFICATION = 1024
 NOT_PLAIN_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 MAX_COMMENT = 1024  # an approval's comment, as the CRD's maxLength
 MAX_PATTERN = 512
-_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 Body = Mapping[str, Any]
 
@@ -142,7 +142,7 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
     spec = _mapping(body.get("spec"))
     errors: list[FieldError] = []
     grant = spec.get("grant")
-    if not isinstance(grant, str) or _K8S_NAME.fullmatch(grant) is None:
+    if not isinstance(grant, str) or K8S_NAME.fullmatch(grant) is None:
         errors.append(FieldError("spec.grant", "must name an EligibleGrant (a lowercase Kubernetes name)"))
     roles: list[str] | None = None
     if spec.get("roles") is not None:
@@ -200,7 +200,7 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
 
 def is_kubernetes_name(name: object) -> bool:
     """A lowercase RFC 1123 subdomain-like name, as metadata.name of our objects (at most 253)."""
-    return isinstance(name, str) and _K8S_NAME.fullmatch(name) is not None
+    return isinstance(name, str) and K8S_NAME.fullmatch(name) is not None
 
 
 def pattern_error(pattern: object) -> str | None:
