@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo sandbox test soak lint format bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e ./sandbox
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,16 +28,16 @@ soak: $(STAMP)
 	JITACCESS_SOAK=1 $(BIN)/python -m pytest -q tests/integration/test_chaos.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks
-	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/ruff check operator sandbox tests benchmarks
+	$(BIN)/ruff format --check operator sandbox tests benchmarks
 
 # make bench [SCENARIOS="burst-500-1 steady-50"]: figures in the terminal and benchmarks/results/.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py --scenarios "$(SCENARIOS)"
 
 format: $(STAMP)
-	$(BIN)/ruff format operator tests benchmarks
-	$(BIN)/ruff check --fix operator tests benchmarks
+	$(BIN)/ruff format operator sandbox tests benchmarks
+	$(BIN)/ruff check --fix operator sandbox tests benchmarks
 
 clean:
 	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache

@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed import Seeded, admitted_request, live_bindings, settle
 
 from jitaccess.api.objects import parse_grant
-from jitaccess.emulator.server import Emulator
-from jitaccess.sandbox.runner import Sandbox, _free_port, _wait_for_port
+from jitaccess_emulator.server import Emulator
+from jitaccess_sandbox.runner import Sandbox, _free_port, _wait_for_port
 
 API = "/apis/jitaccess.dev/v1alpha1"
 NAMESPACE = "team-sre"

@@ -20,7 +20,7 @@ from jitaccess.api.objects import Grant
 from jitaccess.policy.admission import ATTESTATION, attestation
 from jitaccess.policy.lifecycle import FINALIZER, Step, decide, read_state
 from jitaccess.policy.records import ACTIVATION, ENDED, Identity, ended_payload, held_payload, seal_record
-from jitaccess.sandbox.writes import merge_patch
+from jitaccess_sandbox.writes import merge_patch
 
 RETENTION = timedelta(days=30)
 

@@ -1,4 +1,4 @@
-"""`jitaccess run | sandbox`: the operator's command line (flags mirror API.md "Configuration")."""
+"""`jitaccess run | import | sandbox`: the operator's command line (run's flags: run_flags.py)."""
 
 from __future__ import annotations
 
@@ -34,20 +34,12 @@ def parser() -> argparse.ArgumentParser:
     add_flags(run, RUN_FLAGS)
 
     sandbox = commands.add_parser(
-        "sandbox", help="run the Kubernetes API, the IAM emulator and the operator locally"
+        "sandbox",
+        help="run the Kubernetes API, the IAM emulator and the operator locally (the jitaccess-sandbox "
+        "distribution, installed by make; `jitaccess sandbox --help` there)",
+        add_help=False,
     )
-    sandbox.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
-    sandbox.add_argument("--port-k8s", type=int, default=0)
-    sandbox.add_argument("--port-iam", type=int, default=0)
-    sandbox.add_argument(
-        "--demo", action="store_true", help="walk requests through their lifecycle, then exit"
-    )
-    sandbox.add_argument(
-        "--no-operator",
-        action="store_true",
-        help="serve the Kubernetes API and the emulator only; run the operator yourself",
-    )
-    sandbox.add_argument("--verbose", "-v", action="store_true")
+    sandbox.add_argument("arguments", nargs=argparse.REMAINDER)
 
     importer = commands.add_parser(
         "import",
@@ -81,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:  # its own flags, in its own distribution
+        _sandbox(argv[1:])
+        return
     args = parser().parse_args(argv)
     if args.command == "import":
         from jitaccess.migrate.command import run_import
@@ -104,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         # kopf logs every refused admission as an error; refusing is the webhooks' job, not a failure.
         logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
     try:
-        asyncio.run(_run(args) if args.command == "run" else _sandbox(args))
+        asyncio.run(_run(args))
     except KeyboardInterrupt:
         pass
 
@@ -194,27 +190,13 @@ def _flag_duration(flag: str, text: str) -> timedelta:
         sys.exit(f"{flag}: {error}{hint}")
 
 
-async def _sandbox(args: argparse.Namespace) -> None:
-    from jitaccess.sandbox.demo import run_demo
-    from jitaccess.sandbox.runner import Sandbox, serve_forever
-
-    async with Sandbox(
-        args.state_dir, port_k8s=args.port_k8s, port_iam=args.port_iam, run_operator=not args.no_operator
-    ) as sandbox:
-        if args.demo:
-            await run_demo(sandbox)
-            return
-        kubeconfig = sandbox.kubeconfig
-        print(f"Kubernetes API: {sandbox.k8s_url}   IAM emulator: {sandbox.iam_url}")
-        print(f"  export KUBECONFIG={kubeconfig}")
-        print("  kubectl apply -f examples/            # grants, a namespace and alice's request")
-        print(
-            "  kubectl get eg,ar -A                  # contexts: admin, alice@example.com, bob@example.com, "
-            "carol@example.com"
-        )
-        print(f"  curl -s {sandbox.iam_url}/_emulator/policies/projects/my-sandbox   # what IAM holds")
-        print("Ctrl+C stops it.", flush=True)
-        await serve_forever(sandbox)
+def _sandbox(arguments: list[str]) -> None:
+    """Hand over to the sandbox, a distribution of its own (not in the operator's image)."""
+    try:
+        from jitaccess_sandbox.cli import main as sandbox_main
+    except ImportError:
+        sys.exit("jitaccess sandbox: the sandbox is not installed; `pip install -e ./sandbox` (make does)")
+    sandbox_main(arguments)
 
 
 def _seconds(text: str) -> timedelta:

@@ -15,7 +15,7 @@ import pytest_asyncio
 from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
-from jitaccess.sandbox.runner import OPERATOR_USER, Sandbox
+from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox
 
 GROUP, VERSION = "jitaccess.dev", "v1alpha1"
 # Every (verb, resource, subresource) the operator called in any sandbox of this session.

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from jitaccess.api.bindings import Activation, Binding, Reference, parse_reference, render
-from jitaccess.emulator.server import Emulator, start
 from jitaccess.iam.batcher import BatchingWriter
 from jitaccess.iam.ratelimit import TokenBucket
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import PolicyWriter, RetryPolicy
+from jitaccess_emulator.server import Emulator, start
 
 KEY = b"t" * 32
 START = datetime(2026, 11, 24, 9, tzinfo=UTC)

@@ -24,7 +24,7 @@ import pytest
 import pytest_asyncio
 
 from jitaccess.api.bindings import reference_of
-from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox
+from jitaccess_sandbox.runner import OPERATOR_NAMESPACE, Sandbox
 from tests.integration.conftest import until
 from tests.support.operator_process import OperatorProcess
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jitaccess.api.bindings import Activation, Reference, render
+from jitaccess.policy.records import ENDED
+from tests.integration.conftest import until
 from tests.integration.test_lifecycle import jit_bindings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -90,6 +92,12 @@ async def test_leftover_bindings_of_ours_are_swept_and_nothing_else_is_touched(c
     ended = await cluster.wait_phase("sweep-ended", "Active")
     await cluster.patch("sweep-ended", {"revoke": True})
     await cluster.wait_phase("sweep-ended", "Revoked")
+
+    async def sealed_ended() -> bool:  # the end is sealed just after the status shows it
+        body = await cluster.get("sweep-ended")
+        return ENDED in ((body or {}).get("metadata") or {}).get("annotations", {})
+
+    await until(sealed_ended, "the end of sweep-ended sealed", timeout_s=20, every_s=0.05)
     (active,) = jit_bindings(cluster, project)
     # A crash (or a restore) leaves the revoked request's binding and an orphan behind.
     (leftover,) = [

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from jitaccess.api.bindings import reference_of
-from jitaccess.emulator.server import FOREIGN_ROLE
+from jitaccess_emulator.server import FOREIGN_ROLE
 from tests.integration.conftest import GROUP, VERSION
 from tests.integration.test_lifecycle import FOREIGN, jit_bindings
 

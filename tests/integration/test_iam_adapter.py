@@ -10,9 +10,9 @@ import pytest
 from google.api_core import exceptions as google_errors
 
 from jitaccess.api.bindings import Activation, Reference, parse_reference, render
-from jitaccess.emulator.server import Emulator, start
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import PolicyWriter, RetryPolicy
+from jitaccess_emulator.server import Emulator, start
 
 KEY = b"t" * 32
 START = datetime(2026, 11, 24, 9, tzinfo=UTC)

@@ -20,7 +20,7 @@ from kubernetes import client
 from jitaccess.clock import ManualClock
 from jitaccess.controller.leader import LeaderElector, LeaseTimings
 from jitaccess.controller.operator import kubernetes_configuration
-from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER, Sandbox
+from jitaccess_sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER, Sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 FAST = LeaseTimings(

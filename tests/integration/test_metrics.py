@@ -8,7 +8,7 @@ from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from jitaccess.controller.metrics import serve_metrics
-from jitaccess.sandbox.runner import _free_port
+from jitaccess_sandbox.runner import _free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 

@@ -10,7 +10,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from jitaccess.controller.notify import HttpSender
-from jitaccess.sandbox.runner import Sandbox
+from jitaccess_sandbox.runner import Sandbox
 from tests.integration.conftest import Cluster
 from tests.integration.test_processes import free_port
 

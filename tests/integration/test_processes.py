@@ -16,7 +16,7 @@ from pathlib import Path
 from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
-from jitaccess.sandbox.runner import webhook_configurations
+from jitaccess_sandbox.runner import webhook_configurations
 
 BIN = Path(sys.executable).parent
 
@@ -53,7 +53,7 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
                 [
                     sys.executable,
                     "-m",
-                    "jitaccess.emulator",
+                    "jitaccess_emulator",
                     "--port",
                     str(iam_port),
                     "--resource",

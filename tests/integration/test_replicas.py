@@ -20,7 +20,7 @@ import pytest_asyncio
 from kubernetes import client
 
 from jitaccess.api.bindings import reference_of
-from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, Sandbox, _free_port
+from jitaccess_sandbox.runner import OPERATOR_NAMESPACE, Sandbox, _free_port
 from tests.integration.conftest import Cluster, until
 from tests.support.operator_process import OperatorProcess
 

@@ -28,8 +28,8 @@ from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
 from jitaccess.controller.tls import make_serving_certificate
-from jitaccess.sandbox.apiserver import SandboxApi
-from jitaccess.sandbox.rbac import (
+from jitaccess_sandbox.apiserver import SandboxApi
+from jitaccess_sandbox.rbac import (
     CLUSTER_ROLES,
     ROLE_BINDINGS,
     ROLES,
@@ -38,8 +38,8 @@ from jitaccess.sandbox.rbac import (
     rbac_documents,
     selector_matches,
 )
-from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER, USERS, Sandbox
-from jitaccess.sandbox.writes import ApiRejection
+from jitaccess_sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER, USERS, Sandbox
+from jitaccess_sandbox.writes import ApiRejection
 from tests.integration.test_kubectl import KUBECTL, kubectl
 from tests.integration.test_processes import free_port
 

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from jitaccess.policy.admission import ATTESTATION, IdentitySettings, attestation_valid
-from jitaccess.sandbox.runner import Sandbox
+from jitaccess_sandbox.runner import Sandbox
 from tests.integration.conftest import Cluster
 from tests.integration.test_processes import free_port
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jitaccess.sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER
+from jitaccess_sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER
 from tests.integration.conftest import OPERATOR_CALLS
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

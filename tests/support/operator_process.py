@@ -15,7 +15,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from jitaccess.sandbox.runner import OPERATOR_USER, Sandbox, _free_port, _wait_for_port
+from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox, _free_port, _wait_for_port
 
 
 class OperatorProcess:

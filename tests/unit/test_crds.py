@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from jitaccess.api.objects import parse_grant, parse_request_spec
-from jitaccess.sandbox.crds import load_crds
-from jitaccess.sandbox.validation import validate
+from jitaccess_sandbox.crds import load_crds
+from jitaccess_sandbox.validation import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = {crd.kind: crd for crd in load_crds()}

@@ -2,7 +2,7 @@ import base64
 
 import pytest
 
-from jitaccess.emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
+from jitaccess_emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
 
 COND = {"title": "t", "expression": 'request.time < timestamp("2030-01-01T00:00:00Z")'}
 

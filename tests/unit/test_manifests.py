@@ -75,7 +75,7 @@ def test_the_operators_webhooks_are_the_ones_the_manifests_route_to():
 
 
 def test_the_sandbox_installs_the_manifests_webhooks_with_a_url(tmp_path):
-    from jitaccess.sandbox.runner import webhook_configurations
+    from jitaccess_sandbox.runner import webhook_configurations
 
     (tmp_path / "ca.crt").write_text("CA")
     installed = dict(webhook_configurations(8443, tmp_path / "ca.crt"))

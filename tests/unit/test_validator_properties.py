@@ -15,7 +15,8 @@ from jitaccess.api.bindings import Activation, Reference, reference_of, render
 from jitaccess.api.durations import DurationError, parse_duration
 from jitaccess.api.names import member_error, resource_error, role_error
 from jitaccess.api.objects import compile_pattern, parse_grant, parse_request_spec, pattern_error, text_error
-from jitaccess.emulator.rules import (
+from jitaccess.policy.admission import Caller, IdentitySettings, admit_request, approval_spec_error
+from jitaccess_emulator.rules import (
     IamError,
     Limits,
     StoredPolicy,
@@ -24,7 +25,6 @@ from jitaccess.emulator.rules import (
     normalise,
     validate_binding,
 )
-from jitaccess.policy.admission import Caller, IdentitySettings, admit_request, approval_spec_error
 from tests.unit.factories import grant_body
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+from jitaccess.api.bodies import ApprovalBody, GrantBody, RequestBody
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import Grant, parse_grant
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import Decision, read_decision
 
 RequestKey = tuple[str, str]
-Body = dict[str, Any]
 
 
 class Cache:
     def __init__(self) -> None:
-        self.requests: dict[RequestKey, Body] = {}
-        self.grant_bodies: dict[str, Body] = {}
+        self.requests: dict[RequestKey, RequestBody] = {}
+        self.grant_bodies: dict[str, GrantBody] = {}
         self.grants: dict[str, Grant | None] = {}  # parsed; None when invalid
         self.deleted_grants: set[str] = set()
         self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
-        self.approvals: dict[RequestKey, dict[str, Body]] = {}  # by the request they name
+        self.approvals: dict[RequestKey, dict[str, ApprovalBody]] = {}  # by the request they name
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -38,27 +38,27 @@ class Cache:
         known = self.requests.get(key)
         if not is_newer(known, body) or _same_version(known, body):
             return False
-        self.requests[key] = dict(body)
+        self.requests[key] = cast(RequestBody, dict(body))
         grant = (body.get("spec") or {}).get("grant")
         if isinstance(grant, str):
             self.by_grant[grant].add(key)
         return True
 
-    def drop_request(self, body: Mapping[str, Any]) -> Body:
+    def drop_request(self, body: Mapping[str, Any]) -> RequestBody:
         """Forget a deleted request; the last body known of it (or the one given)."""
         key = key_of(body)
-        known = self.requests.pop(key, None) or dict(body)
+        known = self.requests.pop(key, None) or cast(RequestBody, dict(body))
         grant = (body.get("spec") or {}).get("grant")
         if isinstance(grant, str):
             self.by_grant[grant].discard(key)
         return known
 
-    def remember(self, key: RequestKey, updated: Body | None) -> None:
+    def remember(self, key: RequestKey, updated: Mapping[str, Any] | None) -> None:
         """The answer to our own write: newer than what the watch has told so far (None: gone)."""
         if updated is None:
             self.requests.pop(key, None)
         elif is_newer(self.requests.get(key), updated):
-            self.requests[key] = updated
+            self.requests[key] = cast(RequestBody, updated)
 
     # -- grants -----------------------------------------------------------------------------
 
@@ -70,7 +70,7 @@ class Cache:
             return None
         known = name in self.grants
         previous = self.grants.get(name)
-        self.grant_bodies[name] = dict(body)
+        self.grant_bodies[name] = cast(GrantBody, dict(body))
         self.grants[name], _ = parse_grant(body)
         self.deleted_grants.discard(name)
         return not known or self.grants[name] != previous
@@ -98,7 +98,7 @@ class Cache:
         """Keep an approval; the request it names."""
         namespace, name = key_of(body)
         request = (namespace, str((body.get("spec") or {}).get("request", "")))
-        self.approvals.setdefault(request, {})[name] = dict(body)
+        self.approvals.setdefault(request, {})[name] = cast(ApprovalBody, dict(body))
         return request
 
     def drop_approval(self, body: Mapping[str, Any]) -> RequestKey:

@@ -60,7 +60,6 @@ def _register_start_and_stop(
         settings.watching.reconnect_backoff = 1.0
         if webhook_server is not None:
             settings.admission.server = webhook_server
-        reconciler.loop = asyncio.get_running_loop()
         if not reconciler.config.operator_username:
             reconciler.config.operator_username = await reconciler.kube.who_am_i()
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import socket
 import tempfile
@@ -120,22 +119,25 @@ def webhook_server(settings: OperatorConfig) -> kopf.WebhookServer | None:
     )
 
 
-async def run_operator(
+async def run_operator(settings: OperatorConfig, configuration: client.Configuration) -> None:
+    """Run until the process is signalled."""
+    _, registry = build(settings, configuration)
+    await operate(settings, registry)
+
+
+async def operate(
     settings: OperatorConfig,
-    configuration: client.Configuration,
+    registry: kopf.OperatorRegistry,
     *,
     stop_flag: Flag | None = None,
     ready_flag: Flag | None = None,
-    reconciler_ready: concurrent.futures.Future[Reconciler] | None = None,
 ) -> None:
-    """Run until `stop_flag` is set (or the process is signalled)."""
+    """Run a built operator until `stop_flag` is set (or the process is signalled): kopf's own
+    embedding flags, for a caller that runs it in a thread of its own."""
     # Every Kubernetes and IAM call is a blocking client call on a worker thread.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=max(8, settings.api_threads), thread_name_prefix="api")
     )
-    reconciler, registry = build(settings, configuration)
-    if reconciler_ready is not None:
-        reconciler_ready.set_result(reconciler)
     await kopf.operator(
         registry=registry,
         standalone=True,

@@ -96,7 +96,6 @@ class Reconciler:
         self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self.sweeper: Sweeper | None = None  # set by the sweeper itself, which needs the reconciler
-        self.loop: asyncio.AbstractEventLoop | None = None  # the operator's, once it runs
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
         )

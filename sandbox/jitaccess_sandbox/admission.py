@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import jsonpatch
 
-from jitaccess.sandbox.crds import Crd
+from jitaccess_sandbox.crds import Crd
 
 MUTATING = "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 VALIDATING = "admissionregistration.k8s.io/v1/validatingwebhookconfigurations"

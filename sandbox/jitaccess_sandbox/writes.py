@@ -13,7 +13,7 @@ import aiohttp.web
 import jsonpatch
 from kmock._internal import rendering
 
-from jitaccess.sandbox.crds import Crd
+from jitaccess_sandbox.crds import Crd
 
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 

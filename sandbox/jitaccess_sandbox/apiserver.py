@@ -30,10 +30,10 @@ import attrs
 import kmock
 from kmock._internal import enums, rendering
 
-from jitaccess.sandbox import openapi, protobuf
-from jitaccess.sandbox.admission import WebhookDispatcher
-from jitaccess.sandbox.crds import Crd, load_crds
-from jitaccess.sandbox.rbac import (
+from jitaccess_sandbox import openapi, protobuf
+from jitaccess_sandbox.admission import WebhookDispatcher
+from jitaccess_sandbox.crds import Crd, load_crds
+from jitaccess_sandbox.rbac import (
     SERVICE_ACCOUNT_PREFIX,
     Attributes,
     Decision,
@@ -41,10 +41,10 @@ from jitaccess.sandbox.rbac import (
     bootstrap_policy,
     forbidden_message,
 )
-from jitaccess.sandbox.store import CORE_RESOURCES, VERBS, IndexedObjects, selected
-from jitaccess.sandbox.tables import core_table, table
-from jitaccess.sandbox.validation import validate
-from jitaccess.sandbox.writes import (
+from jitaccess_sandbox.store import CORE_RESOURCES, VERBS, IndexedObjects, selected
+from jitaccess_sandbox.tables import core_table, table
+from jitaccess_sandbox.validation import validate
+from jitaccess_sandbox.writes import (
     ApiRejection,
     check_name,
     check_precondition,

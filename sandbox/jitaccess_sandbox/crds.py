@@ -31,7 +31,7 @@ def crds_dir() -> Path:
     configured = os.environ.get("JITACCESS_CRDS_DIR")
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[3] / "crds"
+    return Path(__file__).resolve().parents[2] / "crds"
 
 
 @cache

@@ -1,4 +1,4 @@
-"""`python -m jitaccess.emulator --port N`: the IAM emulator alone, for a separately run operator."""
+"""`python -m jitaccess_emulator --port N`: the IAM emulator alone, for a separately run operator."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from jitaccess.emulator.server import Emulator, start
+from jitaccess_emulator.server import Emulator, start
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m jitaccess.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m jitaccess_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8085)
     parser.add_argument(

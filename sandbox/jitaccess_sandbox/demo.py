@@ -19,9 +19,9 @@ from kubernetes import client
 
 from jitaccess.api.objects import GROUP, VERSION
 from jitaccess.controller.operator import kubernetes_configuration
-from jitaccess.sandbox.runner import Sandbox
+from jitaccess_sandbox.runner import Sandbox
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PHASE_OF_EVENT = {
     "Activating": "Activating",
     "Activated": "Active",

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from jitaccess.emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
+from jitaccess_emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
 
 KINDS = ("projects", "folders", "organizations")
 EMULATOR_KEY: web.AppKey[Emulator] = web.AppKey("emulator")

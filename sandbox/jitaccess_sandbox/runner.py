@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import copy
 import logging
@@ -28,17 +27,17 @@ import yaml
 
 from jitaccess.clock import ManualClock
 from jitaccess.controller.config import OperatorConfig
-from jitaccess.controller.operator import kubernetes_configuration, run_operator
+from jitaccess.controller.operator import build, kubernetes_configuration, operate
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.controller.tls import ServingCertificate, make_serving_certificate
-from jitaccess.emulator.server import Emulator
-from jitaccess.emulator.server import start as start_emulator
 from jitaccess.policy.admission import IdentitySettings
-from jitaccess.sandbox.admission import MUTATING, VALIDATING, WebhookDispatcher
-from jitaccess.sandbox.apiserver import SandboxApi
-from jitaccess.sandbox.crds import crds_dir
-from jitaccess.sandbox.rbac import GROUP as RBAC_GROUP
-from jitaccess.sandbox.rbac import ROLE_BINDINGS, rbac_documents
+from jitaccess_emulator.server import Emulator
+from jitaccess_emulator.server import start as start_emulator
+from jitaccess_sandbox.admission import MUTATING, VALIDATING, WebhookDispatcher
+from jitaccess_sandbox.apiserver import SandboxApi
+from jitaccess_sandbox.crds import crds_dir
+from jitaccess_sandbox.rbac import GROUP as RBAC_GROUP
+from jitaccess_sandbox.rbac import ROLE_BINDINGS, rbac_documents
 
 # The people of the sandbox, and the groups their (pretend) identity provider says they are in.
 # The operator runs as its own service account, as in manifests/rbac.yaml (tests compare what it
@@ -75,7 +74,7 @@ def manifests_dir() -> Path | None:
     """manifests/ of this checkout (or JITACCESS_MANIFESTS_DIR, or beside the CRDs' folder)."""
     configured = os.environ.get("JITACCESS_MANIFESTS_DIR")
     candidates = [Path(configured)] if configured else []
-    candidates += [Path(__file__).resolve().parents[3] / "manifests", crds_dir().parent / "manifests"]
+    candidates += [Path(__file__).resolve().parents[2] / "manifests", crds_dir().parent / "manifests"]
     return next((path for path in candidates if (path / RBAC_MANIFESTS[0]).is_file()), None)
 
 
@@ -148,6 +147,7 @@ class Sandbox:
     reconciler: Reconciler | None = field(init=False, default=None)
     _stack: contextlib.AsyncExitStack = field(init=False, default_factory=contextlib.AsyncExitStack)
     _operator: threading.Thread | None = field(init=False, default=None)
+    _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None)  # the operator's
     _stop: threading.Event = field(init=False, default_factory=threading.Event)
     _key: bytes = field(init=False, default_factory=lambda: secrets.token_bytes(32))
     _api_tls: ServingCertificate = field(init=False)
@@ -226,33 +226,27 @@ class Sandbox:
         configuration = kubernetes_configuration(self.kubeconfig, context=OPERATOR_USER)
         self._stop = threading.Event()
         ready = threading.Event()
-        built: concurrent.futures.Future[Reconciler] = concurrent.futures.Future()
+        reconciler, registry = build(settings, configuration)
 
-        def operate() -> None:
+        async def serve() -> None:
+            self._loop = asyncio.get_running_loop()
+            await operate(settings, registry, stop_flag=self._stop, ready_flag=ready)
+
+        def run() -> None:
             try:
-                asyncio.run(
-                    run_operator(
-                        settings,
-                        configuration,
-                        stop_flag=self._stop,
-                        ready_flag=ready,
-                        reconciler_ready=built,
-                    )
-                )
-            except BaseException as error:
-                if not built.done():
-                    built.set_exception(error)
-                raise
+                asyncio.run(serve())
             finally:
                 ready.set()
 
         # kopf says it ignores OS signals off the main thread; here that is the point.
         logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
-        self._operator = threading.Thread(target=operate, name="jitaccess-operator", daemon=True)
+        self._operator = threading.Thread(target=run, name="jitaccess-operator", daemon=True)
         self._operator.start()
         if not await asyncio.to_thread(ready.wait, 30):
             raise TimeoutError("the operator did not start within 30s")
-        self.reconciler = await asyncio.wrap_future(built)
+        if not self.operator_alive:
+            raise RuntimeError("the operator stopped as it started; its log says why")
+        self.reconciler = reconciler
         if settings.webhook_port is not None:
             await _wait_for_port(settings.webhook_port)  # kopf starts its webhook server just after "ready"
             self.register_webhooks(settings.webhook_port, (settings.webhook_cert_dir or Path()) / "ca.crt")
@@ -260,8 +254,8 @@ class Sandbox:
 
     async def in_operator(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the operator's event loop (its locks and tasks live there)."""
-        assert self.reconciler is not None and self.reconciler.loop is not None, "the operator is not running"
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.reconciler.loop))
+        assert self._loop is not None and self.operator_alive, "the operator is not running"
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     def register_webhooks(self, port: int, ca_file: Path) -> None:
         """Install the webhook configurations for an operator serving on `port`."""

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from jitaccess.sandbox.crds import Crd
+from jitaccess_sandbox.crds import Crd
 
 _FILTER = re.compile(r"\[\?\(@\.(\w+)==\"([^\"]*)\"\)\]")
 

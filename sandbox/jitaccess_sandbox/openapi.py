@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jitaccess.sandbox.crds import Crd
+from jitaccess_sandbox.crds import Crd
 
 # Core kinds the sandbox serves, with open schemas: kubectl validates against them but we do not.
 CORE_KINDS = {"namespaces": ("Namespace", False), "events": ("Event", True)}
