@@ -91,14 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.activations,
             )
         )
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("kopf").setLevel(logging.ERROR)
-        # kopf logs every refused admission as an error; refusing is the webhooks' job, not a failure.
-        logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
+    configure_logging(args.verbose)
     try:
         asyncio.run(_run(args))
     except KeyboardInterrupt:
@@ -188,6 +181,17 @@ def _flag_duration(flag: str, text: str) -> timedelta:
     except DurationError as error:
         hint = " (or 0 to turn sweeping off)" if flag == "--sweep-interval" else ""
         sys.exit(f"{flag}: {error}{hint}")
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        logging.getLogger("kopf").setLevel(logging.ERROR)
+        # kopf logs every refused admission as an error; refusing is the webhooks' job, not a failure.
+        logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
 
 
 def _sandbox(arguments: list[str]) -> None:

@@ -26,7 +26,7 @@ from kubernetes.client import ApiException
 
 from jitaccess.api.objects import GROUP, VERSION, parse_grant
 from jitaccess.api.phases import TERMINAL, Phase
-from jitaccess.policy.admission import Caller, IdentitySettings, group_members, principal_of
+from jitaccess.policy.admission import Caller, IdentitySettings, group_members, member_of
 from jitaccess.policy.eligibility import is_covered
 
 REQUESTS, APPROVALS, GRANTS = "activationrequests", "activationapprovals", "eligiblegrants"
@@ -45,7 +45,7 @@ class Cli:
         """My IAM member and groups, as the cluster's authentication sees me (kubectl auth whoami)."""
         review = self.auth.create_self_subject_review({"apiVersion": "authentication.k8s.io/v1"})
         info = review.status.user_info
-        member, why = principal_of(Caller(info.username or "", tuple(info.groups or ())), IdentitySettings())
+        member, why = member_of(Caller(info.username or "", tuple(info.groups or ())), IdentitySettings())
         if member is None:
             raise SystemExit(f"kubectl jit: {why}")
         return member, group_members(tuple(info.groups or ()))

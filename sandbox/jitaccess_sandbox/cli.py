@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from pathlib import Path
 
+from jitaccess.cli import configure_logging
 from jitaccess_sandbox.demo import run_demo
 from jitaccess_sandbox.runner import Sandbox, serve_forever
 
@@ -32,13 +32,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("kopf").setLevel(logging.ERROR)
-        logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
+    configure_logging(args.verbose)
     try:
         asyncio.run(serve(args))
     except KeyboardInterrupt:

@@ -407,14 +407,7 @@ async def test_ending_someone_elses_access_needs_the_revoke_verb_and_names_who_d
         await patch_as(cluster, CAROL, "ending-revoked", {"spec": {"revoke": True}})
     assert refused.value.status == 403 and "verb revoke" in refused.value.body
     with pytest.raises(ApiException) as refused:
-        await asyncio.to_thread(
-            cluster.as_user(CAROL).delete_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            "team-sre",
-            "activationrequests",
-            "ending-deleted",
-        )
+        await cluster.delete("ending-deleted", user=CAROL)
     assert refused.value.status == 403
     assert {b["members"][0] for b in jit_bindings(cluster, project)} == {f"user:{ALICE}"}
     assert len(jit_bindings(cluster, project)) == 2
@@ -437,14 +430,7 @@ async def test_ending_someone_elses_access_needs_the_revoke_verb_and_names_who_d
     try:
         await patch_as(cluster, CAROL, "ending-revoked", {"spec": {"revoke": True}})
         revoked = await cluster.wait_phase("ending-revoked", "Revoked")
-        await asyncio.to_thread(
-            cluster.as_user(CAROL).delete_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            "team-sre",
-            "activationrequests",
-            "ending-deleted",
-        )
+        await cluster.delete("ending-deleted", user=CAROL)
         await cluster.wait_gone("ending-deleted")
     finally:
         await asyncio.to_thread(rbac.delete_namespaced_role_binding, "carol-revokes", "team-sre")

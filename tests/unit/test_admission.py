@@ -9,7 +9,7 @@ from jitaccess.policy.admission import (
     admit_request,
     attestation,
     attestation_valid,
-    principal_of,
+    member_of,
 )
 from tests.unit.factories import grant_body
 
@@ -71,7 +71,7 @@ def test_usernames_that_cannot_be_mapped_are_refused_with_a_reason():
     assert "not an e-mail address" in admit(Caller("kubernetes-admin")).message
     robot = admit(Caller("system:serviceaccount:ci:deployer"))
     assert "--workload-identity-pool" in robot.message
-    member, _ = principal_of(
+    member, _ = member_of(
         Caller("system:serviceaccount:ci:deployer"),
         IdentitySettings(workload_identity_pool="p.svc.id.goog", workload_identity_project_number="123"),
     )
@@ -80,7 +80,7 @@ def test_usernames_that_cannot_be_mapped_are_refused_with_a_reason():
         "p.svc.id.goog/subject/ns/ci/sa/deployer"
     )
     assert (
-        principal_of(Caller("ci@p.iam.gserviceaccount.com"), SETTINGS)[0]
+        member_of(Caller("ci@p.iam.gserviceaccount.com"), SETTINGS)[0]
         == "serviceAccount:ci@p.iam.gserviceaccount.com"
     )
 

@@ -40,7 +40,7 @@ Body = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
-class Approval:
+class ApprovalRule:
     approvers: tuple[str, ...]
     min_approvals: int
     timeout: timedelta
@@ -60,7 +60,7 @@ class Grant:
     justification_required: bool
     justification_pattern: str | None
     justification_hint: str | None
-    approval: Approval | None
+    approval: ApprovalRule | None
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def text_error(text: str, limit: int) -> str | None:
     return None
 
 
-def _grantable_errors(resource: str, roles: list[str], approval: Approval | None) -> list[FieldError]:
+def _grantable_errors(resource: str, roles: list[str], approval: ApprovalRule | None) -> list[FieldError]:
     """What a grant asks that IAM or the approval rule could never do, though each field is valid."""
     errors = []
     for index, role in enumerate(roles):
@@ -269,7 +269,7 @@ def _grantable_errors(resource: str, roles: list[str], approval: Approval | None
     return errors
 
 
-def _approval(spec: Body, errors: list[FieldError]) -> Approval | None:
+def _approval(spec: Body, errors: list[FieldError]) -> ApprovalRule | None:
     raw = spec.get("approval")
     if raw is None:
         return None
@@ -285,7 +285,7 @@ def _approval(spec: Body, errors: list[FieldError]) -> Approval | None:
         errors.append(FieldError("spec.approval.minApprovals", "must be a whole number from 1 to 10"))
         min_approvals = 1
     timeout = _duration(approval, "timeout", "spec.approval.timeout", errors, required=False)
-    return Approval(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
+    return ApprovalRule(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
 
 
 def _duration(

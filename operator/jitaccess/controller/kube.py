@@ -34,15 +34,7 @@ class Kube:
     async def patch_request_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
-        return await self._call(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            REQUESTS,
-            name,
-            {"status": status},
-        )
+        return await self._patch_status(REQUESTS, namespace, name, status)
 
     async def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._call(
@@ -78,15 +70,13 @@ class Kube:
     async def patch_approval_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any] | None:
-        return await self._call(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            "activationapprovals",
-            name,
-            {"status": status},
-        )
+        return await self._patch_status("activationapprovals", namespace, name, status)
+
+    async def _patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        method = self.custom.patch_namespaced_custom_object_status
+        return await self._call(method, GROUP, VERSION, namespace, plural, name, {"status": status})
 
     async def may(
         self,

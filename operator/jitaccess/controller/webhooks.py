@@ -72,34 +72,23 @@ def register_webhooks(
 ) -> None:
     """Register the three webhooks of manifests/webhooks.yaml with kopf (ids are their paths)."""
     hooks = AdmissionWebhooks(reconciler, identity, key, clock)
-    common: dict[str, Any] = {"registry": registry, "persistent": True}
-    kopf.on.mutate(
-        GROUP,
-        VERSION,
-        "activationrequests",
-        id="stamp-requester",
-        operations=["CREATE", "UPDATE"],
-        side_effects=False,
-        **common,
-    )(counted(reconciler, "stamp-requester")(hooks.stamp_requester))
-    kopf.on.validate(
-        GROUP,
-        VERSION,
-        "activationrequests",
-        id="validate-request",
-        operations=["CREATE", "UPDATE", "DELETE"],
-        side_effects=True,  # a permitted DELETE records who deleted (never on a dry run)
-        **common,
-    )(counted(reconciler, "validate-request")(hooks.validate_request))
-    kopf.on.mutate(
-        GROUP,
-        VERSION,
-        "activationapprovals",
-        id="stamp-approver",
-        operations=["CREATE", "UPDATE"],
-        side_effects=False,
-        **common,
-    )(counted(reconciler, "stamp-approver")(hooks.stamp_approver))
+    table = (  # (kind, plural, id, operations, side effects, handler): as manifests/webhooks.yaml routes
+        (kopf.on.mutate, "activationrequests", "stamp-requester", ["CREATE", "UPDATE"], False, hooks.stamp_requester),
+        # A permitted DELETE records who deleted (never on a dry run).
+        (kopf.on.validate, "activationrequests", "validate-request", ["CREATE", "UPDATE", "DELETE"], True, hooks.validate_request),
+        (kopf.on.mutate, "activationapprovals", "stamp-approver", ["CREATE", "UPDATE"], False, hooks.stamp_approver),
+    )  # fmt: skip
+    for kind, plural, name, operations, side_effects, handler in table:
+        kind(
+            GROUP,
+            VERSION,
+            plural,
+            id=name,
+            operations=operations,
+            side_effects=side_effects,
+            registry=registry,
+            persistent=True,
+        )(counted(reconciler, name)(handler))
 
 
 class AdmissionWebhooks:

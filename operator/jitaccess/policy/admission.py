@@ -85,7 +85,7 @@ class Admission:
     actor: Actor | None = None
 
 
-def principal_of(caller: Caller, settings: IdentitySettings) -> tuple[str | None, str]:
+def member_of(caller: Caller, settings: IdentitySettings) -> tuple[str | None, str]:
     """The IAM member for a Kubernetes username, or None and why there is none."""
     name = caller.username
     if name.startswith(_SERVICE_ACCOUNT_PREFIX):
@@ -216,7 +216,7 @@ def admit_request_deletion(
 
 def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, now: datetime) -> Admission:
     requester = str((old.get("spec") or {}).get("requester") or "")
-    member, _ = principal_of(caller, settings)
+    member, _ = member_of(caller, settings)
     when = truncate_to_second(now)
     if member is not None and requester and normal_member(member) == normal_member(requester):
         return Admission(True, actor=Actor(caller.username, when, as_requester=True))
@@ -319,7 +319,7 @@ def _identity(
         if isinstance(named, str) and named != normal_member(named):
             return {who: normal_member(named), groups_field: []}, ""
         return {groups_field: []}, ""
-    member, why = principal_of(caller, settings)
+    member, why = member_of(caller, settings)
     if member is None:
         return {}, f"spec.{who}: {why}"
     groups = list(group_members(caller.groups))

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import Approval
+from jitaccess.api.objects import ApprovalRule
 from jitaccess.api.seals import digest
 from jitaccess.api.times import parse_time
 from jitaccess.policy.eligibility import is_covered
@@ -93,7 +93,7 @@ def read_decision(body: Mapping[str, Any], attested: bool) -> Decision:
     )
 
 
-def eligibility_problem(decision: Decision, requester: str, approval: Approval) -> str | None:
+def eligibility_problem(decision: Decision, requester: str, approval: ApprovalRule) -> str | None:
     """Why this approver cannot decide on this requester's request under `approval`, or None.
     Admission refuses the same cases when the approval is filed."""
     if not decision.approver:
@@ -107,7 +107,9 @@ def eligibility_problem(decision: Decision, requester: str, approval: Approval) 
     return None
 
 
-def why_not_counted(decision: Decision, requester: str, approval: Approval, subject: Subject) -> str | None:
+def why_not_counted(
+    decision: Decision, requester: str, approval: ApprovalRule, subject: Subject
+) -> str | None:
     """Why a decision does not count for `subject` (None when it does)."""
     if not decision.attested:
         return "it was not sealed by the jitaccess admission webhooks"
@@ -128,7 +130,7 @@ def why_not_counted(decision: Decision, requester: str, approval: Approval, subj
     return None
 
 
-def tally(decisions: Iterable[Decision], requester: str, approval: Approval, subject: Subject) -> Tally:
+def tally(decisions: Iterable[Decision], requester: str, approval: ApprovalRule, subject: Subject) -> Tally:
     approved: list[str] = []
     seen: dict[str, str] = {}  # normalised approver -> the approval that counted them
     counted: list[str] = []

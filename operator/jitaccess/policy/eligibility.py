@@ -14,6 +14,7 @@ from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError
 from jitaccess.api.names import email_domain, normal_member
 from jitaccess.api.objects import Grant, RequestSpec, compile_pattern
+from jitaccess.api.reasons import Reason
 
 # How far ahead a scheduled activation may be booked.
 LONGEST_SCHEDULE = timedelta(days=7)
@@ -64,6 +65,7 @@ def coverage_errors(
                 "spec.requester",
                 f"{requester} is not eligible for grant {grant.name}: it is not among the grant's principals "
                 "(directly, by group or by domain)",
+                reason=Reason.NOT_ELIGIBLE,
             )
         )
     for index, role in enumerate(roles):
@@ -72,6 +74,7 @@ def coverage_errors(
                 FieldError(
                     f"spec.roles[{index}]" if explicit else "spec.roles",
                     f"{role} is not one of grant {grant.name}'s roles ({', '.join(grant.roles)})",
+                    reason=Reason.NOT_ELIGIBLE,
                 )
             )
     return errors

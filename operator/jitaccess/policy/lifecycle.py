@@ -556,8 +556,11 @@ def _subject(
 
 
 def _refusal_reason(errors: list[FieldError]) -> str:
-    who_or_what = any(e.path == "spec.requester" or e.path.startswith("spec.roles") for e in errors)
-    return Reason.NOT_ELIGIBLE if who_or_what else Reason.INVALID_REQUEST
+    return (
+        Reason.NOT_ELIGIBLE
+        if any(e.reason == Reason.NOT_ELIGIBLE for e in errors)
+        else Reason.INVALID_REQUEST
+    )
 
 
 # -- approvals as shown ---------------------------------------------------------------------
