@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jitaccess.api.bindings import Activation, Reference, render
+from jitaccess.api.phases import Phase
 from jitaccess.policy.drift import KnownRequest, audit, leftover_reason
+from jitaccess.policy.records import Ended, Held, Records
 
 NOW = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 PROJECT = "projects/p"
@@ -29,8 +31,12 @@ def as_iam(made) -> dict:
     return {"role": made.role, "members": [made.member], "condition": made.condition()}
 
 
-def holding(name: str, uid: str, **kw) -> KnownRequest:
-    return KnownRequest("team", name, uid, holds=((PROJECT, ROLE),), **kw)
+def holding(name: str, uid: str, ended: bool = False, expires_at: datetime | None = None) -> KnownRequest:
+    """A request whose sealed activation record says it holds ROLE on PROJECT."""
+    start = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    held = Held(PROJECT, (ROLE,), "user:alice@example.com", start, expires_at or start + timedelta(hours=2))
+    end = Ended(Phase.REVOKED, "RevokedByRequester", NOW) if ended else None
+    return KnownRequest("team", name, uid, Records(held=held, ended=end))
 
 
 @pytest.mark.parametrize(

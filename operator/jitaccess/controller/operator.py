@@ -74,7 +74,16 @@ def build(
     notifier = HttpSender(settings.notify_url) if settings.notify_url else None
     reconciler = Reconciler(settings, kube, iam_writer(settings, store), notifier=notifier, elector=elector)
     if settings.sweep_interval.total_seconds() > 0:
-        reconciler.sweeper = Sweeper(reconciler, store, settings.sweep_interval)
+        reconciler.sweeper = Sweeper(
+            store,
+            kube,
+            reconciler.writer,
+            reconciler.cache,
+            reconciler.recorder,
+            settings,
+            reconciler.lock_for,
+            settings.sweep_interval,
+        )
     if not settings.attestation_key:
         raise ValueError(
             "an attestation key is required (--attestation-key-file); without one nothing admitted can be "

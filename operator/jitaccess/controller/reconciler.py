@@ -24,6 +24,7 @@ from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import Sender
 from jitaccess.controller.recorder import Recorder
 from jitaccess.controller.scheduler import Scheduler
+from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.conditions import READY, REVOCATION_FAILING
@@ -52,7 +53,6 @@ from jitaccess.policy.records import (
 
 if TYPE_CHECKING:
     from jitaccess.controller.leader import LeaderElector
-    from jitaccess.controller.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 12
@@ -95,7 +95,7 @@ class Reconciler:
         # Requests deleted while they held access without the operator's finalizer: (resource, owners).
         self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
-        self.sweeper: Sweeper | None = None  # set by the sweeper itself, which needs the reconciler
+        self.sweeper: Sweeper | None = None  # built from the reconciler's parts (controller.operator.build)
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
         )

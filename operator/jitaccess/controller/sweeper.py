@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from jitaccess.api.reasons import Reason
+from jitaccess.controller.cache import Cache
+from jitaccess.controller.config import OperatorConfig
+from jitaccess.controller.kube import Kube
+from jitaccess.controller.recorder import Recorder
 from jitaccess.iam.store import PolicyStore
+from jitaccess.iam.writer import IamWriter
 from jitaccess.policy.conditions import BINDINGS_PRESENT, set_condition
 from jitaccess.policy.drift import Found, KnownRequest, Leftover, audit, known_request, leftover_reason
 from jitaccess.policy.lifecycle import Event
-
-if TYPE_CHECKING:
-    from jitaccess.controller.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 REMOVED_EXTERNALLY = Reason.BINDING_REMOVED_EXTERNALLY
@@ -42,9 +43,22 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, reconciler: Reconciler, store: PolicyStore, interval: timedelta) -> None:
-        self.reconciler = reconciler
-        self.store = store
+    """Given what it uses: the policies (store), the requests (kube, cache), the writer that owns
+    IAM writes, the recorder, the configuration, and the per-request locks the reconciler holds."""
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        kube: Kube,
+        writer: IamWriter,
+        cache: Cache,
+        recorder: Recorder,
+        config: OperatorConfig,
+        lock_for: Callable[[Hashable], asyncio.Lock],
+        interval: timedelta,
+    ) -> None:
+        self.store, self.kube, self.writer, self.cache = store, kube, writer, cache
+        self.recorder, self.config, self.lock_for = recorder, config, lock_for
         self.interval = interval
         self.sweeps = 0
         self.removed = 0
@@ -69,12 +83,11 @@ class Sweeper:
                 )
 
     async def sweep(self) -> SweepReport:
-        reconciler = self.reconciler
         report = SweepReport()
-        key = reconciler.config.attestation_key
-        bodies = await reconciler.kube.list_requests()
+        key = self.config.attestation_key
+        bodies = await self.kube.list_requests()
         requests = {(r.namespace, r.name): r for r in (known_request(body, key) for body in bodies)}
-        resources = {grant.resource for grant in reconciler.cache.grants.values() if grant is not None}
+        resources = {grant.resource for grant in self.cache.grants.values() if grant is not None}
         resources |= {resource for request in requests.values() for resource, _ in request.holds}
         for resource in sorted(resources):
             try:
@@ -83,7 +96,7 @@ class Sweeper:
                 report.errors.append(f"{resource}: {error}")
                 continue
             report.resources += 1
-            found = audit(resource, bindings, requests, reconciler.clock.now(), key)
+            found = audit(resource, bindings, requests, self.config.clock.now(), key)
             report.unproven += len(found.unproven)
             for leftover in found.leftovers:
                 if self._serves(leftover.key[0]) and await self._remove(leftover):
@@ -103,27 +116,26 @@ class Sweeper:
         return report
 
     def _serves(self, namespace: str) -> bool:
-        config = self.reconciler.config
+        config = self.config
         return bool(config.all_namespaces or not config.namespaces or namespace in config.namespaces)
 
     async def _remove(self, leftover: Leftover) -> bool:
-        reconciler = self.reconciler
         namespace, name = leftover.key
         found = leftover.found
-        async with reconciler.lock_for(("request", leftover.key)):
-            body = await reconciler.kube.get_request(namespace, name)
-            key = reconciler.config.attestation_key
+        async with self.lock_for(("request", leftover.key)):
+            body = await self.kube.get_request(namespace, name)
+            key = self.config.attestation_key
             fresh: KnownRequest | None = known_request(body, key) if body is not None else None
             why = leftover_reason(fresh, found.reference.uid)
             if why is None:
                 return False  # activated meanwhile: it is the reconciler's again
-            outcome = await reconciler.writer.apply(found.resource, owners=(found.reference,))
+            outcome = await self.writer.apply(found.resource, owners=(found.reference,))
             if not outcome.ok:
                 log.warning("could not remove leftover binding %s: %s", _show(found), outcome.message)
                 return False
             log.info("removed leftover binding %s: %s", _show(found), why)
             if body is not None and fresh is not None and fresh.uid == found.reference.uid:
-                reconciler.recorder.event(
+                self.recorder.event(
                     body,
                     Event(
                         "Warning",
@@ -134,13 +146,12 @@ class Sweeper:
             return True
 
     async def _report_missing(self, key: tuple[str, str], gone: list[tuple[str, str]]) -> bool:
-        reconciler = self.reconciler
         namespace, name = key
-        async with reconciler.lock_for(("request", key)):
-            body = await reconciler.kube.get_request(namespace, name)
+        async with self.lock_for(("request", key)):
+            body = await self.kube.get_request(namespace, name)
             if body is None:
                 return False
-            fresh = known_request(body, reconciler.config.attestation_key)
+            fresh = known_request(body, self.config.attestation_key)
             status = dict(body.get("status") or {})
             conditions = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
             if not fresh.active or any(
@@ -162,16 +173,16 @@ class Sweeper:
                     "message": message,
                     "observedGeneration": int((body.get("metadata") or {}).get("generation") or 1),
                 },
-                reconciler.clock.now(),
+                self.config.clock.now(),
             )
             kept = [dict(c) for c in conditions if c.get("type") != BINDINGS_PRESENT]
-            updated = await reconciler.kube.patch_request_status(
+            updated = await self.kube.patch_request_status(
                 namespace, name, {"conditions": [*kept, condition]}
             )
             if updated is None:
                 return False
-            reconciler.cache.remember(key, updated)
-            reconciler.recorder.event(updated, Event("Warning", REMOVED_EXTERNALLY, message))
+            self.cache.remember(key, updated)
+            self.recorder.event(updated, Event("Warning", REMOVED_EXTERNALLY, message))
             log.warning("%s/%s: %s", namespace, name, message)
             return True
 

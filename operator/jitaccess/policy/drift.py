@@ -26,21 +26,35 @@ from datetime import datetime
 from typing import Any
 
 from jitaccess.api.bindings import Reference, parse_reference
-from jitaccess.policy.records import read_records
+from jitaccess.policy.records import Records, read_records
 
 RequestKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class KnownRequest:
-    """A request as the sweeper sees it: identity, and what its sealed records say it holds."""
+    """A request as the sweeper sees it: which object it is, and its sealed records (never its
+    status). The same records the lifecycle reads (`policy.records`): one model of what a
+    request holds."""
 
     namespace: str
     name: str
     uid: str
-    holds: tuple[tuple[str, str], ...] = ()  # (resource, role) its activation record names
-    ended: bool = False
-    expires_at: datetime | None = None
+    records: Records = field(default_factory=Records)
+
+    @property
+    def holds(self) -> tuple[tuple[str, str], ...]:
+        """(resource, role) its activation record names."""
+        held = self.records.held
+        return tuple((held.resource, role) for role in held.roles) if held else ()
+
+    @property
+    def ended(self) -> bool:
+        return self.records.ended is not None
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.records.held.end if self.records.held else None
 
     @property
     def active(self) -> bool:
@@ -134,13 +148,9 @@ def leftover_reason(request: KnownRequest | None, uid: str) -> str | None:
 def known_request(body: Mapping[str, Any], key: bytes) -> KnownRequest:
     """A request body as the sweeper needs it: its sealed records, not its status."""
     metadata = body.get("metadata") or {}
-    records = read_records(metadata, key)
-    held = records.held
     return KnownRequest(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),
         uid=str(metadata.get("uid", "")),
-        holds=tuple((held.resource, role) for role in held.roles) if held else (),
-        ended=records.ended is not None,
-        expires_at=held.end if held else None,
+        records=read_records(metadata, key),
     )
