@@ -93,16 +93,15 @@ class ReconcilerCollector(Collector):
         yield CounterMetricFamily(
             "jitaccess_iam_quota_exceeded", "IAM calls refused for quota (429)", value=stats.get("quota", 0)
         )
-        cycle = getattr(reconciler.writer, "cycle", None)
         outcomes = CounterMetricFamily(
             "jitaccess_iam_call_outcomes",
             "IAM policy calls by method and outcome (ok, conflict, quota, unavailable, refused)",
             labels=["method", "outcome"],
         )
-        for (method, outcome), count in sorted((getattr(cycle, "outcomes", None) or {}).items()):
+        for (method, outcome), count in sorted(reconciler.writer.outcomes.items()):
             outcomes.add_metric([method, outcome], count)
         yield outcomes
-        sizes = getattr(reconciler.writer, "batch_sizes", None)
+        sizes = reconciler.writer.batch_sizes
         if sizes is not None:
             yield _histogram("jitaccess_iam_batch_size", "Changes written in one read-modify-write", sizes)
         yield CounterMetricFamily(

@@ -19,7 +19,6 @@ from jitaccess.controller.kube import Kube
 from jitaccess.controller.leader import LeaderElector
 from jitaccess.controller.notify import HttpSender
 from jitaccess.controller.reconciler import Reconciler
-from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.tls import make_serving_certificate
 from jitaccess.controller.webhooks import register_webhooks
 from jitaccess.iam.batcher import BatchingWriter
@@ -72,18 +71,9 @@ def build(
         else None
     )
     notifier = HttpSender(settings.notify_url) if settings.notify_url else None
-    reconciler = Reconciler(settings, kube, iam_writer(settings, store), notifier=notifier, elector=elector)
-    if settings.sweep_interval.total_seconds() > 0:
-        reconciler.sweeper = Sweeper(
-            store,
-            kube,
-            reconciler.writer,
-            reconciler.cache,
-            reconciler.recorder,
-            settings,
-            reconciler.lock_for,
-            settings.sweep_interval,
-        )
+    reconciler = Reconciler(
+        settings, kube, iam_writer(settings, store), notifier=notifier, elector=elector, store=store
+    )
     if not settings.attestation_key:
         raise ValueError(
             "an attestation key is required (--attestation-key-file); without one nothing admitted can be "

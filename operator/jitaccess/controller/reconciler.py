@@ -26,6 +26,7 @@ from jitaccess.controller.recorder import Recorder
 from jitaccess.controller.scheduler import Scheduler
 from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
+from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.conditions import READY, REVOCATION_FAILING
 from jitaccess.policy.grants import grant_status
@@ -75,6 +76,7 @@ class Reconciler:
         metrics: Metrics | None = None,
         notifier: Sender | None = None,
         elector: LeaderElector | None = None,
+        store: PolicyStore | None = None,
     ) -> None:
         self.config = config
         self.clock = config.clock
@@ -95,9 +97,16 @@ class Reconciler:
         # Requests deleted while they held access without the operator's finalizer: (resource, owners).
         self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
         self._locks: dict[Hashable, asyncio.Lock] = {}
-        self.sweeper: Sweeper | None = None  # built from the reconciler's parts (controller.operator.build)
         self.scheduler = Scheduler(
             self.work, self.clock, tick_s=config.tick_s, concurrency=config.concurrency
+        )
+        # Sweeps IAM (given the store) every config.sweep_interval, under this reconciler's locks.
+        self.sweeper = (
+            Sweeper(
+                store, kube, writer, self.cache, self.recorder, config, self.lock_for, config.sweep_interval
+            )
+            if store is not None and config.sweep_interval.total_seconds() > 0
+            else None
         )
         if elector is not None:
             self.scheduler.pause()  # until this replica holds the Lease

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -67,6 +68,10 @@ class BatchingWriter:
     @property
     def stats(self) -> dict[str, int]:
         return self.cycle.stats
+
+    @property
+    def outcomes(self) -> Counter[tuple[str, str]]:
+        return self.cycle.outcomes
 
     def queued(self, resource: str) -> int:
         """Changes for `resource` waiting for its next cycle (not counting one in flight)."""

@@ -30,6 +30,7 @@ from google.type import expr_pb2
 
 from jitaccess.api.bindings import Binding, Reference, parse_reference
 from jitaccess.iam.store import PolicyStore
+from jitaccess.stats import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,16 @@ class IamWriter(Protocol):
 
     @property
     def stats(self) -> dict[str, int]: ...
+
+    @property
+    def outcomes(self) -> Counter[tuple[str, str]]:
+        """IAM calls by (method, outcome): ok, conflict, quota, unavailable, refused."""
+        ...
+
+    @property
+    def batch_sizes(self) -> Distribution | None:
+        """Changes per read-modify-write, where writes are batched."""
+        ...
 
     async def apply(
         self, resource: str, owners: Sequence[Reference], hold: Sequence[Binding] = ()
@@ -215,6 +226,14 @@ class PolicyWriter:
     @property
     def stats(self) -> dict[str, int]:
         return self.cycle.stats
+
+    @property
+    def outcomes(self) -> Counter[tuple[str, str]]:
+        return self.cycle.outcomes
+
+    @property
+    def batch_sizes(self) -> Distribution | None:
+        return None  # one change per write
 
     async def apply(
         self, resource: str, owners: Sequence[Reference], hold: Sequence[Binding] = ()
