@@ -88,16 +88,11 @@ async def test_an_activation_costs_three_writes_and_no_rework(cluster):
         "jitaccess.dev/v1alpha1/activationrequests", "team-sre", "cheap-alice"
     ]
     grant = cluster.sandbox.api.objects["jitaccess.dev/v1alpha1/eligiblegrants", None, "cheap"]
-    # Created with its finalizer (admission), then Activating, the record, then Active.
+    # Created with its finalizer (admission), then the sealed window, Activating, then Active.
     history = request.history
-    assert [(v.get("status") or {}).get("phase") for v in history] == [
-        None,
-        "Activating",
-        "Activating",
-        "Active",
-    ]
-    assert ACTIVATION not in history[1]["metadata"].get("annotations", {})
-    assert ACTIVATION in history[2]["metadata"]["annotations"]
+    assert [(v.get("status") or {}).get("phase") for v in history] == [None, None, "Activating", "Active"]
+    assert ACTIVATION not in history[0]["metadata"].get("annotations", {})
+    assert ACTIVATION in history[1]["metadata"]["annotations"]
     # Created, Ready, then activeRequests 0 -> 1.
     assert [(v.get("status") or {}).get("activeRequests") for v in grant.history] == [None, 0, 1]
 

@@ -602,3 +602,44 @@ async def test_a_grant_that_can_never_work_is_not_ready(cluster, resource, spec,
     body = await cluster.wait_grant_ready(name)
     condition = next(c for c in body["status"]["conditions"] if c["type"] == "Ready")
     assert condition["status"] == "False" and condition["reason"] == reason, condition
+
+
+async def test_a_write_retried_for_a_long_time_grants_the_window_booked_never_a_later_one(cluster):
+    """The window is sealed before IAM is written: however long IAM makes the write wait, what it
+    finally holds ends when the request was booked to end."""
+    project = cluster.project()
+    await cluster.grant("patient", project)
+    cluster.emulator.configure(
+        {"fail_next": [{"method": "setIamPolicy", "status": 503, "count": 1000, "resource": project}]}
+    )
+    try:
+        await cluster.request("patient-alice", "patient", roles=["roles/compute.admin"], duration="30m")
+        intent = await cluster.wait_phase("patient-alice", "Activating")
+        booked = intent["status"]["expiresAt"]
+        cluster.advance(minutes=20)
+        await asyncio.sleep(0.5)  # retries on the moved clock, still refused
+    finally:
+        cluster.emulator.configure({"fail_next": []})
+    cluster.advance(minutes=5)  # past the capped backoff
+    body = await cluster.wait_phase("patient-alice", "Active")
+    assert body["status"]["expiresAt"] == booked
+    (binding,) = jit_bindings(cluster, project)
+    assert binding["condition"]["expression"].endswith(f'timestamp("{booked}"))')
+
+
+async def test_padding_a_request_cannot_crowd_out_the_operators_records(cluster):
+    project = cluster.project()
+    await cluster.grant("padded", project)
+    await cluster.request_as(ALICE, "padded-alice", "padded", roles=["roles/compute.admin"])
+    await cluster.wait_phase("padded-alice", "Active")
+    for user, patch in (
+        (CAROL, {"metadata": {"annotations": {"padding": "x" * 40_000}}}),
+        (CAROL, {"metadata": {"finalizers": ["example.com/hold"]}}),
+        (ALICE, {"metadata": {"annotations": {"padding": "x" * 40_000}}}),
+    ):
+        with pytest.raises(ApiException) as refused:
+            await patch_as(cluster, user, "padded-alice", patch)
+        assert refused.value.status == 403 and "metadata." in refused.value.body, refused.value.body
+    await cluster.patch("padded-alice", {"revoke": True}, user=ALICE)
+    await cluster.wait_phase("padded-alice", "Revoked")
+    assert jit_bindings(cluster, project) == []

@@ -109,10 +109,14 @@ async def test_requester_is_stamped_from_user_info_and_sealed(webhook):
     assert final["metadata"]["finalizers"] == ["jitaccess.dev/revoke-on-delete"]
     validated = await send(webhook, "validate-request", review("CREATE", final))
     assert validated["allowed"] is True
+    # Another finalizer would keep the request from ever going: only the operator's may be there.
     others = request()
     others["metadata"]["finalizers"] = ["example.com/keep"]
-    kept = mutated(others, await send(webhook, "stamp-requester", review("CREATE", others)))
-    assert kept["metadata"]["finalizers"] == ["example.com/keep", "jitaccess.dev/revoke-on-delete"]
+    refused = await send(webhook, "stamp-requester", review("CREATE", others))
+    assert (
+        refused["allowed"] is False
+        and "metadata.finalizers[example.com/keep]" in refused["status"]["message"]
+    )
 
 
 async def test_allowed_but_worth_knowing_comes_back_as_warnings(webhook):

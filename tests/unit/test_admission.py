@@ -186,3 +186,28 @@ def test_only_the_operator_changes_jitaccess_metadata():
     new = stored()
     new["metadata"] = {**old["metadata"], "annotations": {"team/ticket": "INC-1"}}
     assert admit_request_change(new, old, ALICE, SETTINGS, OPERATOR, KEY, NOW).allowed
+
+
+def test_nobody_but_the_operator_can_block_a_request_with_metadata():
+    """A foreign finalizer would keep a request from ever going; padded annotations would leave no
+    room for the operator's records (so it could not be recorded, revoked or ended)."""
+    from jitaccess.policy.admission import MAX_OTHER_ANNOTATIONS, admit_request_change
+
+    old = stored()
+    for change in (
+        {"finalizers": ["example.com/hold"]},
+        {"annotations": {"padding": "x" * (MAX_OTHER_ANNOTATIONS + 1)}},
+    ):
+        new = stored()
+        new["metadata"] = {**old["metadata"], **change}
+        for caller in (ALICE, Caller("mallory@example.com", ())):
+            verdict = admit_request_change(new, old, caller, SETTINGS, OPERATOR, KEY, NOW)
+            assert not verdict.allowed, (change, caller)
+    padded = body(requester="user:alice@example.com")
+    padded["metadata"]["annotations"] = {"padding": "x" * (MAX_OTHER_ANNOTATIONS + 1)}
+    gitops = Caller("system:serviceaccount:argocd:argocd-application-controller")
+    assert not admit(gitops, new=padded).allowed
+    # The garbage collector's own finalizers come and go with a deletion's propagation policy.
+    new = stored()
+    new["metadata"] = {**old["metadata"], "finalizers": ["foregroundDeletion"]}
+    assert admit_request_change(new, old, ALICE, SETTINGS, OPERATOR, KEY, NOW).allowed

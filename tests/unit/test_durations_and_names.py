@@ -98,3 +98,13 @@ def test_accepts_members(member):
 )
 def test_refuses_members(member):
     assert member_error(member) is not None
+
+
+def test_a_request_is_for_one_identity_never_a_set():
+    from jitaccess.api.names import REQUESTER_KINDS, member_error
+
+    one = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/subject/x"
+    many = "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*"
+    assert member_error(one, REQUESTER_KINDS) is None
+    assert "set of identities" in (member_error(many, REQUESTER_KINDS) or "")
+    assert member_error(many) is None  # a grant may list a set among its principals

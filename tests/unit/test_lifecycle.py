@@ -29,20 +29,30 @@ def fresh(**spec):
     return admitted(request_body(**spec))
 
 
-def test_a_new_request_is_judged_and_written_in_one_step_then_sealed():
-    step = step_for(fresh(duration="30m"))
-    # The intent is shown first: Activating, naming the bindings about to be written.
-    assert step.status["phase"] == "Activating" and step.event.reason == "Activating"
-    assert [b["role"] for b in step.status["bindings"]] == ["roles/compute.admin", "roles/storage.admin"]
-    (change,) = step.iam
+def test_a_new_request_is_judged_its_window_sealed_then_written():
+    body = fresh(duration="30m")
+    intent = step_for(body)
+    # The window is sealed before IAM hears of it, and shown: Activating, naming the bindings.
+    assert not intent.iam and intent.record_held.end == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
+    assert intent.status["phase"] == "Activating" and intent.event.reason == "Activating"
+    assert [b["role"] for b in intent.status["bindings"]] == ["roles/compute.admin", "roles/storage.admin"]
+    written = step_for(carry_out(body, intent, {}))
+    (change,) = written.iam
     assert change.resource == "projects/my-sandbox"
     assert [b.role for b in change.hold] == ["roles/compute.admin", "roles/storage.admin"]
     assert all(parse_reference(b.condition()).verified(KEY) for b in change.hold)
-    # Only after IAM accepted it is the record sealed and Active shown.
-    assert step.on_success.record_held.end == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
-    assert step.on_success.status["phase"] == "Active" and step.on_success.event.reason == "Activated"
-    assert step.on_failure.status["phase"] == "ActivationFailed"
-    assert step.on_retry.status["phase"] == "Activating"
+    assert written.on_success.status["phase"] == "Active" and written.on_success.event.reason == "Activated"
+    assert written.on_failure.ending.phase == "ActivationFailed"
+    assert written.on_retry.status["phase"] == "Activating"
+
+
+def test_a_write_retried_later_writes_the_same_window_never_a_later_one():
+    body = carry_out(fresh(duration="30m"), step_for(fresh(duration="30m")), {})
+    for later in (NOW + timedelta(minutes=5), NOW + timedelta(minutes=29)):
+        (change,) = step_for(body, now=later).iam
+        assert all('timestamp("2026-11-24T09:30:05Z")' in b.expression for b in change.hold)
+    ended = step_for(body, now=NOW + timedelta(minutes=31))
+    assert not any(change.hold for change in ended.iam) and ended.ending.phase == "Expired"
 
 
 def test_active_expires_by_removing_what_carries_its_reference():
@@ -64,9 +74,8 @@ def test_a_status_that_lies_changes_nothing():
         body,
         status={**body["status"], "phase": "Activating", "bindings": [], "expiresAt": "2030-01-01T00:00:00Z"},
     )
-    step = step_for(forged)
-    assert not step.iam and step.status["phase"] == "Active"  # shown again from the sealed record
-    assert step.status["expiresAt"] == "2026-11-24T09:30:05Z"
+    again = settle(forged, iam)  # the sealed window is written again (the same), and shown
+    assert again["status"]["phase"] == "Active" and again["status"]["expiresAt"] == "2026-11-24T09:30:05Z"
     assert iam["projects/my-sandbox"] == written
     # An ended request whose status is made to say Active again starts nothing.
     ended = settle(body, iam, now=NOW + timedelta(minutes=31))

@@ -55,6 +55,8 @@ def member_error(member: object, kinds: tuple[str, ...] = PRINCIPAL_KINDS) -> st
     if not isinstance(member, str):
         return f"{_show(member)} is not a string"
     if WORKFORCE_OR_WORKLOAD.fullmatch(member):
+        if kinds == REQUESTER_KINDS and member.startswith("principalSet://"):
+            return f"{_show(member)} names a set of identities; a request is for one (principal://…)"
         return None
     kind, _, value = member.partition(":")
     if kind not in kinds:

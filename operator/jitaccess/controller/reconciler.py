@@ -179,6 +179,8 @@ class Reconciler:
             self.scheduler.schedule(("grant", name))
         for key in list(self.cache.requests):
             self.scheduler.schedule(("request", key))
+        for key in list(self.orphans):
+            self.scheduler.schedule(("orphan", key))
 
     @property
     def leading(self) -> bool:
@@ -269,11 +271,13 @@ class Reconciler:
                 self.metrics.removal(key, outcome.ok)
             if outcome.ok:
                 follow = step.on_success
-            elif outcome.permanent and step.on_failure is not None and step.on_failure.record_ended:
+            elif outcome.permanent and step.on_failure is not None and step.on_failure.ending is not None:
                 follow = _with_reason(
                     step.on_failure,
                     f"IAM refused the change: {outcome.message.rstrip('.')}; nothing was granted",
                 )
+                if follow.iam and not removing:
+                    follow = await self._clear_after_refusal(key, follow, outcome)
             else:
                 shown = step.on_failure if outcome.permanent else step.on_retry
                 if shown is not None:
@@ -371,7 +375,8 @@ class Reconciler:
             raise RuntimeError(
                 f"removing the bindings of deleted request {key[0]}/{key[1]}: {outcome.message}"
             )
-        del self.orphans[key]
+        if self.orphans.get(key) == orphan:  # another of that name may have come meanwhile
+            del self.orphans[key]
         log.warning(
             "%s/%s was deleted while it held access, without the operator's finalizer; its bindings on %s "
             "were removed",
@@ -436,13 +441,36 @@ class Reconciler:
             if updated is not None:
                 self.cache.approvals.setdefault(key, {})[name] = updated
 
+    async def _clear_after_refusal(self, key: RequestKey, ending: Step, refused: Outcome) -> Step:
+        """A refused write gave nothing; what an earlier attempt may have left is removed first. If
+        IAM refuses that too (it refuses this resource to the operator altogether), the request
+        still ends, saying so: such bindings end by their own IAM condition."""
+        cleared = await self._apply_iam(ending.iam)
+        self.metrics.removal(key, cleared.ok)
+        if ending.on_success is None:
+            return ending
+        if cleared.ok:
+            return ending.on_success
+        if not cleared.permanent:
+            return ending  # retried: removal first, then the end
+        return _with_reason(
+            ending.on_success,
+            f"IAM refused the change: {refused.message.rstrip('.')}; nothing was granted (and IAM refuses "
+            "this resource to the operator: bindings an earlier attempt may have left end by their IAM "
+            "condition)",
+        )
+
     async def _apply_iam(self, changes: tuple[IamChange, ...]) -> Outcome:
-        outcome = Outcome(ok=True)
-        for change in changes:  # one resource per change: each one atomic
+        """Each change is one atomic write on one resource. Every removal is attempted even when
+        another fails (access must end wherever it can); nothing is granted after a failure."""
+        failed: Outcome | None = None
+        for change in changes:
+            if change.hold and failed is not None:
+                continue
             outcome = await self.writer.apply(change.resource, owners=change.owners, hold=change.hold)
-            if not outcome.ok:
-                return outcome
-        return outcome
+            if not outcome.ok and failed is None:
+                failed = outcome
+        return failed or Outcome(ok=True)
 
     async def reconcile_grant(self, name: str) -> None:
         body = self.cache.grant_bodies.get(name)
@@ -465,7 +493,10 @@ _COUNTED_PHASES = frozenset(phase.value for phase in (Phase.ACTIVE, *TERMINAL))
 
 
 def _with_reason(step: Step, message: str) -> Step:
-    """The step, with IAM's own words in the message of the condition it sets, and in its Event."""
+    """The step, with IAM's own words in the message of the condition it sets, and in its Event
+    (for a step that first removes bindings, in the step that follows)."""
+    if step.status is None and step.on_success is not None:
+        return replace(step, on_success=_with_reason(step.on_success, message))
     status = dict(step.status or {})
     kind = READY if "phase" in status else REVOCATION_FAILING
     status["conditions"] = [

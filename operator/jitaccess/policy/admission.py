@@ -33,6 +33,7 @@ from jitaccess.policy.approvals import Decision, eligibility_problem, spec_diges
 from jitaccess.policy.eligibility import check_request
 from jitaccess.policy.records import (
     FINALIZER,
+    PREFIX,
     REVOKED_BY,
     Actor,
     Identity,
@@ -137,6 +138,8 @@ def admit_request(
     stamped = {f"metadata.annotations[{ATTESTATION}]", f"metadata.finalizers[{FINALIZER}]"}
     if reserved := [change for change in reserved_changes({}, new) if change not in stamped]:
         return Admission(False, f"{reserved[0]}: is set by the jitaccess operator; leave it out")
+    if problem := metadata_problem({}, new):
+        return Admission(False, problem)
     spec = dict(raw)
     stamp, refusal = _identity(spec, caller, settings, "requester", "requesterGroups")
     if refusal:
@@ -188,6 +191,8 @@ def admit_request_change(
             False,
             f"{reserved[0]}: only the jitaccess operator ({operator or 'its service account'}) may change it",
         )
+    if problem := metadata_problem(old, new):
+        return Admission(False, problem)
     was = bool((old.get("spec") or {}).get("revoke"))
     if was or not (new.get("spec") or {}).get("revoke"):
         return Admission(True)
@@ -251,6 +256,35 @@ def _own_stamp(
     value = ((new.get("metadata") or {}).get("annotations") or {}).get(REVOKED_BY)
     payload = open_record(value, REVOKED_BY, _identity_of(old), key)
     return payload is not None and payload.get("user") == caller.username
+
+
+# Room for everyone else's annotations on a request, far below the API server's 256 KiB, so that
+# the operator's sealed records always fit: padding a request must not stop it being recorded,
+# revoked or ended.
+MAX_OTHER_ANNOTATIONS = 32 * 1024
+# Set and cleared by the API server and its garbage collector for a deletion's propagation policy.
+KUBERNETES_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+
+
+def metadata_problem(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """What a caller other than the operator may not do to a request's metadata: add or remove
+    finalizers (only the operator's own, stamped at admission, may be there: another would keep the
+    request from ever going), or grow the annotations past what leaves room for the records."""
+    was = set((old.get("metadata") or {}).get("finalizers") or [])
+    now = set((new.get("metadata") or {}).get("finalizers") or [])
+    foreign = sorted((was ^ now) - {FINALIZER} - KUBERNETES_FINALIZERS)
+    if foreign:
+        return (
+            f"metadata.finalizers[{foreign[0]}]: only the jitaccess operator's finalizer may be on a request"
+        )
+    annotations = (new.get("metadata") or {}).get("annotations") or {}
+    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items() if not str(k).startswith(PREFIX))
+    if size > MAX_OTHER_ANNOTATIONS:
+        return (
+            f"metadata.annotations: {size} bytes; annotations other than jitaccess.dev/ ones are limited "
+            f"to {MAX_OTHER_ANNOTATIONS} bytes on a request, so that the operator's records always fit"
+        )
+    return None
 
 
 def _owner_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -7,13 +7,12 @@ operator's sealed records and the clock; `status` is only what the operator show
 read as evidence (a status that says Active, Approved or lists other bindings changes nothing).
 
 - A request that holds nothing is judged in full (`eligibility.check_request`, the approval rule
-  with `approvals.tally`) whenever anything it depends on changes, and once more in the step that
-  writes IAM; the bindings written are rendered from that judgement. That step shows Activating
-  (with the bindings it is about to write) before it writes: the intent, persisted first.
-- Only after IAM accepted the bindings is `jitaccess.dev/activation` sealed onto the request: the
-  one record that it holds access, and of what (so that it can be removed). An IAM write always
-  *replaces* whatever bindings carry this request's reference on that resource, so a retry after
-  a crash never leaves two.
+  with `approvals.tally`) whenever anything it depends on changes. When it may start, its window
+  is sealed as `jitaccess.dev/activation` *before* anything reaches IAM (and shown as Activating,
+  with the bindings to be written); from then on every step writes exactly that window, rendered
+  afresh from the record, the spec and the grant — a retry, a crash or a restart can never move
+  or extend it. An IAM write always *replaces* whatever bindings carry this request's reference on
+  that resource, so a retry never leaves two.
 - A request that holds access is judged again against the grant as it is now on every change;
   anything the grant no longer covers ends it (`EligibilityChanged`), removing the bindings first.
 - An end is sealed into `jitaccess.dev/ended` after its status is shown; from then on nothing
@@ -283,10 +282,10 @@ def _decide_holding(
         return replace(ended, reports=reports)
     if state.shown.phase is Phase.ACTIVE and state.shown.expires_at == format_time(held.end):
         return Step(requeue_at=held.end, reports=reports)
-    # The record says it holds access but the status does not show it (a crash between the two
-    # writes, or someone else's status write): show it again.
-    shown = _active(state, held, now, grant, announce=state.shown.phase is not Phase.ACTIVE)
-    return replace(shown, reports=reports)
+    # The record holds the window; the status does not show it Active yet (the write is due, a
+    # crash came between them, or someone else wrote the status): write exactly that window
+    # (an idempotent replace of this request's bindings), then show it. Never a new window.
+    return replace(_write(state, grant, held, now), reports=reports)
 
 
 def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, announce: bool) -> Step:
@@ -491,18 +490,38 @@ def _start(
         approvers=approvers,
         activated_at=truncate_to_second(now),
     )
-    return _write(state, grant, held, now)
+    return _intend(state, grant, held, now)
+
+
+def _intend(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:
+    """Seal the window before anything reaches IAM, and show it: every later step (a retry, a
+    crash, a restart) writes exactly this window, so no retry can ever move or extend it."""
+    bindings = render(_activation(state, held, grant))
+    return replace(
+        _transition(
+            state,
+            now,
+            Phase.ACTIVATING,
+            Reason.ACTIVATING,
+            f"writing {len(bindings)} binding(s) on {grant.resource}",
+            extra={
+                "expiresAt": format_time(held.end),
+                "bindings": [binding.to_status() for binding in bindings],
+            },
+        ),
+        record_held=held,
+    )
 
 
 def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:
-    """Show the intent, write IAM, and only once that succeeded seal the record and show Active."""
+    """Write the sealed window to IAM, then show Active; on a refusal, end ActivationFailed."""
     bindings = tuple(render(_activation(state, held, grant)))
-    changes = [IamChange(grant.resource, state.owners, bindings)]
-    # A status that names another resource may hint at an earlier attempt there (removal only).
-    changes += [
-        IamChange(resource, state.owners) for resource in state.shown.resources if resource != grant.resource
+    # A status that names another resource may hint at an earlier attempt there: removed first.
+    changes = [
+        IamChange(resource, state.owners) for resource in state.shown.resources if resource != held.resource
     ]
-    active = _active(state, held, now, grant, announce=True)
+    changes.append(IamChange(held.resource, state.owners, bindings))
+    active = _active(state, held, now, grant, announce=state.shown.phase is not Phase.ACTIVE)
     failed = _finish(
         state,
         grant,
@@ -511,22 +530,16 @@ def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step
         Reason.IAM_REFUSED,
         "IAM refused the change, nothing was granted",
     )
-    # Shown before the write, so that a crash between the write and its record leaves a status
-    # that says where bindings may be: an end then removes them (removal only, never a grant).
-    activating = _transition(
+    retrying = _transition(
         state,
         now,
         Phase.ACTIVATING,
         Reason.ACTIVATING,
-        f"writing {len(bindings)} binding(s) on {grant.resource}",
+        f"writing {len(bindings)} binding(s) on {held.resource}",
         extra={"expiresAt": format_time(held.end), "bindings": [binding.to_status() for binding in bindings]},
     )
-    return replace(
-        activating,
-        iam=tuple(changes),
-        on_success=replace(active, record_held=held),
-        on_failure=failed,
-        on_retry=replace(activating, event=None),
+    return Step(
+        iam=tuple(changes), on_success=active, on_failure=failed, on_retry=replace(retrying, event=None)
     )
 
 
