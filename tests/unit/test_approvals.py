@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from jitaccess.api.objects import parse_grant
-from jitaccess.policy.approvals import Decision, Subject, tally
+from jitaccess.api.objects import Decision, parse_grant
+from jitaccess.policy.approvals import Subject, tally
 from jitaccess.policy.lifecycle import decide, read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaccess.api.bindings import parse_reference
-from jitaccess.api.objects import Grant, parse_grant
+from jitaccess.api.objects import Grant, parse_grant, read_decision
 from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.admission import admit_approval
-from jitaccess.policy.approvals import read_decision, spec_digest, terms_digest
+from jitaccess.policy.approvals import spec_digest, terms_digest
 from jitaccess.policy.lifecycle import decide, read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 

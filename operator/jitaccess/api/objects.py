@@ -322,3 +322,37 @@ def _string_list(
 
 def _mapping(value: object) -> Body:
     return value if isinstance(value, Mapping) else {}
+
+
+# -- ActivationApproval ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One ActivationApproval: who decided what about which request (as admission stamped it)."""
+
+    name: str
+    approver: str
+    approver_groups: tuple[str, ...]
+    decision: str  # Approve | Deny
+    comment: str
+    time: str
+    attested: bool
+    request_uid: str = ""
+    request_digest: str = ""
+
+
+def read_decision(body: Mapping[str, Any], attested: bool) -> Decision:
+    spec = body.get("spec") or {}
+    metadata = body.get("metadata") or {}
+    return Decision(
+        name=str(metadata.get("name", "")),
+        approver=str(spec.get("approver") or ""),
+        approver_groups=tuple(spec.get("approverGroups") or ()),
+        decision=str(spec.get("decision", "")),
+        comment=str(spec.get("comment") or ""),
+        time=str(metadata.get("creationTimestamp") or ""),
+        attested=attested,
+        request_uid=str(spec.get("requestUID") or ""),
+        request_digest=str(spec.get("requestDigest") or ""),
+    )

@@ -14,9 +14,8 @@ from typing import Any, cast
 
 from jitaccess.api.bodies import ApprovalBody, GrantBody, RequestBody
 from jitaccess.api.errors import join_errors
-from jitaccess.api.objects import Grant, parse_grant
+from jitaccess.api.objects import Decision, Grant, parse_grant, read_decision
 from jitaccess.policy.admission import attestation_valid
-from jitaccess.policy.approvals import Decision, read_decision
 
 RequestKey = tuple[str, str]
 

@@ -26,10 +26,17 @@ from typing import Any
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import join_errors
 from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX, normal_member
-from jitaccess.api.objects import MAX_COMMENT, Grant, is_kubernetes_name, parse_request_spec, text_error
+from jitaccess.api.objects import (
+    MAX_COMMENT,
+    Decision,
+    Grant,
+    is_kubernetes_name,
+    parse_request_spec,
+    text_error,
+)
 from jitaccess.api.phases import Phase
 from jitaccess.api.times import parse_time, truncate_to_second
-from jitaccess.policy.approvals import Decision, eligibility_problem, spec_digest, terms_digest
+from jitaccess.policy.approvals import eligibility_problem, spec_digest, terms_digest
 from jitaccess.policy.eligibility import check_request
 from jitaccess.policy.records import (
     FINALIZER,

@@ -17,25 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import ApprovalRule
+from jitaccess.api.objects import ApprovalRule, Decision
 from jitaccess.api.seals import digest
 from jitaccess.api.times import parse_time
 from jitaccess.policy.eligibility import is_covered
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One ActivationApproval, as the reconciler sees it."""
-
-    name: str
-    approver: str
-    approver_groups: tuple[str, ...]
-    decision: str  # Approve | Deny
-    comment: str
-    time: str
-    attested: bool
-    request_uid: str = ""
-    request_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,22 +60,6 @@ def terms_digest(uid: str, spec_digest: str, resource: str, roles: Iterable[str]
 def spec_digest(spec: Mapping[str, Any]) -> str:
     """The request's spec as admitted (revoke aside: it may change, and ends access when it does)."""
     return digest("request-spec/v1", {k: v for k, v in spec.items() if k != "revoke"})
-
-
-def read_decision(body: Mapping[str, Any], attested: bool) -> Decision:
-    spec = body.get("spec") or {}
-    metadata = body.get("metadata") or {}
-    return Decision(
-        name=str(metadata.get("name", "")),
-        approver=str(spec.get("approver") or ""),
-        approver_groups=tuple(spec.get("approverGroups") or ()),
-        decision=str(spec.get("decision", "")),
-        comment=str(spec.get("comment") or ""),
-        time=str(metadata.get("creationTimestamp") or ""),
-        attested=attested,
-        request_uid=str(spec.get("requestUID") or ""),
-        request_digest=str(spec.get("requestDigest") or ""),
-    )
 
 
 def eligibility_problem(decision: Decision, requester: str, approval: ApprovalRule) -> str | None:

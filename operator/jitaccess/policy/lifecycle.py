@@ -30,12 +30,12 @@ from jitaccess.api.bindings import Activation, Binding, Reference, render
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import Grant, RequestSpec, parse_request_spec
+from jitaccess.api.objects import Decision, Grant, RequestSpec, parse_request_spec
 from jitaccess.api.phases import HOLDING, JUDGED, TERMINAL, Phase, phase_of
 from jitaccess.api.reasons import Reason
 from jitaccess.api.times import format_time, parse_time, truncate_to_second
 from jitaccess.policy.admission import attestation_valid
-from jitaccess.policy.approvals import Decision, Subject, Tally, spec_digest, tally, terms_digest
+from jitaccess.policy.approvals import Subject, Tally, spec_digest, tally, terms_digest
 from jitaccess.policy.conditions import APPROVED, READY, REVOCATION_FAILING, set_condition
 from jitaccess.policy.eligibility import check_request, held_errors
 from jitaccess.policy.records import ACTIVATION, ENDED, FINALIZER, Actor, Ended, Held, Records, read_records
