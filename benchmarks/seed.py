@@ -18,8 +18,17 @@ from typing import Any
 from jitaccess.api.bindings import Binding
 from jitaccess.api.objects import Grant
 from jitaccess.policy.admission import ATTESTATION, attestation
-from jitaccess.policy.lifecycle import FINALIZER, Step, decide, read_state
-from jitaccess.policy.records import ACTIVATION, ENDED, Identity, ended_payload, held_payload, seal_record
+from jitaccess.policy.lifecycle import decide
+from jitaccess.policy.records import (
+    ACTIVATION,
+    ENDED,
+    FINALIZER,
+    Identity,
+    ended_payload,
+    held_payload,
+    seal_record,
+)
+from jitaccess.policy.steps import Step, read_state
 from jitaccess_sandbox.writes import merge_patch
 
 RETENTION = timedelta(days=30)

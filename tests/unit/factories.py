@@ -69,8 +69,15 @@ def carry_out(body: dict[str, Any], step: Any, iam: dict[str, list[Any]], key: b
     reconciler does (IAM always succeeding): the shared reference for the pure-core tests."""
     import copy
 
-    from jitaccess.policy.lifecycle import FINALIZER
-    from jitaccess.policy.records import ACTIVATION, ENDED, Identity, ended_payload, held_payload, seal_record
+    from jitaccess.policy.records import (
+        ACTIVATION,
+        ENDED,
+        FINALIZER,
+        Identity,
+        ended_payload,
+        held_payload,
+        seal_record,
+    )
 
     if step.iam:
         for change in step.iam:

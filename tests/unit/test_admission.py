@@ -146,7 +146,7 @@ def stored(**spec):
 
 
 def test_revoking_or_deleting_someone_elses_request_needs_the_revoke_verb_and_names_the_actor():
-    from jitaccess.policy.admission import admit_request_change, admit_request_deletion
+    from jitaccess.policy.ending_access import admit_request_change, admit_request_deletion
 
     bob = Caller("bob@example.com", ())
     for verdict in (
@@ -167,7 +167,7 @@ def test_revoking_or_deleting_someone_elses_request_needs_the_revoke_verb_and_na
 
 
 def test_only_the_operator_changes_jitaccess_metadata():
-    from jitaccess.policy.admission import admit_request_change
+    from jitaccess.policy.ending_access import admit_request_change
 
     old = stored()
     old["metadata"]["finalizers"] = ["jitaccess.dev/revoke-on-delete"]
@@ -191,7 +191,8 @@ def test_only_the_operator_changes_jitaccess_metadata():
 def test_nobody_but_the_operator_can_block_a_request_with_metadata():
     """A foreign finalizer would keep a request from ever going; padded annotations would leave no
     room for the operator's records (so it could not be recorded, revoked or ended)."""
-    from jitaccess.policy.admission import MAX_OTHER_ANNOTATIONS, admit_request_change
+    from jitaccess.policy.ending_access import admit_request_change
+    from jitaccess.policy.records import MAX_OTHER_ANNOTATIONS
 
     old = stored()
     for change in (

@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 from jitaccess.api.objects import Decision, parse_grant
 from jitaccess.policy.approvals import Subject, tally
-from jitaccess.policy.lifecycle import decide, read_state
+from jitaccess.policy.lifecycle import decide
+from jitaccess.policy.steps import read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 
 NOW = datetime(2026, 11, 24, 9, 10, tzinfo=UTC)

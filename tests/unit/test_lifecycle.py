@@ -2,8 +2,10 @@ from datetime import UTC, datetime, timedelta
 
 from jitaccess.api.bindings import parse_reference
 from jitaccess.api.objects import parse_grant
-from jitaccess.policy.lifecycle import FINALIZER, Phase, decide, read_state
-from jitaccess.policy.records import ACTIVATION, ENDED
+from jitaccess.api.phases import Phase
+from jitaccess.policy.lifecycle import decide
+from jitaccess.policy.records import ACTIVATION, ENDED, FINALIZER
+from jitaccess.policy.steps import read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 
 NOW = datetime(2026, 11, 24, 9, 0, 5, tzinfo=UTC)

@@ -21,7 +21,8 @@ from jitaccess.api.objects import Grant, parse_grant, read_decision
 from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.admission import admit_approval
 from jitaccess.policy.approvals import spec_digest, terms_digest
-from jitaccess.policy.lifecycle import decide, read_state
+from jitaccess.policy.lifecycle import decide
+from jitaccess.policy.steps import read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 
 START = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 from jitaccess.api.phases import Phase
 from jitaccess.api.times import format_time
-from jitaccess.policy.lifecycle import Event
 from jitaccess.policy.records import read_records
+from jitaccess.policy.steps import Event
 
 # The phase a request is in after the event, and the outcome it stands for.
 OUTCOMES = {

@@ -13,7 +13,7 @@ from kubernetes.client.rest import ApiException
 from jitaccess.api.objects import GROUP, VERSION
 from jitaccess.api.times import format_time
 from jitaccess.clock import Clock
-from jitaccess.policy.lifecycle import Event
+from jitaccess.policy.steps import Event
 
 log = logging.getLogger(__name__)
 REQUESTS = "activationrequests"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bindings import Reference
 from jitaccess.api.objects import GROUP, VERSION, Grant
+from jitaccess.api.phases import TERMINAL, Phase
 from jitaccess.api.times import parse_time
 from jitaccess.controller.audit import AuditLog
 from jitaccess.controller.cache import Cache, RequestKey, key_of
@@ -30,27 +31,18 @@ from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.conditions import READY, REVOCATION_FAILING
 from jitaccess.policy.grants import grant_status
-from jitaccess.policy.lifecycle import (
-    ENDS_BY_ELIGIBILITY,
-    FINALIZER,
-    TERMINAL,
-    ApprovalReport,
-    IamChange,
-    Phase,
-    RequestState,
-    Step,
-    decide,
-    read_state,
-)
+from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
     ACTIVATION,
     ENDED,
+    FINALIZER,
     Identity,
     ended_payload,
     held_payload,
     read_records,
     seal_record,
 )
+from jitaccess.policy.steps import ApprovalReport, IamChange, RequestState, Step, read_state
 
 if TYPE_CHECKING:
     from jitaccess.controller.leader import LeaderElector

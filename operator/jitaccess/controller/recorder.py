@@ -20,7 +20,7 @@ from jitaccess.controller.cache import RequestKey, key_of
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
 from jitaccess.policy.conditions import APPROVED
-from jitaccess.policy.lifecycle import Event, Step
+from jitaccess.policy.steps import Event, Step
 
 log = logging.getLogger(__name__)
 

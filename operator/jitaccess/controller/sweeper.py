@@ -27,7 +27,7 @@ from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter
 from jitaccess.policy.conditions import BINDINGS_PRESENT, set_condition
 from jitaccess.policy.drift import Found, KnownRequest, Leftover, audit, known_request, leftover_reason
-from jitaccess.policy.lifecycle import Event
+from jitaccess.policy.steps import Event
 
 log = logging.getLogger(__name__)
 REMOVED_EXTERNALLY = Reason.BINDING_REMOVED_EXTERNALLY

@@ -30,16 +30,17 @@ from jitaccess.policy.admission import (
     admit_approval,
     admit_approval_identity,
     admit_request,
-    admit_request_change,
-    admit_request_deletion,
     attestation,
     attestation_valid,
+)
+from jitaccess.policy.conditions import READY
+from jitaccess.policy.ending_access import (
+    admit_request_change,
+    admit_request_deletion,
     revoke_refusal,
     revoked_by_stamp,
 )
-from jitaccess.policy.conditions import READY
-from jitaccess.policy.lifecycle import FINALIZER
-from jitaccess.policy.records import DELETED_BY, Identity, actor_payload, read_records, seal_record
+from jitaccess.policy.records import DELETED_BY, FINALIZER, Identity, actor_payload, read_records, seal_record
 
 log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[None]]

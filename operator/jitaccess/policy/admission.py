@@ -6,11 +6,8 @@ The webhooks call these functions with the caller's `userInfo`; the reconciler c
 Identity comes from Kubernetes authentication, as for a CertificateSigningRequest: the caller's
 username becomes `spec.requester` (or `spec.approver`), the caller's groups `spec.requesterGroups`.
 
-Ending someone else's access is like approving a CertificateSigningRequest: the requester may
-revoke or delete their own request; anyone else needs the verb `revoke` on
-`activationrequests.jitaccess.dev` (`Admission.needs`, checked by the webhook with a
-SubjectAccessReview). Who did it is sealed into the request (`policy.records`). `jitaccess.dev/`
-annotations, labels and finalizers are the operator's: nobody else may change them.
+Who may end a request (revoke, delete) is `policy.ending_access`. `jitaccess.dev/` annotations,
+labels and finalizers are the operator's: nobody else may change them.
 """
 
 from __future__ import annotations
@@ -35,32 +32,10 @@ from jitaccess.api.objects import (
     text_error,
 )
 from jitaccess.api.phases import Phase
-from jitaccess.api.times import parse_time, truncate_to_second
+from jitaccess.api.times import parse_time
 from jitaccess.policy.approvals import eligibility_problem, spec_digest, terms_digest
 from jitaccess.policy.eligibility import check_request
-from jitaccess.policy.records import (
-    FINALIZER,
-    PREFIX,
-    REVOKED_BY,
-    Actor,
-    Identity,
-    actor_payload,
-    open_record,
-    read_records,
-    reserved_changes,
-    seal_record,
-)
-
-REVOKE_VERB = "revoke"
-# Kubernetes' own controllers that delete objects when their namespace or owner goes (as their
-# service accounts under --use-service-account-credentials, or as the controller manager).
-CLUSTER_DELETERS = frozenset(
-    {
-        "system:serviceaccount:kube-system:namespace-controller",
-        "system:serviceaccount:kube-system:generic-garbage-collector",
-        "system:kube-controller-manager",
-    }
-)
+from jitaccess.policy.records import FINALIZER, Actor, metadata_problem, owner_changes, reserved_changes
 
 ATTESTATION = "jitaccess.dev/admitted"
 _SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -135,7 +110,7 @@ def admit_request(
 ) -> Admission:
     """The admission decision for an ActivationRequest on CREATE (stamps identity, validates)."""
     if operation == "UPDATE":
-        return _admit_update(new, old or {})
+        return admit_spec_update(new, old or {})
     if operation != "CREATE":
         return Admission(True)
     raw = new.get("spec")
@@ -172,143 +147,6 @@ def admit_request(
     return Admission(True, stamp=stamp, warnings=tuple(warnings))
 
 
-def admit_request_change(
-    new: Mapping[str, Any],
-    old: Mapping[str, Any],
-    caller: Caller,
-    settings: IdentitySettings,
-    operator: str,
-    key: bytes,
-    now: datetime,
-) -> Admission:
-    """An UPDATE of an ActivationRequest: only `spec.revoke` may change (false to true), only the
-    operator may touch `jitaccess.dev/` metadata, and revoking someone else's request needs the
-    verb revoke. On the validating pass, `new` may carry the revoked-by stamp the mutating pass made.
-    """
-    if caller.username == operator:
-        return Admission(True)
-    verdict = _admit_update(new, old)
-    if not verdict.allowed:
-        return verdict
-    reserved = [
-        change for change in reserved_changes(old, new) if not _own_stamp(change, new, old, caller, key)
-    ] + _owner_changes(old, new)
-    if reserved:
-        return Admission(
-            False,
-            f"{reserved[0]}: only the jitaccess operator ({operator or 'its service account'}) may change it",
-        )
-    if problem := metadata_problem(old, new):
-        return Admission(False, problem)
-    was = bool((old.get("spec") or {}).get("revoke"))
-    if was or not (new.get("spec") or {}).get("revoke"):
-        return Admission(True)
-    return _ending(old, caller, settings, now)
-
-
-def admit_request_deletion(
-    old: Mapping[str, Any],
-    caller: Caller,
-    settings: IdentitySettings,
-    operator: str,
-    key: bytes,
-    now: datetime,
-) -> Admission:
-    """A DELETE of an ActivationRequest: its requester may; anyone else needs the verb revoke,
-    unless the request has ended already (then only its history goes, and RBAC's delete decides)."""
-    if caller.username == operator:
-        return Admission(True)
-    if read_records(old.get("metadata") or {}, key).ended is not None:
-        return Admission(True)
-    if caller.username in CLUSTER_DELETERS:
-        # Deleting the namespace (or an owner) deletes its requests: whoever could do that decided.
-        return Admission(True, actor=Actor(caller.username, truncate_to_second(now), as_requester=False))
-    return _ending(old, caller, settings, now)
-
-
-def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, now: datetime) -> Admission:
-    requester = str((old.get("spec") or {}).get("requester") or "")
-    member, _ = member_of(caller, settings)
-    when = truncate_to_second(now)
-    if member is not None and requester and normal_member(member) == normal_member(requester):
-        return Admission(True, actor=Actor(caller.username, when, as_requester=True))
-    return Admission(True, needs=REVOKE_VERB, actor=Actor(caller.username, when, as_requester=False))
-
-
-def revoke_refusal(old: Mapping[str, Any], caller: Caller, action: str) -> str:
-    """Why `caller` may not revoke or delete someone else's request."""
-    requester = (old.get("spec") or {}).get("requester") or "someone else"
-    return (
-        f"{caller.username} may not {action} this request: it is {requester}'s, and ending someone else's "
-        f"access needs the verb {REVOKE_VERB} on activationrequests.jitaccess.dev in this namespace "
-        "(ClusterRole jitaccess-revoker or jitaccess-admin)"
-    )
-
-
-def revoked_by_stamp(old: Mapping[str, Any], actor: Actor, key: bytes) -> tuple[str, str]:
-    """The sealed revoked-by annotation (name, value) for this request."""
-    return REVOKED_BY, seal_record(REVOKED_BY, actor_payload(actor), _identity_of(old), key)
-
-
-def _own_stamp(
-    change: str, new: Mapping[str, Any], old: Mapping[str, Any], caller: Caller, key: bytes
-) -> bool:
-    """Is `change` the revoked-by stamp our mutating webhook just made for this caller's revoke?"""
-    if change != f"metadata.annotations[{REVOKED_BY}]":
-        return False
-    if REVOKED_BY in ((old.get("metadata") or {}).get("annotations") or {}):
-        return False
-    if bool((old.get("spec") or {}).get("revoke")) or not (new.get("spec") or {}).get("revoke"):
-        return False
-    value = ((new.get("metadata") or {}).get("annotations") or {}).get(REVOKED_BY)
-    payload = open_record(value, REVOKED_BY, _identity_of(old), key)
-    return payload is not None and payload.get("user") == caller.username
-
-
-# Room for everyone else's annotations on a request, far below the API server's 256 KiB, so that
-# the operator's sealed records always fit: padding a request must not stop it being recorded,
-# revoked or ended.
-MAX_OTHER_ANNOTATIONS = 32 * 1024
-# Set and cleared by the API server and its garbage collector for a deletion's propagation policy.
-KUBERNETES_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
-
-
-def metadata_problem(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
-    """What a caller other than the operator may not do to a request's metadata: add or remove
-    finalizers (only the operator's own, stamped at admission, may be there: another would keep the
-    request from ever going), or grow the annotations past what leaves room for the records."""
-    was = set((old.get("metadata") or {}).get("finalizers") or [])
-    now = set((new.get("metadata") or {}).get("finalizers") or [])
-    foreign = sorted((was ^ now) - {FINALIZER} - KUBERNETES_FINALIZERS)
-    if foreign:
-        return (
-            f"metadata.finalizers[{foreign[0]}]: only the jitaccess operator's finalizer may be on a request"
-        )
-    annotations = (new.get("metadata") or {}).get("annotations") or {}
-    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items() if not str(k).startswith(PREFIX))
-    if size > MAX_OTHER_ANNOTATIONS:
-        return (
-            f"metadata.annotations: {size} bytes; annotations other than jitaccess.dev/ ones are limited "
-            f"to {MAX_OTHER_ANNOTATIONS} bytes on a request, so that the operator's records always fit"
-        )
-    return None
-
-
-def _owner_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """An owner added or removed: Kubernetes' garbage collector deletes an object whose owner goes,
-    so an owner is a way to delete someone's request (or approval) without asking for it."""
-    was = (old.get("metadata") or {}).get("ownerReferences") or []
-    now = (new.get("metadata") or {}).get("ownerReferences") or []
-    return [] if was == now else ["metadata.ownerReferences"]
-
-
-def _identity_of(body: Mapping[str, Any]) -> Identity:
-    metadata = body.get("metadata") or {}
-    return Identity(
-        str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
-    )
-
-
 def admit_approval_identity(
     operation: str,
     new: Mapping[str, Any],
@@ -323,7 +161,7 @@ def admit_approval_identity(
             return Admission(True)
         if (new.get("spec") or {}) != ((old or {}).get("spec") or {}):
             return Admission(False, "spec: an approval cannot be edited; delete it and create a new one")
-        if reserved := reserved_changes(old or {}, new) + _owner_changes(old or {}, new):
+        if reserved := reserved_changes(old or {}, new) + owner_changes(old or {}, new):
             return Admission(False, f"{reserved[0]}: only the jitaccess operator may change it")
         return Admission(True)
     if operation != "CREATE":
@@ -375,7 +213,7 @@ def _identity(
     return {who: member, groups_field: groups}, ""
 
 
-def _admit_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> Admission:
+def admit_spec_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> Admission:
     before, after = dict(old.get("spec") or {}), dict(new.get("spec") or {})
     was, now_revoked = bool(before.pop("revoke", False)), bool(after.pop("revoke", False))
     if before != after:

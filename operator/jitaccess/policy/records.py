@@ -193,3 +193,40 @@ def reserved_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     now_f = {f for f in after.get("finalizers") or [] if f.startswith(PREFIX)}
     changed += [f"metadata.finalizers[{f}]" for f in sorted(was_f ^ now_f)]
     return changed
+
+
+# Room for everyone else's annotations on a request, far below the API server's 256 KiB, so that
+# the operator's sealed records always fit: padding a request must not stop it being recorded,
+# revoked or ended.
+MAX_OTHER_ANNOTATIONS = 32 * 1024
+# Set and cleared by the API server and its garbage collector for a deletion's propagation policy.
+KUBERNETES_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+
+
+def metadata_problem(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """What a caller other than the operator may not do to a request's metadata: add or remove
+    finalizers (only the operator's own, stamped at admission, may be there: another would keep the
+    request from ever going), or grow the annotations past what leaves room for the records."""
+    was = set((old.get("metadata") or {}).get("finalizers") or [])
+    now = set((new.get("metadata") or {}).get("finalizers") or [])
+    foreign = sorted((was ^ now) - {FINALIZER} - KUBERNETES_FINALIZERS)
+    if foreign:
+        return (
+            f"metadata.finalizers[{foreign[0]}]: only the jitaccess operator's finalizer may be on a request"
+        )
+    annotations = (new.get("metadata") or {}).get("annotations") or {}
+    size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items() if not str(k).startswith(PREFIX))
+    if size > MAX_OTHER_ANNOTATIONS:
+        return (
+            f"metadata.annotations: {size} bytes; annotations other than jitaccess.dev/ ones are limited "
+            f"to {MAX_OTHER_ANNOTATIONS} bytes on a request, so that the operator's records always fit"
+        )
+    return None
+
+
+def owner_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """An owner added or removed: Kubernetes' garbage collector deletes an object whose owner goes,
+    so an owner is a way to delete someone's request (or approval) without asking for it."""
+    was = (old.get("metadata") or {}).get("ownerReferences") or []
+    now = (new.get("metadata") or {}).get("ownerReferences") or []
+    return [] if was == now else ["metadata.ownerReferences"]

@@ -1,0 +1,141 @@
+"""Who may end a request's access, and how it is recorded (pure; the webhooks call it).
+
+Like approving a CertificateSigningRequest: the requester may revoke (`spec.revoke`) or delete
+their own request; anyone else needs the verb `revoke` on `activationrequests.jitaccess.dev`
+(`Admission.needs`, checked by the webhook with a SubjectAccessReview). Who did it is sealed into
+the request (`policy.records`). Any other change to a request's metadata that could keep it from
+being recorded or ended is refused here too (`records.metadata_problem`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from jitaccess.api.names import normal_member
+from jitaccess.api.times import truncate_to_second
+from jitaccess.policy.admission import Admission, Caller, IdentitySettings, admit_spec_update, member_of
+from jitaccess.policy.records import (
+    REVOKED_BY,
+    Actor,
+    Identity,
+    actor_payload,
+    metadata_problem,
+    open_record,
+    owner_changes,
+    read_records,
+    reserved_changes,
+    seal_record,
+)
+
+REVOKE_VERB = "revoke"
+# Kubernetes' own controllers that delete objects when their namespace or owner goes (as their
+# service accounts under --use-service-account-credentials, or as the controller manager).
+CLUSTER_DELETERS = frozenset(
+    {
+        "system:serviceaccount:kube-system:namespace-controller",
+        "system:serviceaccount:kube-system:generic-garbage-collector",
+        "system:kube-controller-manager",
+    }
+)
+
+
+def admit_request_change(
+    new: Mapping[str, Any],
+    old: Mapping[str, Any],
+    caller: Caller,
+    settings: IdentitySettings,
+    operator: str,
+    key: bytes,
+    now: datetime,
+) -> Admission:
+    """An UPDATE of an ActivationRequest: only `spec.revoke` may change (false to true), only the
+    operator may touch `jitaccess.dev/` metadata, and revoking someone else's request needs the
+    verb revoke. On the validating pass, `new` may carry the revoked-by stamp the mutating pass made.
+    """
+    if caller.username == operator:
+        return Admission(True)
+    verdict = admit_spec_update(new, old)
+    if not verdict.allowed:
+        return verdict
+    reserved = [
+        change for change in reserved_changes(old, new) if not _own_stamp(change, new, old, caller, key)
+    ] + owner_changes(old, new)
+    if reserved:
+        return Admission(
+            False,
+            f"{reserved[0]}: only the jitaccess operator ({operator or 'its service account'}) may change it",
+        )
+    if problem := metadata_problem(old, new):
+        return Admission(False, problem)
+    was = bool((old.get("spec") or {}).get("revoke"))
+    if was or not (new.get("spec") or {}).get("revoke"):
+        return Admission(True)
+    return _ending(old, caller, settings, now)
+
+
+def admit_request_deletion(
+    old: Mapping[str, Any],
+    caller: Caller,
+    settings: IdentitySettings,
+    operator: str,
+    key: bytes,
+    now: datetime,
+) -> Admission:
+    """A DELETE of an ActivationRequest: its requester may; anyone else needs the verb revoke,
+    unless the request has ended already (then only its history goes, and RBAC's delete decides)."""
+    if caller.username == operator:
+        return Admission(True)
+    if read_records(old.get("metadata") or {}, key).ended is not None:
+        return Admission(True)
+    if caller.username in CLUSTER_DELETERS:
+        # Deleting the namespace (or an owner) deletes its requests: whoever could do that decided.
+        return Admission(True, actor=Actor(caller.username, truncate_to_second(now), as_requester=False))
+    return _ending(old, caller, settings, now)
+
+
+def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, now: datetime) -> Admission:
+    requester = str((old.get("spec") or {}).get("requester") or "")
+    member, _ = member_of(caller, settings)
+    when = truncate_to_second(now)
+    if member is not None and requester and normal_member(member) == normal_member(requester):
+        return Admission(True, actor=Actor(caller.username, when, as_requester=True))
+    return Admission(True, needs=REVOKE_VERB, actor=Actor(caller.username, when, as_requester=False))
+
+
+def revoke_refusal(old: Mapping[str, Any], caller: Caller, action: str) -> str:
+    """Why `caller` may not revoke or delete someone else's request."""
+    requester = (old.get("spec") or {}).get("requester") or "someone else"
+    return (
+        f"{caller.username} may not {action} this request: it is {requester}'s, and ending someone else's "
+        f"access needs the verb {REVOKE_VERB} on activationrequests.jitaccess.dev in this namespace "
+        "(ClusterRole jitaccess-revoker or jitaccess-admin)"
+    )
+
+
+def revoked_by_stamp(old: Mapping[str, Any], actor: Actor, key: bytes) -> tuple[str, str]:
+    """The sealed revoked-by annotation (name, value) for this request."""
+    return REVOKED_BY, seal_record(REVOKED_BY, actor_payload(actor), _identity_of(old), key)
+
+
+def _own_stamp(
+    change: str, new: Mapping[str, Any], old: Mapping[str, Any], caller: Caller, key: bytes
+) -> bool:
+    """Is `change` the revoked-by stamp our mutating webhook just made for this caller's revoke?"""
+    if change != f"metadata.annotations[{REVOKED_BY}]":
+        return False
+    if REVOKED_BY in ((old.get("metadata") or {}).get("annotations") or {}):
+        return False
+    if bool((old.get("spec") or {}).get("revoke")) or not (new.get("spec") or {}).get("revoke"):
+        return False
+    value = ((new.get("metadata") or {}).get("annotations") or {}).get(REVOKED_BY)
+    payload = open_record(value, REVOKED_BY, _identity_of(old), key)
+    return payload is not None and payload.get("user") == caller.username
+
+
+def _identity_of(body: Mapping[str, Any]) -> Identity:
+    metadata = body.get("metadata") or {}
+    return Identity(
+        str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
+    )
