@@ -15,12 +15,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bindings import Reference
-from jitaccess.api.objects import GROUP, VERSION, Grant
+from jitaccess.api.objects import Grant
 from jitaccess.api.phases import TERMINAL, Phase
 from jitaccess.api.times import parse_time
+from jitaccess.controller.approval_sync import adopt_approvals, report_approvals
 from jitaccess.controller.audit import AuditLog
 from jitaccess.controller.cache import Cache, RequestKey, key_of
 from jitaccess.controller.config import OperatorConfig
+from jitaccess.controller.iam_steps import apply_iam, clear_after_refusal, iam_problem, with_reason
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import Sender
 from jitaccess.controller.recorder import Recorder
@@ -28,8 +30,7 @@ from jitaccess.controller.scheduler import Scheduler
 from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.store import PolicyStore
-from jitaccess.iam.writer import IamWriter, Outcome
-from jitaccess.policy.conditions import READY, REVOCATION_FAILING
+from jitaccess.iam.writer import IamWriter
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
@@ -42,7 +43,7 @@ from jitaccess.policy.records import (
     read_records,
     seal_record,
 )
-from jitaccess.policy.steps import ApprovalReport, IamChange, RequestState, Step, read_state
+from jitaccess.policy.steps import RequestState, Step, read_state
 
 if TYPE_CHECKING:
     from jitaccess.controller.leader import LeaderElector
@@ -205,7 +206,7 @@ class Reconciler:
                 self.scheduler.schedule(item, self.clock.now() + delay)
 
     async def reconcile_request(self, key: RequestKey) -> None:
-        await self._adopt_approvals(key)
+        await adopt_approvals(self.kube, self.cache, key)
         confirmed = False
         for _ in range(MAX_STEPS):
             body = self.cache.requests.get(key)
@@ -219,7 +220,7 @@ class Reconciler:
                 await self._refresh_inputs(key, state)
                 confirmed = True
                 step = await self._decide(key, state)
-            await self._report_approvals(key, step.reports)
+            await report_approvals(self.kube, self.cache, key, step.reports)
             if not step.changes_anything:
                 if step.requeue_at is not None:
                     self.scheduler.schedule(("request", key), step.requeue_at)
@@ -257,23 +258,23 @@ class Reconciler:
             await self._show_once(key, body, replace(step, iam=()))
             body = self.cache.requests.get(key, body)
         if step.iam:
-            outcome = await self._apply_iam(step.iam)
+            outcome = await apply_iam(self.writer, step.iam)
             removing = not any(change.hold for change in step.iam)
             if removing:
                 self.metrics.removal(key, outcome.ok)
             if outcome.ok:
                 follow = step.on_success
             elif outcome.permanent and step.on_failure is not None and step.on_failure.ending is not None:
-                follow = _with_reason(
+                follow = with_reason(
                     step.on_failure,
                     f"IAM refused the change: {outcome.message.rstrip('.')}; nothing was granted",
                 )
                 if follow.iam and not removing:
-                    follow = await self._clear_after_refusal(key, follow, outcome)
+                    follow = await clear_after_refusal(self.writer, self.metrics, key, follow, outcome)
             else:
                 shown = step.on_failure if outcome.permanent else step.on_retry
                 if shown is not None:
-                    await self._show_once(key, body, _with_reason(shown, _iam_problem(shown, outcome)))
+                    await self._show_once(key, body, with_reason(shown, iam_problem(shown, outcome)))
                 attempts = self.failures[("request", key)] = self.failures.get(("request", key), 0) + 1
                 delay = _backoff(attempts)
                 log.warning(
@@ -376,20 +377,6 @@ class Reconciler:
             resource,
         )
 
-    async def _report_approvals(self, key: RequestKey, reports: tuple[ApprovalReport, ...]) -> None:
-        """Tell each approval whether it counts, and why not; written only when that changed."""
-        for report in reports:
-            body = self.cache.approvals.get(key, {}).get(report.name)
-            if body is None:
-                continue
-            wanted = {"counted": report.counted, "message": report.message}
-            status = body.get("status") or {}
-            if all(status.get(k) == v for k, v in wanted.items()):
-                continue
-            updated = await self.kube.patch_approval_status(key[0], report.name, wanted)
-            if updated is not None:
-                self.cache.approvals.setdefault(key, {})[report.name] = updated
-
     def _measure(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
         """Activation latency and expiry lag, at the status write that ends each."""
         phase, now = status.get("phase"), self.clock.now()
@@ -406,63 +393,6 @@ class Reconciler:
     def lock_for(self, item: Hashable) -> asyncio.Lock:
         """The lock a reconcile of `item` holds; the sweeper takes it to act on the same request."""
         return self._locks.setdefault(item, asyncio.Lock())
-
-    async def _adopt_approvals(self, key: RequestKey) -> None:
-        """Each approval is owned by its request, so deleting the request deletes its approvals."""
-        request = self.cache.requests.get(key)
-        uid = ((request or {}).get("metadata") or {}).get("uid")
-        if not uid:
-            return
-        owner = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ActivationRequest",
-            "name": key[1],
-            "uid": uid,
-            "blockOwnerDeletion": False,
-            "controller": False,
-        }
-        for name, body in list(self.cache.approvals.get(key, {}).items()):
-            owners = (body.get("metadata") or {}).get("ownerReferences") or []
-            if any(o.get("uid") == uid for o in owners):
-                continue
-            if (body.get("spec") or {}).get("requestUID") not in (None, uid):
-                continue  # given for another object of that name: not this request's to delete
-            updated = await self.kube.patch_approval(
-                key[0], name, {"metadata": {"ownerReferences": [*owners, owner]}}
-            )
-            if updated is not None:
-                self.cache.approvals.setdefault(key, {})[name] = updated
-
-    async def _clear_after_refusal(self, key: RequestKey, ending: Step, refused: Outcome) -> Step:
-        """A refused write gave nothing; what an earlier attempt may have left is removed first. If
-        IAM refuses that too (it refuses this resource to the operator altogether), the request
-        still ends, saying so: such bindings end by their own IAM condition."""
-        cleared = await self._apply_iam(ending.iam)
-        self.metrics.removal(key, cleared.ok)
-        if ending.on_success is None:
-            return ending
-        if cleared.ok:
-            return ending.on_success
-        if not cleared.permanent:
-            return ending  # retried: removal first, then the end
-        return _with_reason(
-            ending.on_success,
-            f"IAM refused the change: {refused.message.rstrip('.')}; nothing was granted (and IAM refuses "
-            "this resource to the operator: bindings an earlier attempt may have left end by their IAM "
-            "condition)",
-        )
-
-    async def _apply_iam(self, changes: tuple[IamChange, ...]) -> Outcome:
-        """Each change is one atomic write on one resource. Every removal is attempted even when
-        another fails (access must end wherever it can); nothing is granted after a failure."""
-        failed: Outcome | None = None
-        for change in changes:
-            if change.hold and failed is not None:
-                continue
-            outcome = await self.writer.apply(change.resource, owners=change.owners, hold=change.hold)
-            if not outcome.ok and failed is None:
-                failed = outcome
-        return failed or Outcome(ok=True)
 
     async def reconcile_grant(self, name: str) -> None:
         body = self.cache.grant_bodies.get(name)
@@ -482,27 +412,6 @@ class Reconciler:
 
 # Transitions into these change a grant's count of active requests.
 _COUNTED_PHASES = frozenset(phase.value for phase in (Phase.ACTIVE, *TERMINAL))
-
-
-def _with_reason(step: Step, message: str) -> Step:
-    """The step, with IAM's own words in the message of the condition it sets, and in its Event
-    (for a step that first removes bindings, in the step that follows)."""
-    if step.status is None and step.on_success is not None:
-        return replace(step, on_success=_with_reason(step.on_success, message))
-    status = dict(step.status or {})
-    kind = READY if "phase" in status else REVOCATION_FAILING
-    status["conditions"] = [
-        dict(condition, message=message) if condition.get("type") == kind else condition
-        for condition in status.get("conditions", [])
-    ]
-    event = replace(step.event, message=message) if step.event else None
-    return replace(step, status=status, event=event)
-
-
-def _iam_problem(step: Step, outcome: Outcome) -> str:
-    kind = READY if "phase" in (step.status or {}) else REVOCATION_FAILING
-    shown = next((c for c in (step.status or {}).get("conditions", []) if c.get("type") == kind), {})
-    return f"{shown.get('message', 'IAM change not done')}: {outcome.message.rstrip('.')}"
 
 
 def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
