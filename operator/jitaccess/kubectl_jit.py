@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
+from jitaccess.api.bodies import spec_of, status_of
 from jitaccess.api.objects import GROUP, VERSION, parse_grant
 from jitaccess.api.phases import TERMINAL, Phase
 from jitaccess.policy.admission import Caller, IdentitySettings, group_members, member_of
@@ -113,7 +114,7 @@ class Cli:
         if mine or pending_my_approval:
             member, groups = self.me()
         if mine:
-            items = [i for i in items if (i.get("spec") or {}).get("requester") == member]
+            items = [i for i in items if spec_of(i).get("requester") == member]
         if pending_my_approval:
             grants = {
                 g["metadata"]["name"]: g
@@ -123,11 +124,11 @@ class Cli:
         rows = [
             [
                 i["metadata"]["name"],
-                str((i.get("spec") or {}).get("requester", "")),
-                str((i.get("spec") or {}).get("grant", "")),
-                ",".join((i.get("spec") or {}).get("roles") or ["(all)"]),
-                str((i.get("status") or {}).get("phase", "Pending")),
-                str((i.get("status") or {}).get("expiresAt") or ""),
+                str(spec_of(i).get("requester", "")),
+                str(spec_of(i).get("grant", "")),
+                ",".join(spec_of(i).get("roles") or ["(all)"]),
+                str(status_of(i).get("phase", "Pending")),
+                str(status_of(i).get("expiresAt") or ""),
             ]
             for i in sorted(items, key=lambda i: i["metadata"].get("creationTimestamp") or "")
         ]
@@ -136,11 +137,11 @@ class Cli:
 
     @staticmethod
     def _awaits(item: dict[str, Any], grants: dict[str, Any], member: str, groups: tuple[str, ...]) -> bool:
-        if (item.get("status") or {}).get("phase") != "AwaitingApproval":
+        if status_of(item).get("phase") != "AwaitingApproval":
             return False
-        if (item.get("spec") or {}).get("requester") == member:
+        if spec_of(item).get("requester") == member:
             return False  # the requester never approves their own request
-        grant, _ = parse_grant(grants.get((item.get("spec") or {}).get("grant", ""), {}))
+        grant, _ = parse_grant(grants.get(spec_of(item).get("grant", ""), {}))
         return bool(grant and grant.approval and is_covered(member, groups, grant.approval.approvers))
 
     def grants(self) -> list[str]:
@@ -163,7 +164,7 @@ class Cli:
         last = ""
         while True:
             body = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
-            status = body.get("status") or {}
+            status = status_of(body)
             phase = status.get("phase", "Pending")
             ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
             line = f"{request}: {phase}" + (f" - {ready.get('message')}" if ready.get("message") else "")

@@ -7,7 +7,8 @@ these say what the fields are *meant* to be (every key optional), for readers an
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from collections.abc import Mapping
+from typing import Any, TypedDict, cast
 
 
 class ObjectMeta(TypedDict, total=False):
@@ -120,3 +121,27 @@ class ApprovalBody(TypedDict, total=False):
     metadata: ObjectMeta
     spec: ApprovalSpec
     status: ApprovalStatus
+
+
+def _part(body: Mapping[str, Any] | None, key: str) -> Mapping[str, Any]:
+    value = body.get(key) if isinstance(body, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def metadata_of(body: Mapping[str, Any] | None) -> ObjectMeta:
+    """A body's metadata, or an empty one when it is missing or not a mapping."""
+    return cast(ObjectMeta, _part(body, "metadata"))
+
+
+def annotations_of(body: Mapping[str, Any] | None) -> Mapping[str, str]:
+    annotations = metadata_of(body).get("annotations")
+    return annotations if isinstance(annotations, Mapping) else {}
+
+
+def spec_of(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A body's spec, or an empty one: users write specs, so it may be absent, null or a list."""
+    return _part(body, "spec")
+
+
+def status_of(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return _part(body, "status")

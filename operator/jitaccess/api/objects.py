@@ -16,6 +16,7 @@ from typing import Any
 
 import re2
 
+from jitaccess.api.bodies import metadata_of, spec_of
 from jitaccess.api.durations import DurationError, format_duration, parse_duration
 from jitaccess.api.errors import FieldError
 from jitaccess.api.names import REQUESTER_KINDS, member_error, normal_member, resource_error, role_error
@@ -79,7 +80,7 @@ class RequestSpec:
 
 def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     """The grant in `body`, or None with every reason it is invalid."""
-    spec = _mapping(body.get("spec"))
+    spec = spec_of(body)
     errors: list[FieldError] = []
     resource = spec.get("resource")
     if (message := resource_error(resource)) is not None:
@@ -120,8 +121,8 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     if errors or max_duration is None or not isinstance(resource, str):
         return None, errors
     return Grant(
-        name=str(_mapping(body.get("metadata")).get("name", "")),
-        generation=int(_mapping(body.get("metadata")).get("generation") or 0),
+        name=str(metadata_of(body).get("name", "")),
+        generation=int(metadata_of(body).get("generation") or 0),
         resource=resource,
         roles=tuple(roles),
         principals=tuple(principals),
@@ -139,7 +140,7 @@ RESERVED_MARKER = "jitaccess.dev/"
 
 def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]]:
     """The request's spec, or None with every reason it is malformed (grant-independent checks)."""
-    spec = _mapping(body.get("spec"))
+    spec = spec_of(body)
     errors: list[FieldError] = []
     grant = spec.get("grant")
     if not isinstance(grant, str) or K8S_NAME.fullmatch(grant) is None:
@@ -343,8 +344,7 @@ class Decision:
 
 
 def read_decision(body: Mapping[str, Any], attested: bool) -> Decision:
-    spec = body.get("spec") or {}
-    metadata = body.get("metadata") or {}
+    spec, metadata = spec_of(body), metadata_of(body)
     return Decision(
         name=str(metadata.get("name", "")),
         approver=str(spec.get("approver") or ""),

@@ -3,6 +3,7 @@ for (so deleting the request deletes them), and each told whether it counts and 
 
 from __future__ import annotations
 
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.objects import GROUP, VERSION
 from jitaccess.controller.cache import Cache, RequestKey
 from jitaccess.controller.kube import Kube
@@ -12,7 +13,7 @@ from jitaccess.policy.steps import ApprovalReport
 async def adopt_approvals(kube: Kube, cache: Cache, key: RequestKey) -> None:
     """Each approval is owned by its request, so deleting the request deletes its approvals."""
     request = cache.requests.get(key)
-    uid = ((request or {}).get("metadata") or {}).get("uid")
+    uid = metadata_of(request).get("uid")
     if not uid:
         return
     owner = {
@@ -24,10 +25,10 @@ async def adopt_approvals(kube: Kube, cache: Cache, key: RequestKey) -> None:
         "controller": False,
     }
     for name, body in list(cache.approvals.get(key, {}).items()):
-        owners = (body.get("metadata") or {}).get("ownerReferences") or []
+        owners = metadata_of(body).get("ownerReferences") or []
         if any(o.get("uid") == uid for o in owners):
             continue
-        if (body.get("spec") or {}).get("requestUID") not in (None, uid):
+        if spec_of(body).get("requestUID") not in (None, uid):
             continue  # given for another object of that name: not this request's to delete
         updated = await kube.patch_approval(key[0], name, {"metadata": {"ownerReferences": [*owners, owner]}})
         if updated is not None:
@@ -43,7 +44,7 @@ async def report_approvals(
         if body is None:
             continue
         wanted = {"counted": report.counted, "message": report.message}
-        status = body.get("status") or {}
+        status = status_of(body)
         if all(status.get(k) == v for k, v in wanted.items()):
             continue
         updated = await kube.patch_approval_status(key[0], report.name, wanted)

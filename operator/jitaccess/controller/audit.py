@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.phases import Phase
 from jitaccess.api.times import format_time
 from jitaccess.policy.records import read_records
@@ -57,8 +58,8 @@ class Told:
 
 def told(body: Mapping[str, Any], written: Mapping[str, Any], key: bytes, resource: str | None) -> Told:
     """The trusted account of `body` after a step wrote `written` into its status."""
-    records = read_records(body.get("metadata") or {}, key)
-    spec = body.get("spec") or {}
+    records = read_records(metadata_of(body), key)
+    spec = spec_of(body)
     bindings = [b for b in written.get("bindings") or [] if isinstance(b, Mapping)]
     approvals = [a for a in written.get("approvals") or [] if isinstance(a, Mapping)]
     held = records.held
@@ -80,9 +81,9 @@ def told(body: Mapping[str, Any], written: Mapping[str, Any], key: bytes, resour
 
 def audit_record(body: Mapping[str, Any], event: Event, now: datetime, account: Told) -> dict[str, Any]:
     """The audit record of `event` on the ActivationRequest `body` (as it was just written)."""
-    metadata = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    phase = account.phase or str((body.get("status") or {}).get("phase") or "")
+    metadata = metadata_of(body)
+    spec = spec_of(body)
+    phase = account.phase or str(status_of(body).get("phase") or "")
     return {
         "time": format_time(now),
         "severity": "WARNING" if event.type == "Warning" else "NOTICE",

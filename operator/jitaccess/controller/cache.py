@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, cast
 
-from jitaccess.api.bodies import ApprovalBody, GrantBody, RequestBody
+from jitaccess.api.bodies import ApprovalBody, GrantBody, RequestBody, metadata_of, spec_of
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import Decision, Grant, parse_grant, read_decision
 from jitaccess.policy.admission import attestation_valid
@@ -38,7 +38,7 @@ class Cache:
         if not is_newer(known, body) or _same_version(known, body):
             return False
         self.requests[key] = cast(RequestBody, dict(body))
-        grant = (body.get("spec") or {}).get("grant")
+        grant = spec_of(body).get("grant")
         if isinstance(grant, str):
             self.by_grant[grant].add(key)
         return True
@@ -47,7 +47,7 @@ class Cache:
         """Forget a deleted request; the last body known of it (or the one given)."""
         key = key_of(body)
         known = self.requests.pop(key, None) or cast(RequestBody, dict(body))
-        grant = (body.get("spec") or {}).get("grant")
+        grant = spec_of(body).get("grant")
         if isinstance(grant, str):
             self.by_grant[grant].discard(key)
         return known
@@ -96,13 +96,13 @@ class Cache:
     def put_approval(self, body: Mapping[str, Any]) -> RequestKey:
         """Keep an approval; the request it names."""
         namespace, name = key_of(body)
-        request = (namespace, str((body.get("spec") or {}).get("request", "")))
+        request = (namespace, str(spec_of(body).get("request", "")))
         self.approvals.setdefault(request, {})[name] = cast(ApprovalBody, dict(body))
         return request
 
     def drop_approval(self, body: Mapping[str, Any]) -> RequestKey:
         namespace, name = key_of(body)
-        request = (namespace, str((body.get("spec") or {}).get("request", "")))
+        request = (namespace, str(spec_of(body).get("request", "")))
         self.approvals.get(request, {}).pop(name, None)
         return request
 
@@ -115,7 +115,7 @@ class Cache:
 
 
 def key_of(body: Mapping[str, Any]) -> RequestKey:
-    metadata = body.get("metadata") or {}
+    metadata = metadata_of(body)
     return str(metadata.get("namespace", "")), str(metadata.get("name", ""))
 
 
@@ -123,17 +123,13 @@ def is_newer(known: Mapping[str, Any] | None, seen: Mapping[str, Any]) -> bool:
     """Is `seen` at least as new as `known`? resourceVersions compare as numbers when they are."""
     if known is None:
         return True
-    old = str(known.get("metadata", {}).get("resourceVersion", ""))
-    new = str(seen.get("metadata", {}).get("resourceVersion", ""))
+    old = str(metadata_of(known).get("resourceVersion", ""))
+    new = str(metadata_of(seen).get("resourceVersion", ""))
     if old.isdigit() and new.isdigit():
         return int(new) >= int(old)
     return True
 
 
 def _same_version(known: Mapping[str, Any] | None, seen: Mapping[str, Any]) -> bool:
-    version = (seen.get("metadata") or {}).get("resourceVersion")
-    return (
-        known is not None
-        and bool(version)
-        and (known.get("metadata") or {}).get("resourceVersion") == version
-    )
+    version = metadata_of(seen).get("resourceVersion")
+    return known is not None and bool(version) and metadata_of(known).get("resourceVersion") == version

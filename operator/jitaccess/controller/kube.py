@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from jitaccess.api.bodies import metadata_of
 from jitaccess.api.objects import GROUP, VERSION
 from jitaccess.api.times import format_time
 from jitaccess.clock import Clock
@@ -134,7 +135,7 @@ class Kube:
 
     async def post_event(self, body: dict[str, Any], event: Event) -> None:
         """Record an Event on the object; losing one is logged, never fatal."""
-        metadata = body.get("metadata", {})
+        metadata = metadata_of(body)
         namespace = metadata.get("namespace") or "default"
         now = format_time(self.clock.now())
         event_body = {

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from jitaccess.api.bodies import status_of
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.stats import Distribution
 
@@ -32,8 +33,7 @@ class ReconcilerCollector(Collector):
     def _requests_and_work(self) -> Iterator[Family]:
         reconciler = self.reconciler
         phases = Counter(
-            str((body.get("status") or {}).get("phase") or "New")
-            for body in reconciler.cache.requests.values()
+            str(status_of(body).get("phase") or "New") for body in reconciler.cache.requests.values()
         )
         requests = GaugeMetricFamily(
             "jitaccess_requests", "ActivationRequests known to the operator, by phase", labels=["phase"]

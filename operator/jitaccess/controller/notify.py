@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.reasons import Reason
 from jitaccess.controller.audit import Told
 
@@ -99,12 +100,12 @@ def notification(
     kind: str, body: Mapping[str, Any], reason: str, message: str, account: Told
 ) -> dict[str, Any]:
     """The JSON a receiver gets: what happened, to which request, for whom, why."""
-    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+    metadata, spec = metadata_of(body), spec_of(body)
     return {
         "type": kind,
         "reason": reason,
         "message": message,
-        "phase": account.phase or (body.get("status") or {}).get("phase"),
+        "phase": account.phase or status_of(body).get("phase"),
         "request": {
             "namespace": metadata.get("namespace"),
             "name": metadata.get("name"),

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bindings import Reference
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.objects import Grant
 from jitaccess.api.phases import TERMINAL, Phase
 from jitaccess.api.times import parse_time
@@ -115,14 +116,14 @@ class Reconciler:
         known = self.cache.drop_request(body)
         self.scheduler.cancel(("request", key))
         self.metrics.revocations_failing.discard(key)
-        records = read_records(known.get("metadata") or {}, self.config.attestation_key)
+        records = read_records(metadata_of(known), self.config.attestation_key)
         if records.held is not None and records.ended is None:
             # Deleted while holding access, without our finalizer (stripped by someone who got past
             # admission): remove its bindings now rather than at the next sweep.
             owners = read_state(known, self.config.attestation_key).owners
             self.orphans[key] = (records.held.resource, owners)
             self.scheduler.schedule(("orphan", key))
-        grant = (body.get("spec") or {}).get("grant")
+        grant = spec_of(body).get("grant")
         if isinstance(grant, str):
             self.scheduler.schedule(("grant", grant))
 
@@ -246,7 +247,7 @@ class Reconciler:
         fresh = {
             str(body["metadata"]["name"]): body
             for body in await self.kube.list_approvals(key[0])
-            if (body.get("spec") or {}).get("request") == key[1]
+            if spec_of(body).get("request") == key[1]
         }
         self.cache.approvals[key] = fresh
 
@@ -308,7 +309,7 @@ class Reconciler:
         self, key: RequestKey, body: dict[str, Any], step: Step, *, held: bool
     ) -> dict[str, Any] | None:
         """One metadata patch: the sealed record of this step, and our finalizer added or released."""
-        metadata = body.get("metadata") or {}
+        metadata = metadata_of(body)
         who = Identity(key[0], key[1], str(metadata.get("uid", "")))
         secret = self.config.attestation_key
         patch: dict[str, Any] = {}
@@ -343,7 +344,7 @@ class Reconciler:
         if updated is not None and status.get("phase") in _COUNTED_PHASES:
             # The grant's activeRequests count: one status write a second at most, however busy.
             self.scheduler.schedule(
-                ("grant", updated.get("spec", {}).get("grant")), self.clock.now() + GRANT_COUNT_DELAY
+                ("grant", spec_of(updated).get("grant")), self.clock.now() + GRANT_COUNT_DELAY
             )
         return updated
 
@@ -382,10 +383,10 @@ class Reconciler:
         phase, now = status.get("phase"), self.clock.now()
         try:
             if phase == Phase.ACTIVE.value:
-                created = parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+                created = parse_time(metadata_of(body).get("creationTimestamp"))
                 self.metrics.activation_latency.observe(max(0.0, (now - created).total_seconds()))
             elif phase == Phase.EXPIRED.value:
-                expires = parse_time(status.get("expiresAt") or (body.get("status") or {}).get("expiresAt"))
+                expires = parse_time(status.get("expiresAt") or status_of(body).get("expiresAt"))
                 self.metrics.expiry_lag.observe(max(0.0, (now - expires).total_seconds()))
         except ValueError:
             return  # no timestamp to measure from (a request seeded without one)
@@ -401,7 +402,7 @@ class Reconciler:
         active = sum(
             1
             for key in self.cache.by_grant.get(name, ())
-            if (self.cache.requests.get(key, {}).get("status") or {}).get("phase") == Phase.ACTIVE.value
+            if status_of(self.cache.requests.get(key, {})).get("phase") == Phase.ACTIVE.value
         )
         status = grant_status(body, active, self.clock.now())
         if status is not None:
@@ -416,7 +417,7 @@ _COUNTED_PHASES = frozenset(phase.value for phase in (Phase.ACTIVE, *TERMINAL))
 
 def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     """Does `body`'s status already show the phase and conditions (status and reason) of `status`?"""
-    current = body.get("status") or {}
+    current = status_of(body)
     if "phase" in status and current.get("phase") != status["phase"]:
         return False
     if "bindings" in status and current.get("bindings") != status["bindings"]:

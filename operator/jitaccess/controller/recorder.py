@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jitaccess.api.bodies import spec_of, status_of
 from jitaccess.api.reasons import Reason
 from jitaccess.clock import Clock
 from jitaccess.controller.audit import AuditLog, Told, audit_record, told
@@ -63,7 +64,7 @@ class Recorder:
         assert step.event is not None and step.status is not None
         account = self._account(body, step.status)
         if _approved(step.status.get("conditions") or []) and not _approved(
-            (before.get("status") or {}).get("conditions") or []
+            status_of(before).get("conditions") or []
         ):
             self.notifier.publish(
                 notification("approved", body, Reason.APPROVED, "the request was approved", account)
@@ -79,7 +80,7 @@ class Recorder:
             await asyncio.wait(pending, timeout=timeout_s)
 
     def _account(self, body: Mapping[str, Any], written: Mapping[str, Any]) -> Told:
-        grant = str((body.get("spec") or {}).get("grant") or "")
+        grant = str(spec_of(body).get("grant") or "")
         return told(body, written, self.key, self.resource_of(grant))
 
     def _posted(self, key: RequestKey, task: asyncio.Task[None]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from jitaccess.api.bodies import metadata_of, status_of
 from jitaccess.api.reasons import Reason
 from jitaccess.controller.cache import Cache
 from jitaccess.controller.config import OperatorConfig
@@ -152,7 +153,7 @@ class Sweeper:
             if body is None:
                 return False
             fresh = known_request(body, self.config.attestation_key)
-            status = dict(body.get("status") or {})
+            status = dict(status_of(body))
             conditions = [c for c in status.get("conditions") or [] if isinstance(c, Mapping)]
             if not fresh.active or any(
                 c.get("type") == BINDINGS_PRESENT and c.get("reason") == REMOVED_EXTERNALLY
@@ -171,7 +172,7 @@ class Sweeper:
                     "status": "False",
                     "reason": REMOVED_EXTERNALLY,
                     "message": message,
-                    "observedGeneration": int((body.get("metadata") or {}).get("generation") or 1),
+                    "observedGeneration": int(metadata_of(body).get("generation") or 1),
                 },
                 self.config.clock.now(),
             )

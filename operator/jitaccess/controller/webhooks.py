@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.objects import GROUP, VERSION, is_kubernetes_name
 from jitaccess.clock import Clock
 from jitaccess.controller.reconciler import Reconciler
@@ -123,12 +124,12 @@ class AdmissionWebhooks:
         decision = await self._judge_creation(raw, userinfo)
         if not decision.allowed:
             raise kopf.AdmissionError(decision.message, code=403)
-        spec = {**(raw.get("spec") or {}), **decision.stamp}
+        spec = {**spec_of(raw), **decision.stamp}
         patch.setdefault("spec", {}).update(decision.stamp)
         metadata = patch.setdefault("metadata", {})
         metadata.setdefault("annotations", {})[ATTESTATION] = attestation({**raw, "spec": spec}, self.key)
         # Born with the finalizer, so that the reconciler's first write can already be the verdict.
-        finalizers = list((raw.get("metadata") or {}).get("finalizers") or [])
+        finalizers = list(metadata_of(raw).get("finalizers") or [])
         if FINALIZER not in finalizers:
             metadata["finalizers"] = [*finalizers, FINALIZER]
         warnings.extend(decision.warnings)
@@ -179,13 +180,13 @@ class AdmissionWebhooks:
         if operation != "CREATE":
             return
         raw = dict(body)
-        spec = {**(raw.get("spec") or {}), **decision.stamp}
-        namespace = (raw.get("metadata") or {}).get("namespace", "")
+        spec = {**spec_of(raw), **decision.stamp}
+        namespace = metadata_of(raw).get("namespace", "")
         request_name = str(spec.get("request") or "")
         # Asked afresh, never from the watch cache: the approval is pinned to the object as it is.
         kube = self.reconciler.kube
         request = await kube.get_request(namespace, request_name) if request_name else None
-        grant_name = ((request or {}).get("spec") or {}).get("grant")
+        grant_name = spec_of(request).get("grant")
         grant = (
             await self.reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
         )
@@ -203,9 +204,7 @@ class AdmissionWebhooks:
         # Only a well-formed name is looked up; anything else is refused by admit_request below.
         grant_name = named if is_kubernetes_name(named) else ""
         grant = await self.reconciler.grant(grant_name) if grant_name else None
-        conditions = ((self.reconciler.cache.grant_bodies.get(grant_name) or {}).get("status") or {}).get(
-            "conditions"
-        ) or []
+        conditions = status_of(self.reconciler.cache.grant_bodies.get(grant_name)).get("conditions") or []
         ready = any(c.get("type") == READY and c.get("status") == "True" for c in conditions)
         return admit_request(
             "CREATE", body, None, _caller(userinfo), self.identity, grant, ready, self.clock.now()
@@ -228,7 +227,7 @@ class AdmissionWebhooks:
         """Refuse unless the caller holds the verb the verdict says they need on this request."""
         if verdict.needs is None:
             return
-        metadata = old.get("metadata") or {}
+        metadata = metadata_of(old)
         allowed = await self.reconciler.kube.may(
             str(userinfo.get("username", "")),
             list(userinfo.get("groups") or []),
@@ -247,7 +246,7 @@ class AdmissionWebhooks:
         after this webhook leaves a record the next one replaces); once it is, the first stays.
         A failure to record does not block."""
         assert verdict.actor is not None
-        metadata = old.get("metadata") or {}
+        metadata = metadata_of(old)
         if metadata.get("deletionTimestamp") and read_records(metadata, self.key).deleted_by is not None:
             return
         who = Identity(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import join_errors
 from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX, normal_member
@@ -159,7 +160,7 @@ def admit_approval_identity(
     if operation == "UPDATE":
         if caller.username == operator:
             return Admission(True)
-        if (new.get("spec") or {}) != ((old or {}).get("spec") or {}):
+        if spec_of(new) != spec_of(old):
             return Admission(False, "spec: an approval cannot be edited; delete it and create a new one")
         if reserved := reserved_changes(old or {}, new) + owner_changes(old or {}, new):
             return Admission(False, f"{reserved[0]}: only the jitaccess operator may change it")
@@ -214,7 +215,7 @@ def _identity(
 
 
 def admit_spec_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> Admission:
-    before, after = dict(old.get("spec") or {}), dict(new.get("spec") or {})
+    before, after = dict(spec_of(old)), dict(spec_of(new))
     was, now_revoked = bool(before.pop("revoke", False)), bool(after.pop("revoke", False))
     if before != after:
         changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
@@ -230,8 +231,8 @@ def admit_spec_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> Admissi
 
 def attestation(new: Mapping[str, Any], key: bytes) -> str:
     """HMAC over what admission vouched for: namespace, name and the spec (revoke aside, it may change)."""
-    metadata = new.get("metadata") or {}
-    spec = {k: v for k, v in (new.get("spec") or {}).items() if k != "revoke"}
+    metadata = metadata_of(new)
+    spec = {k: v for k, v in spec_of(new).items() if k != "revoke"}
     message = json.dumps(
         [metadata.get("namespace"), metadata.get("name"), spec], sort_keys=True, separators=(",", ":")
     ).encode()
@@ -239,7 +240,7 @@ def attestation(new: Mapping[str, Any], key: bytes) -> str:
 
 
 def attestation_valid(body: Mapping[str, Any], key: bytes) -> bool:
-    seal = ((body.get("metadata") or {}).get("annotations") or {}).get(ATTESTATION, "")
+    seal = (metadata_of(body).get("annotations") or {}).get(ATTESTATION, "")
     return bool(seal) and bool(key) and hmac.compare_digest(str(seal), attestation(body, key))
 
 
@@ -271,7 +272,7 @@ def admit_approval(
     name = spec.get("request")
     if request is None:
         return Admission(False, f"spec.request: there is no ActivationRequest {name} in this namespace")
-    phase = (request.get("status") or {}).get("phase")
+    phase = status_of(request).get("phase")
     if phase != Phase.AWAITING_APPROVAL:
         return Admission(
             False,
@@ -281,7 +282,7 @@ def admit_approval(
     if grant is None or grant.approval is None:
         return Admission(False, f"spec.request: the grant of {name} does not ask for approval")
     parsed, _ = parse_request_spec(request)
-    metadata = request.get("metadata") or {}
+    metadata = metadata_of(request)
     uid = str(metadata.get("uid") or "")
     created = _created(metadata)
     terms, errors = (

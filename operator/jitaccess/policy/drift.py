@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from jitaccess.api.bindings import Reference, parse_reference
+from jitaccess.api.bodies import metadata_of
 from jitaccess.policy.records import Records, read_records
 
 RequestKey = tuple[str, str]
@@ -147,7 +148,7 @@ def leftover_reason(request: KnownRequest | None, uid: str) -> str | None:
 
 def known_request(body: Mapping[str, Any], key: bytes) -> KnownRequest:
     """A request body as the sweeper needs it: its sealed records, not its status."""
-    metadata = body.get("metadata") or {}
+    metadata = metadata_of(body)
     return KnownRequest(
         namespace=str(metadata.get("namespace", "")),
         name=str(metadata.get("name", "")),

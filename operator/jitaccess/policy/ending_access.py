@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from jitaccess.api.bodies import metadata_of, spec_of
 from jitaccess.api.names import normal_member
 from jitaccess.api.times import truncate_to_second
 from jitaccess.policy.admission import Admission, Caller, IdentitySettings, admit_spec_update, member_of
@@ -69,8 +70,8 @@ def admit_request_change(
         )
     if problem := metadata_problem(old, new):
         return Admission(False, problem)
-    was = bool((old.get("spec") or {}).get("revoke"))
-    if was or not (new.get("spec") or {}).get("revoke"):
+    was = bool(spec_of(old).get("revoke"))
+    if was or not spec_of(new).get("revoke"):
         return Admission(True)
     return _ending(old, caller, settings, now)
 
@@ -87,7 +88,7 @@ def admit_request_deletion(
     unless the request has ended already (then only its history goes, and RBAC's delete decides)."""
     if caller.username == operator:
         return Admission(True)
-    if read_records(old.get("metadata") or {}, key).ended is not None:
+    if read_records(metadata_of(old), key).ended is not None:
         return Admission(True)
     if caller.username in CLUSTER_DELETERS:
         # Deleting the namespace (or an owner) deletes its requests: whoever could do that decided.
@@ -96,7 +97,7 @@ def admit_request_deletion(
 
 
 def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, now: datetime) -> Admission:
-    requester = str((old.get("spec") or {}).get("requester") or "")
+    requester = str(spec_of(old).get("requester") or "")
     member, _ = member_of(caller, settings)
     when = truncate_to_second(now)
     if member is not None and requester and normal_member(member) == normal_member(requester):
@@ -106,7 +107,7 @@ def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, 
 
 def revoke_refusal(old: Mapping[str, Any], caller: Caller, action: str) -> str:
     """Why `caller` may not revoke or delete someone else's request."""
-    requester = (old.get("spec") or {}).get("requester") or "someone else"
+    requester = spec_of(old).get("requester") or "someone else"
     return (
         f"{caller.username} may not {action} this request: it is {requester}'s, and ending someone else's "
         f"access needs the verb {REVOKE_VERB} on activationrequests.jitaccess.dev in this namespace "
@@ -125,17 +126,17 @@ def _own_stamp(
     """Is `change` the revoked-by stamp our mutating webhook just made for this caller's revoke?"""
     if change != f"metadata.annotations[{REVOKED_BY}]":
         return False
-    if REVOKED_BY in ((old.get("metadata") or {}).get("annotations") or {}):
+    if REVOKED_BY in (metadata_of(old).get("annotations") or {}):
         return False
-    if bool((old.get("spec") or {}).get("revoke")) or not (new.get("spec") or {}).get("revoke"):
+    if bool(spec_of(old).get("revoke")) or not spec_of(new).get("revoke"):
         return False
-    value = ((new.get("metadata") or {}).get("annotations") or {}).get(REVOKED_BY)
+    value = (metadata_of(new).get("annotations") or {}).get(REVOKED_BY)
     payload = open_record(value, REVOKED_BY, _identity_of(old), key)
     return payload is not None and payload.get("user") == caller.username
 
 
 def _identity_of(body: Mapping[str, Any]) -> Identity:
-    metadata = body.get("metadata") or {}
+    metadata = metadata_of(body)
     return Identity(
         str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
     )

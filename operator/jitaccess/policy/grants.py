@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from jitaccess.api.bodies import metadata_of, status_of
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import parse_grant
 from jitaccess.api.reasons import Reason
@@ -16,7 +17,7 @@ from jitaccess.policy.conditions import READY
 def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -> dict[str, Any] | None:
     """The status to write, or None when the current one already says it."""
     grant, errors = parse_grant(body)
-    generation = int((body.get("metadata") or {}).get("generation") or 1)
+    generation = int(metadata_of(body).get("generation") or 1)
     if grant is None:
         reason = errors[0].reason if errors else Reason.INVALID_SPEC
         ready = {"type": READY, "status": "False", "reason": reason, "message": join_errors(errors)}
@@ -30,7 +31,7 @@ def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -
         }
         approval = "Self" if grant.approval is None else f"{grant.approval.min_approvals} approval(s)"
     ready["observedGeneration"] = generation
-    current = dict(body.get("status") or {})
+    current = dict(status_of(body))
     previous = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
     unchanged = all(previous.get(k) == v for k, v in ready.items())
     ready["lastTransitionTime"] = previous.get("lastTransitionTime") if unchanged else format_time(now)

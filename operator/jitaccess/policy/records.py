@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from jitaccess.api.bodies import metadata_of
 from jitaccess.api.phases import Phase, phase_of
 from jitaccess.api.seals import mac, verify
 from jitaccess.api.times import format_time, parse_time
@@ -180,7 +181,7 @@ def _actor(raw: Mapping[str, Any]) -> Actor:
 
 def reserved_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The `jitaccess.dev/` annotations, labels and finalizers that differ between two bodies."""
-    before, after = old.get("metadata") or {}, new.get("metadata") or {}
+    before, after = metadata_of(old), metadata_of(new)
     changed = []
     for part in ("annotations", "labels"):
         was, now = before.get(part) or {}, after.get(part) or {}
@@ -207,14 +208,14 @@ def metadata_problem(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | No
     """What a caller other than the operator may not do to a request's metadata: add or remove
     finalizers (only the operator's own, stamped at admission, may be there: another would keep the
     request from ever going), or grow the annotations past what leaves room for the records."""
-    was = set((old.get("metadata") or {}).get("finalizers") or [])
-    now = set((new.get("metadata") or {}).get("finalizers") or [])
+    was = set(metadata_of(old).get("finalizers") or [])
+    now = set(metadata_of(new).get("finalizers") or [])
     foreign = sorted((was ^ now) - {FINALIZER} - KUBERNETES_FINALIZERS)
     if foreign:
         return (
             f"metadata.finalizers[{foreign[0]}]: only the jitaccess operator's finalizer may be on a request"
         )
-    annotations = (new.get("metadata") or {}).get("annotations") or {}
+    annotations = metadata_of(new).get("annotations") or {}
     size = sum(len(str(k)) + len(str(v)) for k, v in annotations.items() if not str(k).startswith(PREFIX))
     if size > MAX_OTHER_ANNOTATIONS:
         return (
@@ -227,6 +228,6 @@ def metadata_problem(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | No
 def owner_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """An owner added or removed: Kubernetes' garbage collector deletes an object whose owner goes,
     so an owner is a way to delete someone's request (or approval) without asking for it."""
-    was = (old.get("metadata") or {}).get("ownerReferences") or []
-    now = (new.get("metadata") or {}).get("ownerReferences") or []
+    was = metadata_of(old).get("ownerReferences") or []
+    now = metadata_of(new).get("ownerReferences") or []
     return [] if was == now else ["metadata.ownerReferences"]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from jitaccess.api.bindings import Binding, Reference
+from jitaccess.api.bodies import metadata_of, status_of
 from jitaccess.api.errors import FieldError
 from jitaccess.api.objects import RequestSpec, parse_request_spec
 from jitaccess.api.phases import TERMINAL, Phase, phase_of
@@ -128,8 +129,8 @@ class Step:
 
 def read_state(body: Mapping[str, Any], key: bytes) -> RequestState:
     """Parse a Kubernetes body into the lifecycle's view of it (never raises on user input)."""
-    metadata = body.get("metadata") or {}
-    status = body.get("status") or {}
+    metadata = metadata_of(body)
+    status = status_of(body)
     spec, errors = parse_request_spec(body)
     namespace, name, uid = (str(metadata.get(k, "")) for k in ("namespace", "name", "uid"))
     bindings = [b for b in status.get("bindings") or () if isinstance(b, Mapping)]
