@@ -20,15 +20,9 @@ from jitaccess.api.objects import Grant
 from jitaccess.policy.admission import ATTESTATION, attestation
 from jitaccess.policy.lifecycle import decide
 from jitaccess.policy.records import (
-    ACTIVATION,
-    ENDED,
     FINALIZER,
-    Identity,
-    ended_payload,
-    held_payload,
-    seal_record,
 )
-from jitaccess.policy.steps import Step, read_state
+from jitaccess.policy.steps import Step, metadata_patch, read_state
 from jitaccess_sandbox.writes import merge_patch
 
 RETENTION = timedelta(days=30)
@@ -80,21 +74,14 @@ def _carry_out(seeded: Seeded, step: Step, key: bytes) -> None:
         if step.on_success is not None:
             _carry_out(seeded, step.on_success, key)
         return
-    metadata = seeded.body["metadata"]
-    who = Identity(metadata["namespace"], metadata["name"], metadata["uid"])
-    annotations = metadata.setdefault("annotations", {})
-    if step.record_held is not None:
-        annotations[ACTIVATION] = seal_record(ACTIVATION, held_payload(step.record_held), who, key)
-    if step.add_finalizer:
-        metadata["finalizers"] = [*(metadata.get("finalizers") or []), FINALIZER]
+    seeded.body = merge_patch(
+        seeded.body, {"metadata": metadata_patch(seeded.body["metadata"], step, key, held=True)}
+    )
     if step.status is not None:
         seeded.body = merge_patch(seeded.body, {"status": copy.deepcopy(step.status)})
-        metadata = seeded.body["metadata"]
-        annotations = metadata.setdefault("annotations", {})
-    if step.record_ended is not None:
-        annotations[ENDED] = seal_record(ENDED, ended_payload(step.record_ended), who, key)
-    if step.remove_finalizer:
-        metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
+    seeded.body = merge_patch(
+        seeded.body, {"metadata": metadata_patch(seeded.body["metadata"], step, key, held=False)}
+    )
 
 
 def live_bindings(seeded: list[Seeded]) -> dict[str, list[dict[str, Any]]]:

@@ -69,36 +69,18 @@ def carry_out(body: dict[str, Any], step: Any, iam: dict[str, list[Any]], key: b
     reconciler does (IAM always succeeding): the shared reference for the pure-core tests."""
     import copy
 
-    from jitaccess.policy.records import (
-        ACTIVATION,
-        ENDED,
-        FINALIZER,
-        Identity,
-        ended_payload,
-        held_payload,
-        seal_record,
-    )
+    from jitaccess.policy.steps import metadata_patch
+    from jitaccess_sandbox.writes import merge_patch
 
     if step.iam:
         for change in step.iam:
             kept = [b for b in iam.get(change.resource, []) if _reference(b) not in change.owners]
             iam[change.resource] = kept + list(change.hold)
         return carry_out(body, step.on_success, iam, key) if step.on_success else body
-    body = copy.deepcopy(body)
-    metadata = body["metadata"]
-    who = Identity(metadata["namespace"], metadata["name"], metadata["uid"])
-    annotations = metadata.setdefault("annotations", {})
-    if step.record_held is not None:
-        annotations[ACTIVATION] = seal_record(ACTIVATION, held_payload(step.record_held), who, key)
-    if step.add_finalizer:
-        metadata["finalizers"] = [*(metadata.get("finalizers") or []), FINALIZER]
+    body = merge_patch(body, {"metadata": metadata_patch(body["metadata"], step, key, held=True)})
     if step.status is not None:
         body["status"] = {**(body.get("status") or {}), **copy.deepcopy(step.status)}
-    if step.record_ended is not None:
-        annotations[ENDED] = seal_record(ENDED, ended_payload(step.record_ended), who, key)
-    if step.remove_finalizer:
-        metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f != FINALIZER]
-    return body
+    return merge_patch(body, {"metadata": metadata_patch(body["metadata"], step, key, held=False)})
 
 
 def _reference(binding: Any) -> Any:

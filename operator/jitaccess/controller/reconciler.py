@@ -35,16 +35,9 @@ from jitaccess.iam.writer import IamWriter
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
-    ACTIVATION,
-    ENDED,
-    FINALIZER,
-    Identity,
-    ended_payload,
-    held_payload,
     read_records,
-    seal_record,
 )
-from jitaccess.policy.steps import RequestState, Step, read_state
+from jitaccess.policy.steps import RequestState, Step, metadata_patch, read_state
 
 if TYPE_CHECKING:
     from jitaccess.controller.leader import LeaderElector
@@ -309,21 +302,8 @@ class Reconciler:
         self, key: RequestKey, body: dict[str, Any], step: Step, *, held: bool
     ) -> dict[str, Any] | None:
         """One metadata patch: the sealed record of this step, and our finalizer added or released."""
-        metadata = metadata_of(body)
-        who = Identity(key[0], key[1], str(metadata.get("uid", "")))
-        secret = self.config.attestation_key
-        patch: dict[str, Any] = {}
-        if held and step.record_held is not None:
-            patch["annotations"] = {
-                ACTIVATION: seal_record(ACTIVATION, held_payload(step.record_held), who, secret)
-            }
-        if not held and step.record_ended is not None:
-            patch["annotations"] = {ENDED: seal_record(ENDED, ended_payload(step.record_ended), who, secret)}
-        current = list(metadata.get("finalizers") or [])
-        if held and step.add_finalizer and FINALIZER not in current:
-            patch["finalizers"] = [*current, FINALIZER]
-        if not held and step.remove_finalizer and FINALIZER in current:
-            patch["finalizers"] = [f for f in current if f != FINALIZER]
+        metadata = {**metadata_of(body), "namespace": key[0], "name": key[1]}
+        patch = metadata_patch(metadata, step, self.config.attestation_key, held=held)
         if not patch:
             return body
         if "finalizers" in patch and metadata.get("resourceVersion"):

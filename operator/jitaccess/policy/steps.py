@@ -20,7 +20,19 @@ from jitaccess.api.times import parse_time
 from jitaccess.policy.admission import attestation_valid
 from jitaccess.policy.approvals import spec_digest
 from jitaccess.policy.conditions import READY, REVOCATION_FAILING, set_condition
-from jitaccess.policy.records import FINALIZER, Ended, Held, Records, read_records
+from jitaccess.policy.records import (
+    ACTIVATION,
+    ENDED,
+    FINALIZER,
+    Ended,
+    Held,
+    Identity,
+    Records,
+    ended_payload,
+    held_payload,
+    read_records,
+    seal_record,
+)
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,25 @@ class Step:
             or self.remove_finalizer
             or self.delete
         )
+
+
+def metadata_patch(metadata: Mapping[str, Any], step: Step, key: bytes, *, held: bool) -> dict[str, Any]:
+    """The metadata merge patch of one side of `step`: before its status is shown (`held`: the
+    sealed window, our finalizer added) or after it (the sealed ending, our finalizer released)."""
+    who = Identity(
+        str(metadata.get("namespace", "")), str(metadata.get("name", "")), str(metadata.get("uid", ""))
+    )
+    patch: dict[str, Any] = {}
+    if held and step.record_held is not None:
+        patch["annotations"] = {ACTIVATION: seal_record(ACTIVATION, held_payload(step.record_held), who, key)}
+    if not held and step.record_ended is not None:
+        patch["annotations"] = {ENDED: seal_record(ENDED, ended_payload(step.record_ended), who, key)}
+    current = list(metadata.get("finalizers") or [])
+    if held and step.add_finalizer and FINALIZER not in current:
+        patch["finalizers"] = [*current, FINALIZER]
+    if not held and step.remove_finalizer and FINALIZER in current:
+        patch["finalizers"] = [f for f in current if f != FINALIZER]
+    return patch
 
 
 def read_state(body: Mapping[str, Any], key: bytes) -> RequestState:
