@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo sandbox test soak lint format bench clean
+.PHONY: install demo sandbox test test-envtest soak lint format bench clean
 
 $(STAMP): pyproject.toml sandbox/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ sandbox: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The integration tests on a real kube-apiserver + etcd (binaries from setup-envtest, see README).
+test-envtest: $(STAMP)
+	@test -n "$(KUBEBUILDER_ASSETS)" || { echo "set KUBEBUILDER_ASSETS to a folder with kube-apiserver and etcd (setup-envtest use -p path 1.33.x)"; exit 2; }
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" $(BIN)/python -m pytest -q tests/integration
 
 # The long variant of the crash chaos test: 900 requests, 100 SIGKILLs (a few minutes more).
 soak: $(STAMP)

@@ -117,7 +117,6 @@ class World:
         self.sandbox = Sandbox(directory, run_operator=False, tick_s=0.1)
         self.operator: subprocess.Popen[bytes] | None = None
         self.metrics_port = _free_port()
-        self.webhook_port = _free_port()
         self.key_file = directory / "attestation.key"
         self.key = secrets.token_hex(32).encode()  # the operator reads the file as text
         self.session: aiohttp.ClientSession | None = None
@@ -165,7 +164,7 @@ class World:
             method,
             self.sandbox.k8s_url + path,
             json=body,
-            headers={"Authorization": f"Bearer sandbox:{user}"},
+            headers={"Authorization": f"Bearer {self.sandbox.tokens[user]}"},
         ) as response:
             answer = await response.json(content_type=None)
             if response.status >= 300:
@@ -189,8 +188,8 @@ class World:
             "--iam-write-mode", self.mode,
             "--attestation-key-file", str(self.key_file),
             "--webhook-host", "127.0.0.1",
-            "--webhook-port", str(self.webhook_port),
-            "--webhook-cert-dir", str(self.directory / "webhook"),
+            "--webhook-port", str(self.sandbox.webhook_port),
+            "--webhook-cert-dir", str(self.sandbox.webhook_cert_dir),
             "--metrics-host", "127.0.0.1",
             "--metrics-port", str(self.metrics_port),
             "--leader-elect",  # as deployed: the Lease is taken (at once) before any work
@@ -205,12 +204,12 @@ class World:
         )
         log_file.close()
         try:
-            await _wait_for_port(self.webhook_port, timeout_s=60)
+            await _wait_for_port(self.sandbox.webhook_port, timeout_s=60)
             await _wait_for_port(self.metrics_port, timeout_s=60)
+            await self.sandbox.wait_for_admission()
         except TimeoutError:
             tail = (self.directory / "operator.log").read_text()[-2000:]
             raise RuntimeError(f"the operator did not start (exit {self.operator.poll()}):\n{tail}") from None
-        self.sandbox.register_webhooks(self.webhook_port, self.directory / "webhook" / "ca.crt")
         return started
 
     async def stop_operator(self) -> None:

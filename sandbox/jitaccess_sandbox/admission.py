@@ -21,15 +21,15 @@ import aiohttp
 import jsonpatch
 
 from jitaccess_sandbox.crds import Crd
+from jitaccess_sandbox.writes import ApiRejection
 
 MUTATING = "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 VALIDATING = "admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 
 
 class WebhookDispatcher:
-    def __init__(self, configurations: Any, users: dict[str, list[str]], timeout_s: float = 10) -> None:
+    def __init__(self, configurations: Any, timeout_s: float = 10) -> None:
         self._configurations = configurations  # callable(key) -> list of stored configuration bodies
-        self._users = users
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.enabled = True
         # Kept open, as kube-apiserver keeps its connections to webhooks: a TLS handshake per
@@ -42,12 +42,6 @@ class WebhookDispatcher:
             await self._session.close()
             self._session = None
 
-    def user_info(self, authorization: str | None) -> dict[str, Any]:
-        token = (authorization or "").removeprefix("Bearer ").strip()
-        username = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
-        groups = [*self._users.get(username, []), "system:authenticated"]
-        return {"username": username, "groups": groups}
-
     async def admit(
         self,
         operation: str,
@@ -55,17 +49,16 @@ class WebhookDispatcher:
         new: dict[str, Any] | None,
         old: dict[str, Any] | None,
         namespace: str | None,
-        authorization: str | None,
+        user: dict[str, Any],
         warnings: list[str] | None = None,
         *,
         options: dict[str, Any] | None = None,
         dry_run: bool = False,
-    ) -> tuple[Any, str | None]:
-        """The object after mutation (None for DELETE), or a refusal message; the webhooks'
-        warnings go to `warnings`."""
+    ) -> tuple[Any, ApiRejection | None]:
+        """The object after mutation (None for DELETE), or the refusal kube-apiserver would
+        answer; the webhooks' warnings go to `warnings`. `user` is the caller's userInfo."""
         if not self.enabled:
             return new, None
-        user = self.user_info(authorization)
         # Kubernetes never calls mutating webhooks for DELETE: there is no object to mutate.
         kinds = (VALIDATING,) if operation == "DELETE" else (MUTATING, VALIDATING)
         for kind in kinds:
@@ -79,15 +72,22 @@ class WebhookDispatcher:
                     except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as error:
                         if webhook.get("failurePolicy", "Fail") == "Ignore":
                             continue
-                        return new, (
+                        return new, ApiRejection(
+                            500,
+                            "InternalError",
                             f'Internal error occurred: failed calling webhook "{webhook["name"]}": '
-                            f"{type(error).__name__}: {error}"
+                            f"failed to call webhook: {type(error).__name__}: {error}",
                         )
                     if warnings is not None:
                         warnings.extend(response.get("warnings") or [])
                     if not response.get("allowed"):
-                        message = (response.get("status") or {}).get("message") or "denied"
-                        return new, f'admission webhook "{webhook["name"]}" denied the request: {message}'
+                        status = response.get("status") or {}
+                        message = status.get("message") or "denied"
+                        return new, ApiRejection(
+                            int(status.get("code") or 403),
+                            str(status.get("reason") or "Forbidden"),
+                            f'admission webhook "{webhook["name"]}" denied the request: {message}',
+                        )
                     if kind == MUTATING and response.get("patch"):
                         patch = jsonpatch.JsonPatch.from_string(base64.b64decode(response["patch"]).decode())
                         new = patch.apply(copy.deepcopy(new))

@@ -1,13 +1,21 @@
 """A Kubernetes API server for one machine: kmock's KubernetesEmulator, made to behave like the real one.
 
-kmock keeps objects and serves list/watch/get; this subclass adds what kubectl and a real
-operator notice: `uid`, `creationTimestamp`, `resourceVersion` and `generation` stamped on
-writes; the status subresource (status only through /status, never on create); structural
-schema and CEL validation of our CRDs with `422 Invalid` answers; `kind: XList` lists with
-label and field selectors; `Table` answers for `kubectl get`; OpenAPI v3 for `kubectl apply`
-and `kubectl explain`. Each write is computed here in full, then handed to kmock as the merge
-patch that turns the old object into the new one, so kmock's store and watch streams stay the
-single source of truth.
+kmock parses requests, keeps objects and serves discovery; this subclass adds what kubectl, GitOps
+tools and a real operator notice: authentication by bearer token and RBAC on every call;
+`uid`, `creationTimestamp`, `resourceVersion` and `generation` stamped on writes; the status
+subresource; admission webhooks; structural schema and CEL validation of our CRDs with `422
+Invalid` answers; dry runs, PUT, server-side apply and `generateName`; `kind: XList` lists with
+label and field selectors; watches from a resourceVersion (see watch.py); `Table` answers for
+`kubectl get`; OpenAPI v3 for `kubectl apply` and `kubectl explain`. Each write is computed here
+in full, then handed to kmock as the merge patch that turns the old object into the new one, so
+kmock's store stays the single source of truth.
+
+kmock has no hooks for some of this; what is used of its internals (nothing name-mangled), and why:
+`_handle` (the one entry point every API request passes), `_serve_create/_update/_delete` and
+`_serve_version` (its fallback answers, to find objects by key and to fix discovery),
+`_objects._objects` (its store, replaced once by an indexed one: kmock scans every object per
+request), `_requests`/`_payloads` (its record of requests, trimmed: see `_route`) and
+`rendering.Request._raw_request` (the aiohttp request, for repeated headers and streaming).
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ import asyncio
 import collections
 import contextlib
 import copy
-import itertools
 import json
 import re
 import secrets
@@ -30,20 +37,20 @@ import attrs
 import kmock
 from kmock._internal import enums, rendering
 
-from jitaccess_sandbox import openapi, protobuf
+from jitaccess_sandbox import apply, openapi, protobuf
 from jitaccess_sandbox.admission import WebhookDispatcher
 from jitaccess_sandbox.crds import Crd, load_crds
 from jitaccess_sandbox.rbac import (
     SERVICE_ACCOUNT_PREFIX,
     Attributes,
-    Decision,
     RbacAuthorizer,
     bootstrap_policy,
     forbidden_message,
 )
 from jitaccess_sandbox.store import CORE_RESOURCES, VERBS, IndexedObjects, selected
-from jitaccess_sandbox.tables import core_table, table
+from jitaccess_sandbox.tables import table
 from jitaccess_sandbox.validation import validate
+from jitaccess_sandbox.watch import ChangeLog, TooOld
 from jitaccess_sandbox.writes import (
     ApiRejection,
     check_name,
@@ -60,6 +67,9 @@ _ACCESS_REVIEWS = {
     "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews": "SelfSubjectAccessReview",
     "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews": "SelfSubjectRulesReview",  # can-i --list
 }
+# The Kubernetes release whose API behaviour the sandbox follows (and kubectl's skew check sees).
+SERVED_VERSION = "v1.33.0"
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _NAMESPACE_PATH = re.compile(r"/api/v1/namespaces(?:/([^/]+))?/?")
 
 
@@ -69,7 +79,7 @@ class SandboxApi(kmock.KubernetesEmulator):
     admission: WebhookDispatcher | None = None
     # The cluster's time, for the timestamps it stamps; the sandbox shares its clock with the operator.
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _version: int = attrs.field(default=0, init=False)  # the last resourceVersion given out
     # Writes of one object are serialised (admission included), writes of different ones are not.
     _writes: dict[tuple[Any, ...], tuple[asyncio.Lock, int]] = attrs.field(factory=dict, init=False)
     namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
@@ -80,10 +90,13 @@ class SandboxApi(kmock.KubernetesEmulator):
     served: collections.Counter[tuple[str, str, str, str]] = attrs.field(
         factory=collections.Counter, init=False
     )
-    # The people authentication knows, with their groups (set by the sandbox runner).
+    # The people authentication knows, with their groups, and their bearer tokens (token -> user),
+    # like kube-apiserver's --token-auth-file (set by the sandbox runner).
     users: dict[str, list[str]] = attrs.field(factory=dict, init=False)
-    # RBAC over the stored Roles and bindings: answers SubjectAccessReviews (not yet enforced).
+    tokens: dict[str, str] = attrs.field(factory=dict, init=False)
+    # RBAC over the stored Roles and bindings: every request is authorized by it.
     rbac: RbacAuthorizer = attrs.field(init=False)
+    changes: ChangeLog = attrs.field(factory=ChangeLog, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -136,16 +149,18 @@ class SandboxApi(kmock.KubernetesEmulator):
 
     def _who_am_i(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         """SelfSubjectReview (`kubectl auth whoami`): the caller as authentication saw them."""
-        token = str(raw.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        user = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
-        groups = [*self.users.get(user, []), "system:authenticated"] if user in self.users else []
+        try:
+            user, groups = self.caller(raw.headers)
+            self._enforce(Attributes(user, groups, "create", "authentication.k8s.io", "selfsubjectreviews"))
+        except ApiRejection as rejection:
+            return rejection.response()
         self.served[user, "create", "selfsubjectreviews.authentication.k8s.io", ""] += 1
         return aiohttp.web.json_response(
             {
                 "apiVersion": "authentication.k8s.io/v1",
                 "kind": "SelfSubjectReview",
                 "metadata": {"creationTimestamp": None},
-                "status": {"userInfo": {"username": user, "groups": groups}},
+                "status": {"userInfo": {"username": user, "groups": list(groups)}},
             },
             status=201,
         )
@@ -154,12 +169,7 @@ class SandboxApi(kmock.KubernetesEmulator):
         """The user a request acts as, with their groups, as authentication and impersonation hand
         them to the authorizer: the bearer token's user, or the one `Impersonate-User` names (with
         the `Impersonate-Group`s) if the token's user may impersonate them (else 403, as kube does)."""
-        token = str(headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        if not token.startswith("sandbox:"):
-            user, groups = "system:anonymous", ("system:unauthenticated",)
-        else:
-            user = token.removeprefix("sandbox:")
-            groups = (*self.users.get(user, []), "system:authenticated")
+        user, groups = self.authenticate(headers)
         wanted = _header_values(headers, "Impersonate-User")
         wanted_groups = tuple(_header_values(headers, "Impersonate-Group"))
         if not wanted:
@@ -193,6 +203,17 @@ class SandboxApi(kmock.KubernetesEmulator):
         everyone = "system:unauthenticated" if acting == "system:anonymous" else "system:authenticated"
         return acting, (*dict.fromkeys(wanted_groups), *(() if everyone in wanted_groups else (everyone,)))
 
+    def authenticate(self, headers: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+        """The bearer token's user, or system:anonymous without one; an unknown token is refused
+        (401), as kube-apiserver refuses it."""
+        authorization = str(headers.get("Authorization") or "")
+        if not authorization:
+            return "system:anonymous", ("system:unauthenticated",)
+        user = self.tokens.get(authorization.removeprefix("Bearer ").strip())
+        if user is None:
+            raise ApiRejection(401, "Unauthorized", "Unauthorized")
+        return user, (*self.users.get(user, []), "system:authenticated")
+
     async def _review_access(self, raw: aiohttp.web.BaseRequest, kind: str) -> aiohttp.web.StreamResponse:
         """SubjectAccessReview, SelfSubjectAccessReview and SelfSubjectRulesReview, answered by the
         RBAC authorizer (201, the request echoed with `status` added, as kube-apiserver answers)."""
@@ -202,6 +223,9 @@ class SandboxApi(kmock.KubernetesEmulator):
             ).response()
         try:
             caller, caller_groups = self.caller(raw.headers)
+            self._enforce(
+                Attributes(caller, caller_groups, "create", "authorization.k8s.io", f"{kind.lower()}s")
+            )
         except ApiRejection as rejection:
             return rejection.response()
         self.served[caller, "create", f"{kind.lower()}s.authorization.k8s.io", ""] += 1
@@ -294,13 +318,11 @@ class SandboxApi(kmock.KubernetesEmulator):
             name=request.name or "",
         )
 
-    def authorize(self, request: rendering.Request) -> Decision:
-        """Would RBAC allow this request? (Not enforced yet: the call `_handle` would make.)"""
-        return self.rbac.authorize(self.request_attributes(request))
-
     def enforce_rbac(self, request: rendering.Request) -> None:
         """Refuse, as kube-apiserver does (403 Forbidden), a request RBAC does not allow."""
-        attributes = self.request_attributes(request)
+        self._enforce(self.request_attributes(request))
+
+    def _enforce(self, attributes: Attributes) -> None:
         decision = self.rbac.authorize(attributes)
         if not decision.allowed:
             raise ApiRejection(
@@ -313,10 +335,18 @@ class SandboxApi(kmock.KubernetesEmulator):
     async def _serve_namespace(
         self, raw: aiohttp.web.BaseRequest, name: str | None
     ) -> aiohttp.web.StreamResponse:
+        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(raw.method)
+        if verb is None:
+            verb = "watch" if raw.query.get("watch") in ("true", "1") else "get" if name else "list"
+        try:
+            user, groups = self.caller(raw.headers)
+            self._enforce(Attributes(user, groups, verb, "", "namespaces", name=name or ""))
+        except ApiRejection as rejection:
+            return rejection.response()
         if raw.method == "GET" and name is None:
             items = sorted(self.namespaces.values(), key=lambda ns: ns["metadata"]["name"])
             if "as=Table" in raw.headers.get("Accept", ""):
-                return aiohttp.web.json_response(core_table(items, self.resource_version()))
+                return aiohttp.web.json_response(table(None, "Namespace", items, self.clock(), "Metadata"))
             return aiohttp.web.json_response(
                 {
                     "apiVersion": "v1",
@@ -328,8 +358,25 @@ class SandboxApi(kmock.KubernetesEmulator):
         if raw.method == "POST" and name is None:
             body = await raw.json()
             name = (body.get("metadata") or {}).get("name")
-            if not name:
-                return ApiRejection(422, "Invalid", "metadata.name: Required value").response()
+            if not isinstance(name, str) or not name:
+                return ApiRejection(
+                    422,
+                    "Invalid",
+                    'Namespace "" is invalid: metadata.name: Required value: name or generateName is required',
+                ).response()
+            if len(name) > 63 or _DNS_LABEL.fullmatch(name) is None:
+                return ApiRejection(
+                    422,
+                    "Invalid",
+                    f'Namespace "{name[:80]}" is invalid: metadata.name: Invalid value: {json.dumps(name[:80])}: '
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                    "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+                    "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                ).response()
+            if raw.query.get("dryRun") == "All":
+                return aiohttp.web.json_response(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}, status=201
+                )
             if name in self.namespaces:
                 return ApiRejection(409, "AlreadyExists", f'namespaces "{name}" already exists').response()
             self.add_namespace(name)
@@ -338,7 +385,8 @@ class SandboxApi(kmock.KubernetesEmulator):
             return ApiRejection(404, "NotFound", f'namespaces "{name}" not found').response()
         if raw.method == "GET":
             if "as=Table" in raw.headers.get("Accept", ""):
-                return aiohttp.web.json_response(core_table([self.namespaces[name]], self.resource_version()))
+                body = table(None, "Namespace", [self.namespaces[name]], self.clock(), "Metadata")
+                return aiohttp.web.json_response(body)
             return aiohttp.web.json_response(self.namespaces[name])
         if raw.method == "PATCH":
             self.namespaces[name] = merge_patch(self.namespaces[name], await raw.json())
@@ -389,30 +437,16 @@ class SandboxApi(kmock.KubernetesEmulator):
             else:
                 self._writes[key] = (lock, users - 1)
 
-    def _KubernetesEmulator__get_objs(self, request: rendering.Request, strict: bool) -> list[Any]:
-        """kmock's object lookup, by key instead of by comparing every stored object's address.
-
-        kmock scans all objects for every get, patch and list; see IndexedObjects.
-        """
-        resource, namespace, name = request.resource, request.namespace, request.name
-        if resource is None:
-            return []
-        if name is not None and (strict or namespace is not None):
-            found = self.store.get((resource, namespace, name))
-            return [found] if found is not None else []
-        return [
-            obj
-            for (_, space, label), obj in self.store.of_kind(resource)
-            if (namespace is None or space == namespace) and (name is None or label == name)
-        ]
-
     def seed(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
         """Store an object as if it had been written long ago, bypassing admission (benchmarks)."""
         metadata = body.setdefault("metadata", {})
         metadata.setdefault("uid", str(uuid.uuid4()))
         metadata.setdefault("creationTimestamp", self.timestamp())
         metadata["resourceVersion"] = self.resource_version()
-        self.objects[resource, metadata.get("namespace"), metadata["name"]] = body
+        key = (kmock.resource(resource), metadata.get("namespace"), metadata["name"])
+        existed = key in self.store and not self.store[key].deleted
+        self.objects[key] = body
+        self.changes.publish(self.store.kind(key[0]), "MODIFIED" if existed else "ADDED", body)
         return body
 
     def crd_for(self, request: rendering.Request) -> Crd | None:
@@ -425,67 +459,167 @@ class SandboxApi(kmock.KubernetesEmulator):
         return None
 
     def resource_version(self) -> str:
-        return str(next(self._versions))
+        """The next resourceVersion (one sequence for all objects, as etcd's revision)."""
+        self._version += 1
+        return str(self._version)
 
     def _record(self, request: rendering.Request) -> None:
         resource = request.resource
         if resource is None or resource.plural is None:
             return
-        token = str(request.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
-        user = token.removeprefix("sandbox:") if token.startswith("sandbox:") else "system:anonymous"
+        try:
+            user = self.authenticate(request.headers)[0]
+        except ApiRejection:
+            user = "(unauthenticated)"
         plural = f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
         self.served[user, _verb(request), plural, request.subresource or ""] += 1
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        self._record(request)
+        if request.method == enums.method.PUT and request.name and request.action is None:
+            # kmock gives a PUT no action; to kube-apiserver it is an update (a full replacement).
+            object.__setattr__(request, "action", enums.action.UPDATE)
         try:
+            self._record(request)
+            self.enforce_rbac(request)
             path = request.url.path
             if path.startswith("/openapi/"):
                 return self._serve_openapi(path)
             if request.resource is None or request.resource.plural is None:  # discovery, /version, …
                 return await self._route(request)
-            if request.method == enums.method.PUT:
-                raise ApiRejection(
-                    405,
-                    "MethodNotAllowed",
-                    "PUT is not supported by the sandbox; use kubectl apply or kubectl patch",
-                )
+            if request.resource not in self.resources:
+                raise ApiRejection(404, "NotFound", "the server could not find the requested resource")
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
-                try:
-                    if request.action == enums.action.DELETE:
-                        # Before the object's lock: a webhook may write this very object while it
-                        # reviews the deletion (a side effect such as recording who deleted it).
-                        await self._admit_delete(request)
-                    async with self._object_lock(request):
-                        # For a DELETE, read again under the lock: what is deleted is the object as
-                        # it is now, the admitted one plus whatever the webhooks wrote meanwhile.
-                        before = self._current(request) if request.action != enums.action.CREATE else None
-                        request = await self._prepare_write(request)
-                        if request.action == enums.action.DELETE and before is not None and _dry_run(request):
-                            response = aiohttp.web.json_response(before)  # validated, not deleted
-                        else:
-                            response = await self._route(request)
-                        if before is not None and self._current(request) is None:
-                            await self._collect_dependents(before["metadata"]["uid"])
-                finally:
-                    warnings = self._warnings.pop(id(request), [])
-                for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
-                    response.headers.add("Warning", f'299 - "{warning}"')
-                if request.action == enums.action.CREATE and response.status == 200:
-                    response.set_status(201)  # Created, as kube-apiserver answers (clients rely on it)
-                return response
+                return await self._write(request)
+            if request.action == enums.action.WATCH:
+                return await self._serve_watch_stream(request)
             if request.action == enums.action.LIST:
                 return self._serve_listing(request)
-            if request.action == enums.action.FETCH and _wants_table(request):
-                obj = self._current(request)
-                if obj is None:
-                    raise ApiRejection(
-                        404, "NotFound", f'{request.resource.plural} "{request.name}" not found'
-                    )
-                return self._table_response(request, [obj])
-            return await self._route(request)
+            return self._serve_object(request)
         except ApiRejection as rejection:
             return rejection.response()
+
+    async def _write(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """One create, patch or delete: admitted, validated, stored (unless a dry run), and told
+        to the watchers."""
+        try:
+            if request.action == enums.action.DELETE:
+                # Before the object's lock: a webhook may write this very object while it
+                # reviews the deletion (a side effect such as recording who deleted it).
+                await self._admit_delete(request)
+            async with self._object_lock(request):
+                # For a DELETE, read again under the lock: what is deleted is the object as
+                # it is now, the admitted one plus whatever the webhooks wrote meanwhile.
+                before = self._current(request) if request.action != enums.action.CREATE else None
+                request, new = await self._prepare_write(request, before)
+                if _dry_run(request):  # admitted and validated, not stored
+                    response = aiohttp.web.json_response(new if new is not None else before)
+                else:
+                    response = await self._route(request)
+                    await self._after_write(request, before, new)
+        finally:
+            warnings = self._warnings.pop(id(request), [])
+        for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
+            response.headers.add("Warning", f'299 - "{warning}"')
+        if request.action == enums.action.CREATE and response.status == 200:
+            response.set_status(201)  # Created, as kube-apiserver answers (clients rely on it)
+        return response
+
+    async def _after_write(
+        self, request: rendering.Request, before: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        assert request.resource is not None
+        metadata = (new if new is not None else before or {}).get("metadata") or {}
+        key = (request.resource, metadata.get("namespace") or request.namespace, metadata.get("name"))
+        stored = self.store.get(key)
+        after = copy.deepcopy(stored.raw) if stored is not None and not stored.deleted else None
+        if after is not None:
+            unchanged = before is not None and before["metadata"].get("resourceVersion") == after[
+                "metadata"
+            ].get("resourceVersion")
+            if not unchanged:
+                self.changes.publish(
+                    self.store.kind(request.resource), "MODIFIED" if before else "ADDED", after
+                )
+        elif before is not None:
+            self._publish_deleted(request.resource, before)
+            await self._collect_dependents(before["metadata"]["uid"])
+
+    def _publish_deleted(self, resource: Any, last: dict[str, Any]) -> None:
+        gone = copy.deepcopy(last)
+        gone["metadata"]["resourceVersion"] = self.resource_version()
+        self.changes.publish(self.store.kind(resource), "DELETED", gone)
+
+    def _serve_object(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        obj = self._current(request)
+        if obj is None:
+            raise not_found(request.resource, request.name)
+        if _wants_table(request):
+            return self._table_response(request, [obj])
+        return aiohttp.web.json_response(obj)
+
+    async def _serve_watch_stream(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """A watch (kubectl get -w, informers, kopf): JSON lines of {type, object}, from the
+        resourceVersion asked for, filtered by namespace, name and selectors; Tables for kubectl."""
+        assert request.resource is not None and request._raw_request is not None
+        since_text = str(request.params.get("resourceVersion") or "")
+        if since_text and not since_text.isdigit():
+            raise ApiRejection(400, "BadRequest", f"invalid resource version: {since_text!r}")
+        # The watch-list of newer clients (kubectl 1.32+): every object, then a bookmark.
+        initial = str(request.params.get("sendInitialEvents") or "") == "true"
+        since = int(since_text) if since_text not in ("", "0") and not initial else None
+        timeout = str(request.params.get("timeoutSeconds") or "")
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request._raw_request)
+        kind = self.store.kind(request.resource)
+        first = True
+
+        def existing() -> list[dict[str, Any]]:
+            return [
+                copy.deepcopy(obj.raw) for _, obj in self.store.of_kind(request.resource) if not obj.deleted
+            ]
+
+        changes = self.changes.follow(kind, since, existing, mark_initial_end=initial)
+        with contextlib.suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(int(timeout) if timeout.isdigit() else None):
+                try:
+                    async for change in changes:
+                        if change.type == "BOOKMARK":
+                            event = {"type": "BOOKMARK", "object": self._bookmark(request)}
+                        elif not self._watched(request, change.object):
+                            continue
+                        elif _wants_table(request):
+                            event = {
+                                "type": change.type,
+                                "object": self._table_body(request, [change.object], headers=first),
+                            }
+                            first = False
+                        else:
+                            event = {"type": change.type, "object": change.object}
+                        await response.write(json.dumps(event).encode() + b"\n")
+                except TooOld as expired:
+                    status = ApiRejection(410, "Expired", str(expired)).status()
+                    await response.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
+        return response
+
+    def _bookmark(self, request: rendering.Request) -> dict[str, Any]:
+        assert request.resource is not None
+        group = request.resource.group
+        return {
+            "kind": self.resources[request.resource].kind,
+            "apiVersion": f"{group}/{request.resource.version}" if group else request.resource.version,
+            "metadata": {
+                "resourceVersion": str(self._version),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        }
+
+    def _watched(self, request: rendering.Request, obj: dict[str, Any]) -> bool:
+        metadata = obj.get("metadata") or {}
+        if request.namespace is not None and metadata.get("namespace") != request.namespace:
+            return False
+        if request.name is not None and metadata.get("name") != request.name:
+            return False
+        return selected(obj, request.params)
 
     async def _route(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         """kmock's own handling. To route a request, kmock looks for it by identity in its record of
@@ -498,70 +632,128 @@ class SandboxApi(kmock.KubernetesEmulator):
             reaction._requests.clear()
         return await super()._handle(request)
 
+    # kmock's answers to a create, patch or delete look the object up by comparing the address of
+    # every stored object; these find it by key (see IndexedObjects). The store is kmock's own.
+    async def _serve_create(self, request: rendering.Request) -> rendering.Payload:
+        data = request.data if isinstance(request.data, dict) else {}
+        metadata = data.get("metadata") or {}
+        key = (
+            request.resource,
+            request.namespace or metadata.get("namespace"),
+            request.name or metadata.get("name"),
+        )
+        return self.store[key].raw
+
+    async def _serve_update(self, request: rendering.Request) -> rendering.Payload:
+        return self.store[request.resource, request.namespace, request.name].last.raw
+
+    async def _serve_delete(self, request: rendering.Request) -> rendering.Payload:
+        return self.store[request.resource, request.namespace, request.name].last.raw
+
     # -- writes ------------------------------------------------------------------------------
 
-    async def _prepare_write(self, request: rendering.Request) -> rendering.Request:
+    async def _prepare_write(
+        self, request: rendering.Request, old: dict[str, Any] | None
+    ) -> tuple[rendering.Request, dict[str, Any] | None]:
+        """The request as kmock is to store it, and the object as it will be (None for a delete)."""
+        assert request.resource is not None
         crd = self.crd_for(request)
-        old = self._current(request) if request.action != enums.action.CREATE else None
-        kind = crd.kind if crd else request.resource.plural if request.resource else "object"
-        if request.action == enums.action.CREATE:
-            new = self._stamp_new(copy.deepcopy(request.data or {}), request)
-            name = new["metadata"]["name"]
-            check_name(kind, name)
-            if self._exists(request, new["metadata"].get("namespace"), name):
-                raise ApiRejection(
-                    409,
-                    "AlreadyExists",
-                    f'{request.resource.plural}.{request.resource.group} "{name}" already exists',
-                )
-            if crd is not None:
-                new.pop("status", None)
-        elif request.action == enums.action.UPDATE:
+        if request.action == enums.action.DELETE:  # kmock marks or removes the object itself
             if old is None:
-                raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
-            check_precondition(request, old)
-            new = patched(old, request, crd, self.resource_version)
-        else:  # kmock marks or removes the object itself, and tells the watchers
-            if old is None:
-                raise ApiRejection(404, "NotFound", f'{request.resource.plural} "{request.name}" not found')
+                raise not_found(request.resource, request.name)
             metadata = old.get("metadata") or {}
-            if _dry_run(request):
-                return request
-            if metadata.get("finalizers") and not metadata.get("deletionTimestamp"):
+            if metadata.get("finalizers") and not metadata.get("deletionTimestamp") and not _dry_run(request):
                 # kmock marks it deleting; like any write, that is a new version (watchers compare them).
                 stored = self.store[request.resource, request.namespace, request.name]
                 stored.patch({"metadata": {"resourceVersion": self.resource_version()}})
-            return request
-        if crd is not None and self.admission is not None and request.subresource is None:
-            new, denial = await self.admission.admit(
-                "CREATE" if old is None else "UPDATE",
-                crd,
-                new,
-                old,
-                request.namespace,
-                request.headers.get("Authorization"),
-                self._warnings.setdefault(id(request), []),
-            )
-            if denial:
-                raise ApiRejection(403, "Forbidden", denial)
+            return request, None
+        if request.action == enums.action.UPDATE and apply.is_apply(request.headers.get("Content-Type")):
+            request, new = self._applied(request, old)
+        elif request.action == enums.action.CREATE:
+            new = self._created(request, copy.deepcopy(request.data or {}))
+        else:
+            if old is None:
+                raise not_found(request.resource, request.name)
+            check_precondition(request, old)
+            new = patched(old, request, crd, self.resource_version)
         if crd is not None:
-            errors = validate(crd.schema, new, old if old is not None else _MISSING_OLD)
-            if errors:
-                name = new.get("metadata", {}).get("name", "")
-                causes = [
-                    {"reason": "FieldValueInvalid", "field": field, "message": message.strip()}
-                    for field, _, message in (error.partition(": ") for error in errors)
-                ]
-                raise ApiRejection(
-                    422,
-                    "Invalid",
-                    f'{kind}.{crd.group} "{name}" is invalid: ' + ", ".join(errors),
-                    causes,
-                    {"name": name, "group": crd.group, "kind": kind},
-                )
-        return _with_data(
-            request, new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
+            new = await self._admit(request, crd, new, old)
+            invalid(crd, new, old)
+        data = new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
+        return _with_data(request, data), new
+
+    def _created(self, request: rendering.Request, body: dict[str, Any]) -> dict[str, Any]:
+        """A new object, named and stamped, in a namespace that exists."""
+        assert request.resource is not None
+        new = self._stamp_new(body, request)
+        info = self.resources[request.resource]
+        name, namespace = new["metadata"]["name"], new["metadata"].get("namespace")
+        check_name(info.kind, name)
+        if info.namespaced and namespace not in self.namespaces:
+            raise not_found(kmock.resource("v1/namespaces"), namespace)
+        if self._exists(request, namespace, name):
+            raise ApiRejection(
+                409,
+                "AlreadyExists",
+                f'{_qualified(request.resource)} "{name}" already exists',
+                subject={
+                    "name": name,
+                    "group": request.resource.group or "",
+                    "kind": request.resource.plural,
+                },
+            )
+        if self.crd_for(request) is not None:
+            new.pop("status", None)
+        return new
+
+    def _applied(
+        self, request: rendering.Request, old: dict[str, Any] | None
+    ) -> tuple[rendering.Request, dict[str, Any]]:
+        """Server-side apply: a create when the object does not exist, else a merge by manager."""
+        assert request.resource is not None
+        config = apply.configuration(request.body, request.data)
+        manager = str(request.params.get("fieldManager") or "")
+        if not manager:
+            raise ApiRejection(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+            )
+        group, version = request.resource.group, request.resource.version
+        api_version = f"{group}/{version}" if group else str(version)
+        if old is None:
+            object.__setattr__(request, "action", enums.action.CREATE)
+            body = apply.created(config, manager, api_version, self.timestamp())
+            body.setdefault("metadata", {}).setdefault("name", request.name)
+            return request, self._created(request, body)
+        check_precondition(_with_data(request, config), old)
+        new = apply.apply(old, config, manager, api_version, self.timestamp())
+        if new.get("spec") != old.get("spec"):
+            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+        if new != old:
+            new["metadata"]["resourceVersion"] = self.resource_version()
+        return request, new
+
+    async def _admit(
+        self, request: rendering.Request, crd: Crd, new: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """`new` after the admission webhooks (status writes are not sent to them, as in kube)."""
+        if self.admission is None or request.subresource is not None:
+            return new
+        user, groups = self.caller(_all_headers(request))
+        admitted, refusal = await self.admission.admit(
+            "CREATE" if old is None else "UPDATE",
+            crd,
+            new,
+            old,
+            request.namespace,
+            {"username": user, "groups": list(groups)},
+            self._warnings.setdefault(id(request), []),
+            dry_run=_dry_run(request),
         )
+        if refusal is not None:
+            raise refusal
+        return dict(admitted)
 
     async def _admit_delete(self, request: rendering.Request) -> None:
         """Validating admission of a DELETE, as kube-apiserver sends it: no object, the stored one as
@@ -573,24 +765,28 @@ class SandboxApi(kmock.KubernetesEmulator):
         if old is None:
             return  # _prepare_write answers 404
         options = delete_options(request)
-        _, denial = await self.admission.admit(
+        user, groups = self.caller(_all_headers(request))
+        _, refusal = await self.admission.admit(
             "DELETE",
             crd,
             None,
             old,
             request.namespace,
-            request.headers.get("Authorization"),
+            {"username": user, "groups": list(groups)},
             self._warnings.setdefault(id(request), []),
             options=options,
             dry_run="All" in (options.get("dryRun") or []),
         )
-        if denial:
-            raise ApiRejection(403, "Forbidden", denial)
+        if refusal is not None:
+            raise refusal
 
     def _stamp_new(self, obj: dict[str, Any], request: rendering.Request | None) -> dict[str, Any]:
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+            # As kube-apiserver names it: the prefix cut to 58 characters, then 5 random ones.
+            meta["name"] = str(meta["generateName"])[:58] + "".join(
+                secrets.choice(_NAME_ALPHABET) for _ in range(5)
+            )
         if request is not None and request.namespace:
             meta["namespace"] = request.namespace
         meta.update(
@@ -624,12 +820,26 @@ class SandboxApi(kmock.KubernetesEmulator):
             owners = (obj.get("metadata") or {}).get("ownerReferences") or [] if not obj.deleted else []
             if any(owner.get("uid") == owner_uid for owner in owners):
                 raw = copy.deepcopy(obj.raw)
-                async with self._lock:
-                    obj.delete()
-                    await self._buses[resource].put({"type": "DELETED", "object": raw})
+                obj.delete()
+                self._publish_deleted(resource, raw)
                 await self._collect_dependents(raw["metadata"].get("uid", ""))
 
     # -- reads -------------------------------------------------------------------------------
+
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        """`kubectl version`: the Kubernetes release whose API behaviour the sandbox follows."""
+        major, minor, _ = SERVED_VERSION.removeprefix("v").split(".", 2)
+        return {
+            "major": major,
+            "minor": minor,
+            "gitVersion": f"{SERVED_VERSION}+jitaccess-sandbox",
+            "gitCommit": "",
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "",
+            "compiler": "python",
+            "platform": "linux/amd64",
+        }
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
         """Discovery, where subresources carry no short names or categories (as in a real server)."""
@@ -658,7 +868,7 @@ class SandboxApi(kmock.KubernetesEmulator):
             {
                 "apiVersion": f"{group}/{request.resource.version}" if group else request.resource.version,
                 "kind": f"{info.kind}List",
-                "metadata": {"resourceVersion": self.resource_version()},
+                "metadata": {"resourceVersion": str(self._version)},
                 "items": items,
             }
         )
@@ -666,10 +876,21 @@ class SandboxApi(kmock.KubernetesEmulator):
     def _table_response(
         self, request: rendering.Request, items: list[dict[str, Any]]
     ) -> aiohttp.web.Response:
-        crd = self.crd_for(request)
-        version = self.resource_version()
-        body = table(crd, items, version) if crd else core_table(items, version)
-        return aiohttp.web.json_response(body)
+        return aiohttp.web.json_response(self._table_body(request, items))
+
+    def _table_body(
+        self, request: rendering.Request, items: list[dict[str, Any]], headers: bool = True
+    ) -> dict[str, Any]:
+        """A meta.k8s.io Table of `items`, rows carrying what `?includeObject=` asks for."""
+        assert request.resource is not None
+        include = str(request.params.get("includeObject") or "Metadata")
+        found = table(
+            self.crd_for(request), self.resources[request.resource].kind, items, self.clock(), include
+        )
+        found["metadata"] = {"resourceVersion": str(self._version)}
+        if not headers:  # later events of a watch: kubectl printed the header with the first
+            found["columnDefinitions"] = []
+        return found
 
     def _serve_openapi(self, path: str) -> aiohttp.web.StreamResponse:
         if path.rstrip("/") == "/openapi/v3":
@@ -686,6 +907,46 @@ class SandboxApi(kmock.KubernetesEmulator):
 
 
 _MISSING_OLD: Any = object()
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _qualified(resource: Any) -> str:
+    """activationrequests.jitaccess.dev, or events for the core group: how kube names a resource."""
+    return f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
+
+
+def not_found(resource: Any, name: str | None) -> ApiRejection:
+    return ApiRejection(
+        404,
+        "NotFound",
+        f'{_qualified(resource)} "{name}" not found',
+        subject={"name": name or "", "group": resource.group or "", "kind": resource.plural},
+    )
+
+
+def invalid(crd: Crd, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+    """Refuse (422 Invalid, a cause per field) what the CRD's schema and CEL rules refuse."""
+    errors = validate(crd.schema, new, old if old is not None else _MISSING_OLD)
+    if not errors:
+        return
+    name = new.get("metadata", {}).get("name", "")
+    causes = [
+        {"reason": "FieldValueInvalid", "field": field, "message": message.strip()}
+        for field, _, message in (error.partition(": ") for error in errors)
+    ]
+    raise ApiRejection(
+        422,
+        "Invalid",
+        f'{crd.kind}.{crd.group} "{name}" is invalid: ' + ", ".join(errors),
+        causes,
+        {"name": name, "group": crd.group, "kind": crd.kind},
+    )
+
+
+def _all_headers(request: rendering.Request) -> Mapping[str, str]:
+    """Every header, repeated ones too (Impersonate-Group may come more than once)."""
+    raw = request._raw_request
+    return raw.headers if raw is not None else request.headers
 
 
 def _with_data(request: rendering.Request, data: Any) -> rendering.Request:

@@ -20,6 +20,12 @@ def parser() -> argparse.ArgumentParser:
     found.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     found.add_argument("--port-k8s", type=int, default=0)
     found.add_argument("--port-iam", type=int, default=0)
+    found.add_argument(
+        "--port-webhook",
+        type=int,
+        default=0,
+        help="where the operator serves its admission webhooks (the configurations point there)",
+    )
     found.add_argument("--demo", action="store_true", help="walk requests through their lifecycle, then exit")
     found.add_argument(
         "--no-operator",
@@ -41,12 +47,22 @@ def main(argv: list[str] | None = None) -> None:
 
 async def serve(args: argparse.Namespace) -> None:
     async with Sandbox(
-        args.state_dir, port_k8s=args.port_k8s, port_iam=args.port_iam, run_operator=not args.no_operator
+        args.state_dir,
+        port_k8s=args.port_k8s,
+        port_iam=args.port_iam,
+        port_webhook=args.port_webhook,
+        run_operator=not args.no_operator,
     ) as sandbox:
         if args.demo:
             await run_demo(sandbox)
             return
         print(f"Kubernetes API: {sandbox.k8s_url}   IAM emulator: {sandbox.iam_url}")
+        if args.no_operator:
+            print(
+                "  start the operator: jitaccess run --kubeconfig "
+                f"{sandbox.operator_kubeconfig} --iam-endpoint {sandbox.iam_url} --webhook-host 127.0.0.1 "
+                f"--webhook-port {sandbox.webhook_port} --webhook-cert-dir {sandbox.webhook_cert_dir}"
+            )
         print(f"  export KUBECONFIG={sandbox.kubeconfig}")
         print("  kubectl apply -f examples/            # grants, a namespace and alice's request")
         print(

@@ -101,7 +101,8 @@ async def events_of(core: client.CoreV1Api, namespace: str, name: str, count: in
 
 
 async def approval_story(sandbox: Sandbox, custom: client.CustomObjectsApi, examples: Path) -> None:
-    """alice asks for something that needs approval; carol may not approve, bob may."""
+    """alice asks for something that needs approval; carol may not approve (RBAC gives her no
+    approvals), bob may."""
     say("Second story: grant prod-iam-admin needs one approval from group:sre-leads@example.com")
     request = yaml.safe_load((examples / "requests" / "alice-prod-iam.yaml").read_text())
     namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]

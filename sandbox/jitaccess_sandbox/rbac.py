@@ -358,6 +358,24 @@ def bootstrap_policy() -> list[tuple[str, dict[str, Any]]]:
         },
         {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"], "verbs": ["create"]},
     ]
+    discovery = [
+        {
+            "nonResourceURLs": [
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
+                "/openapi",
+                "/openapi/*",
+                "/version",
+                "/version/",
+            ],
+            "verbs": ["get"],
+        }
+    ]
+    public_info = [
+        {"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}
+    ]
     return [
         (CLUSTER_ROLES, role("cluster-admin", everything)),
         (CLUSTER_ROLE_BINDINGS, binding("cluster-admin", PRIVILEGED_GROUP)),
@@ -366,6 +384,10 @@ def bootstrap_policy() -> list[tuple[str, dict[str, Any]]]:
         (CLUSTER_ROLES, role("view", [], aggregate="view", into="edit")),
         (CLUSTER_ROLES, role("system:basic-user", basic)),
         (CLUSTER_ROLE_BINDINGS, binding("system:basic-user", "system:authenticated")),
+        (CLUSTER_ROLES, role("system:discovery", discovery)),
+        (CLUSTER_ROLE_BINDINGS, binding("system:discovery", "system:authenticated")),
+        (CLUSTER_ROLES, role("system:public-info-viewer", public_info)),
+        (CLUSTER_ROLE_BINDINGS, binding("system:public-info-viewer", "system:authenticated")),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,75 +50,120 @@ def age(timestamp: str | None, now: datetime | None = None) -> str:
     return f"{max(seconds, 0)}s"
 
 
-def table(crd: Crd, objects: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
-    columns = [
-        {
-            "name": "Name",
-            "type": "string",
-            "format": "name",
-            "priority": 0,
-            "description": "Name must be unique within a namespace.",
-        }
+# kube-apiserver's columns for the built-in kinds the sandbox serves (pkg/printers/internalversion):
+# (name, priority, value of an object). Name comes first; every kind not named here gets Name, Age.
+Cell = Callable[[dict[str, Any], datetime], Any]
+
+
+def _created(obj: dict[str, Any], now: datetime) -> str:
+    return age(obj.get("metadata", {}).get("creationTimestamp"), now)
+
+
+def _event_last_seen(obj: dict[str, Any], now: datetime) -> str:
+    seen = (
+        obj.get("lastTimestamp") or obj.get("eventTime") or obj.get("metadata", {}).get("creationTimestamp")
+    )
+    return age(seen, now)
+
+
+def _event_object(obj: dict[str, Any], _: datetime) -> str:
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+BUILTIN_COLUMNS: dict[str, list[tuple[str, int, Cell]]] = {
+    "Event": [
+        ("Last Seen", 0, _event_last_seen),
+        ("Type", 0, lambda o, _: o.get("type", "")),
+        ("Reason", 0, lambda o, _: o.get("reason", "")),
+        ("Object", 0, _event_object),
+        ("Message", 0, lambda o, _: o.get("message") or o.get("note") or ""),
+        ("Count", 1, lambda o, _: o.get("count") or 1),
+    ],
+    "Namespace": [
+        ("Status", 0, lambda o, _: (o.get("status") or {}).get("phase", "Active")),
+        ("Age", 0, _created),
+    ],
+    "MutatingWebhookConfiguration": [
+        ("Webhooks", 0, lambda o, _: len(o.get("webhooks") or [])),
+        ("Age", 0, _created),
+    ],
+    "ValidatingWebhookConfiguration": [
+        ("Webhooks", 0, lambda o, _: len(o.get("webhooks") or [])),
+        ("Age", 0, _created),
+    ],
+    "Lease": [
+        ("Holder", 0, lambda o, _: (o.get("spec") or {}).get("holderIdentity", "")),
+        ("Age", 0, _created),
+    ],
+    "Role": [("Created At", 0, lambda o, _: o.get("metadata", {}).get("creationTimestamp", ""))],
+    "ClusterRole": [("Created At", 0, lambda o, _: o.get("metadata", {}).get("creationTimestamp", ""))],
+    "RoleBinding": [
+        ("Role", 0, lambda o, _: f"{o.get('roleRef', {}).get('kind')}/{o.get('roleRef', {}).get('name')}"),
+        ("Age", 0, _created),
+    ],
+    "ClusterRoleBinding": [
+        ("Role", 0, lambda o, _: f"{o.get('roleRef', {}).get('kind')}/{o.get('roleRef', {}).get('name')}"),
+        ("Age", 0, _created),
+    ],
+    "CustomResourceDefinition": [
+        ("Created At", 0, lambda o, _: o.get("metadata", {}).get("creationTimestamp", ""))
+    ],
+}
+_NAME_COLUMN = {
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "priority": 0,
+    "description": "Name must be unique within a namespace.",
+}
+
+
+def table(
+    crd: Crd | None, kind: str, objects: list[dict[str, Any]], now: datetime, include: str = "Metadata"
+) -> dict[str, Any]:
+    """The Table kube-apiserver answers `kubectl get` with: a CRD's printer columns, or the
+    built-in kind's; each row's object as `?includeObject=` asks (None, Metadata or Object)."""
+    if crd is not None:
+        cells: list[tuple[str, int, Cell]] = [
+            (c["name"], c.get("priority", 0), _printer_cell(c)) for c in crd.printer_columns
+        ]
+    else:
+        cells = BUILTIN_COLUMNS.get(kind, [("Age", 0, _created)])
+    columns = [_NAME_COLUMN] + [
+        {"name": name, "type": "string", "format": "", "priority": priority, "description": name}
+        for name, priority, _ in cells
     ]
-    for column in crd.printer_columns:
-        columns.append(
-            {
-                "name": column["name"],
-                "type": "string" if column["type"] == "date" else column["type"],
-                "format": "",
-                "priority": column.get("priority", 0),
-                "description": column.get("description", column["name"]),
-            }
-        )
     rows = []
     for obj in objects:
-        cells: list[Any] = [obj.get("metadata", {}).get("name")]
-        for column in crd.printer_columns:
-            value = jsonpath(obj, column["jsonPath"])
-            if column["type"] == "date":
-                value = age(value)
-            elif isinstance(value, list):
-                value = ",".join(str(v) for v in value)
-            cells.append(value)
-        rows.append(
-            {
-                "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj.get("metadata", {}),
-                },
+        row: dict[str, Any] = {
+            "cells": [obj.get("metadata", {}).get("name")] + [cell(obj, now) for _, _, cell in cells]
+        }
+        if include == "Object":
+            row["object"] = obj
+        elif include != "None":
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata", {}),
             }
-        )
+        rows.append(row)
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
+        "metadata": {},
         "columnDefinitions": columns,
         "rows": rows,
     }
 
 
-def core_table(objects: list[dict[str, Any]], resource_version: str) -> dict[str, Any]:
-    """Core resources (namespaces, events) get a plain Name/Age table."""
-    rows = [
-        {
-            "cells": [o.get("metadata", {}).get("name"), age(o.get("metadata", {}).get("creationTimestamp"))],
-            "object": {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": o.get("metadata", {}),
-            },
-        }
-        for o in objects
-    ]
-    return {
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": [
-            {"name": "Name", "type": "string", "format": "name", "priority": 0, "description": "Name"},
-            {"name": "Age", "type": "string", "format": "", "priority": 0, "description": "Age"},
-        ],
-        "rows": rows,
-    }
+def _printer_cell(column: dict[str, Any]) -> Cell:
+    def cell(obj: dict[str, Any], now: datetime) -> Any:
+        value = jsonpath(obj, column["jsonPath"])
+        if column["type"] == "date":
+            return age(value, now)
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return value
+
+    return cell

@@ -64,6 +64,7 @@ def _check(schema: dict[str, Any], value: Any, old: Any, path: str, errors: list
     if not _type_ok(kind, value):
         errors.append(f"{path}: Invalid value: {_show(value)}: {path} in body must be of type {kind}")
         return
+    before = len(errors)
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(f'"{v}"' for v in schema["enum"])
         errors.append(f"{path}: Unsupported value: {_show(value)}: supported values: {allowed}")
@@ -112,6 +113,8 @@ def _check(schema: dict[str, Any], value: Any, old: Any, path: str, errors: list
             if key in value:
                 old_sub = old.get(key, _MISSING) if isinstance(old, dict) else _MISSING
                 _check(sub, value[key], old_sub, f"{path}.{key}", errors)
+    if len(errors) > before:
+        return  # CEL rules judge values the schema accepts; one error per mistake is enough
     for rule in schema.get("x-kubernetes-validations", []):
         _run_rule(rule, value, old, path, errors)
 

@@ -32,6 +32,10 @@ class ApiRejection(Exception):
         self.details: dict[str, Any] = {**(subject or {}), **({"causes": causes} if causes else {})}
 
     def response(self) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(self.status(), status=self.code)
+
+    def status(self) -> dict[str, Any]:
+        """The metav1.Status kube-apiserver answers a refused request with."""
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -43,7 +47,7 @@ class ApiRejection(Exception):
         }
         if self.details:
             body["details"] = self.details
-        return aiohttp.web.json_response(body, status=self.code)
+        return body
 
 
 def check_name(kind: str, name: Any) -> None:
@@ -62,10 +66,15 @@ def check_name(kind: str, name: Any) -> None:
 def patched(
     old: dict[str, Any], request: rendering.Request, crd: Crd | None, next_version: Callable[[], str]
 ) -> dict[str, Any]:
-    """`old` after the PATCH `request` (merge or JSON patch): each side of the status subresource
-    changes only its own part, identity fields stay, generation and resourceVersion move on."""
+    """`old` after the PATCH (merge or JSON patch) or PUT (replacement) `request`: each side of the
+    status subresource changes only its own part, identity fields stay, generation and
+    resourceVersion move on."""
     body = request.data
-    if isinstance(body, list):
+    if str(getattr(request.method, "value", request.method)).upper() == "PUT":
+        if not isinstance(body, dict):
+            raise ApiRejection(400, "BadRequest", "the object to replace with must be an object")
+        new = copy.deepcopy(body)
+    elif isinstance(body, list):
         try:
             new = jsonpatch.apply_patch(copy.deepcopy(old), body)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as error:
@@ -99,7 +108,7 @@ def patched(
 
 
 def check_precondition(request: rendering.Request, old: dict[str, Any]) -> None:
-    """A patch that names a resourceVersion applies only to that version, as in kube-apiserver:
+    """A write that names a resourceVersion applies only to that version, as in kube-apiserver:
     optimistic concurrency (how leader election and other read-modify-writes stay safe)."""
     data = request.data
     wanted = ((data.get("metadata") or {}).get("resourceVersion") if isinstance(data, dict) else None) or ""

@@ -15,9 +15,12 @@ import pytest_asyncio
 from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
+from jitaccess_sandbox.kube_apiserver import assets_dir
 from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox
 
 GROUP, VERSION = "jitaccess.dev", "v1alpha1"
+# Under KUBEBUILDER_ASSETS the cluster fixtures run a real kube-apiserver instead of the sandbox API.
+KUBE_APISERVER = assets_dir()
 # Every (verb, resource, subresource) the operator called in any sandbox of this session.
 OPERATOR_CALLS: set[tuple[str, str, str]] = set()
 _names = itertools.count(1)
@@ -31,6 +34,7 @@ class Cluster:
         api = client.ApiClient(kubernetes_configuration(sandbox.kubeconfig, context="admin"))
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
 
     @property
     def emulator(self):
@@ -93,6 +97,20 @@ class Cluster:
         return client.CustomObjectsApi(
             client.ApiClient(kubernetes_configuration(self.sandbox.kubeconfig, context))
         )
+
+    async def bind(self, role: str, *users: str, namespace: str = "team-sre") -> None:
+        """Let `users` have ClusterRole `role` in `namespace`, as a cluster admin would (a RoleBinding)."""
+        for user in users:
+            body = {
+                "metadata": {"name": f"{role}-{user.replace('@', '-at-')}", "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            }
+            try:
+                await asyncio.to_thread(self.rbac.create_namespaced_role_binding, namespace, body)
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
 
     async def request_as(self, user: str, name: str, grant: str, namespace: str = "team-sre", **spec: Any):
         fields = {"grant": grant, "justification": "INC-4711: open port 443 on the edge firewall", **spec}
@@ -258,13 +276,22 @@ async def until(
 async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
     state = Path(tmp_path_factory.mktemp("sandbox"))
     # admin files requests on behalf of others, as a GitOps controller configured as trusted submitter would.
-    async with Sandbox(state, tick_s=0.05, trusted_submitters=frozenset({"admin"})) as running:
+    async with Sandbox(
+        state, tick_s=0.05, trusted_submitters=frozenset({"admin"}), kube_apiserver_assets=KUBE_APISERVER
+    ) as running:
         yield running
-        OPERATOR_CALLS.update(
-            (verb, resource, subresource)
-            for (user, verb, resource, subresource) in running.api.served
-            if user == OPERATOR_USER
-        )
+        if KUBE_APISERVER is None:
+            OPERATOR_CALLS.update(
+                (verb, resource, subresource)
+                for (user, verb, resource, subresource) in running.api.served
+                if user == OPERATOR_USER
+            )
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_sandbox_api(request: pytest.FixtureRequest) -> None:
+    if KUBE_APISERVER is not None and request.node.get_closest_marker("sandbox_api"):
+        pytest.skip("reads or switches the sandbox API's internals, which a real kube-apiserver has not")
 
 
 @pytest_asyncio.fixture(loop_scope="module")

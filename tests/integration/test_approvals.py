@@ -25,6 +25,7 @@ async def refused(coroutine) -> str:
     return json.loads(caught.value.body)["message"]
 
 
+@pytest.mark.sandbox_api
 async def test_group_approver_approves_and_access_is_granted_naming_them(cluster):
     project = cluster.project()
     await cluster.grant("mpa-approve", project, approval=LEADS)
@@ -78,6 +79,19 @@ async def test_deny_ends_the_request(cluster):
     assert cluster.sets(project) == 0
 
 
+async def test_rbac_refuses_an_approval_from_someone_with_no_approver_role(cluster):
+    project = cluster.project()
+    await cluster.grant("mpa-rbac", project, approval={**LEADS, "approvers": ["user:carol@example.com"]})
+    await cluster.request_as("alice@example.com", "mpa-rbac-alice", "mpa-rbac", namespace="default")
+    await cluster.wait_phase("mpa-rbac-alice", "AwaitingApproval", namespace="default")
+    # carol is an approver by the grant, but nobody gave her the approver role in "default"
+    message = await refused(cluster.decide("carol@example.com", "mpa-rbac-alice", namespace="default"))
+    assert message == (
+        'activationapprovals.jitaccess.dev is forbidden: User "carol@example.com" cannot create resource '
+        '"activationapprovals" in API group "jitaccess.dev" in the namespace "default"'
+    )
+
+
 async def test_unanswered_requests_expire(cluster):
     project = cluster.project()
     await cluster.grant("mpa-timeout", project, approval=LEADS)
@@ -90,6 +104,8 @@ async def test_unanswered_requests_expire(cluster):
 
 
 async def test_self_approval_and_non_approvers_are_refused_at_admission(cluster):
+    # RBAC lets alice and carol file approvals (they approve elsewhere); the grant decides here.
+    await cluster.bind("jitaccess-approver", "alice@example.com", "carol@example.com")
     project = cluster.project()
     await cluster.grant("mpa-refuse", project, approval={**LEADS, "approvers": ["group:sre@example.com"]})
     await cluster.request_as("alice@example.com", "mpa-self", "mpa-refuse")
@@ -103,6 +119,7 @@ async def test_self_approval_and_non_approvers_are_refused_at_admission(cluster)
 
 
 async def test_two_of_n_and_a_deleted_approval_does_not_count(cluster):
+    await cluster.bind("jitaccess-approver", "carol@example.com")
     project = cluster.project()
     two = {
         "approvers": ["group:sre-leads@example.com", "user:carol@example.com", "user:dan@example.com"],

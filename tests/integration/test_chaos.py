@@ -55,7 +55,7 @@ class Client:
         self.webhook_refusals = 0
 
     async def call(self, method: str, path: str, body: Any = None, user: str = "admin") -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer sandbox:{user}"}
+        headers = {"Authorization": f"Bearer {self.sandbox.tokens[user]}"}
         if method == "PATCH":
             headers["Content-Type"] = "application/merge-patch+json"
         async with self.session.request(

@@ -21,7 +21,8 @@ def test_demo_walks_a_request_through_activation_and_expiry(tmp_path):
     assert "user:alice@example.com" not in final_policy and "group:ops@example.com" in final_policy
     story = result.stdout.split("Second story")[1]
     assert (
-        "carol tries to approve: refused: spec.approver: user:carol@example.com is not among the approvers"
+        'carol tries to approve: refused: activationapprovals.jitaccess.dev is forbidden: User "carol@example.com" '
+        'cannot create resource "activationapprovals" in API group "jitaccess.dev" in the namespace "team-sre"'
         in story
     )
     assert story.index("bob approves") < story.index("phase Active") < story.index("phase Expired")

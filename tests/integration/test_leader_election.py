@@ -32,6 +32,23 @@ _leases = itertools.count(1)
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
     async with Sandbox(Path(tmp_path_factory.mktemp("leases")), run_operator=False) as running:
+        # Each test campaigns for a Lease of its own; the operator's Role allows only "jitaccess".
+        rbac = client.RbacAuthorizationV1Api(
+            client.ApiClient(kubernetes_configuration(running.kubeconfig, context="admin"))
+        )
+        role = {
+            "metadata": {"name": "test-any-lease", "namespace": OPERATOR_NAMESPACE},
+            "rules": [
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"]}
+            ],
+        }
+        binding = {
+            "metadata": {"name": "test-any-lease", "namespace": OPERATOR_NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "test-any-lease"},
+            "subjects": [{"kind": "ServiceAccount", "name": "jitaccess", "namespace": OPERATOR_NAMESPACE}],
+        }
+        await asyncio.to_thread(rbac.create_namespaced_role, OPERATOR_NAMESPACE, role)
+        await asyncio.to_thread(rbac.create_namespaced_role_binding, OPERATOR_NAMESPACE, binding)
         yield running
 
 

@@ -75,6 +75,7 @@ async def test_expiry_removes_the_binding_at_expires_at(cluster):
     assert (await cluster.wait_event("expiry-alice", "Expired"))[0] == "Normal"
 
 
+@pytest.mark.sandbox_api
 async def test_an_activation_costs_three_writes_and_no_rework(cluster):
     """The hot path: the intent (Activating), the sealed record of what IAM got, Active; and the
     grant's count."""
@@ -169,6 +170,7 @@ async def test_invalid_requests_are_refused_at_admission_naming_the_field(cluste
     assert await cluster.get(name) is None and cluster.sets(project) == 0
 
 
+@pytest.mark.sandbox_api
 async def test_a_request_that_bypassed_admission_never_gets_access(cluster):
     project = cluster.project()
     await cluster.grant("bypass", project)

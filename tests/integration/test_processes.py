@@ -16,7 +16,6 @@ from pathlib import Path
 from kubernetes import client
 
 from jitaccess.controller.operator import kubernetes_configuration
-from jitaccess_sandbox.runner import webhook_configurations
 
 BIN = Path(sys.executable).parent
 
@@ -42,7 +41,7 @@ def wait_until(check, what: str, timeout_s: float = 30):
 
 def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
     iam_port, k8s_port, metrics_port, webhook_port = free_port(), free_port(), free_port(), free_port()
-    key_file, cert_dir = tmp_path / "attestation.key", tmp_path / "webhook"
+    key_file, cert_dir = tmp_path / "attestation.key", tmp_path / "cluster" / "webhook"
     key_file.write_text(secrets.token_hex(32))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("emulator", "cluster", "operator")}
@@ -72,6 +71,8 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
                     "--no-operator",
                     "--port-k8s",
                     str(k8s_port),
+                    "--port-webhook",
+                    str(webhook_port),
                     "--state-dir",
                     str(tmp_path / "cluster"),
                 ],
@@ -123,14 +124,8 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
             ),
             "the cluster API",
         )
-        # As an installation applies manifests/webhooks.yaml: the configurations, through the API.
+        # The sandbox installed manifests/webhooks.yaml pointing at webhook_port before it served.
         wait_until(lambda: socket.create_connection(("127.0.0.1", webhook_port)).close() or True, "webhooks")
-        admission = client.AdmissionregistrationV1Api(custom.api_client)
-        for _key, body in webhook_configurations(webhook_port, cert_dir / "ca.crt"):
-            if body["kind"] == "MutatingWebhookConfiguration":
-                admission.create_mutating_webhook_configuration(body)
-            else:
-                admission.create_validating_webhook_configuration(body)
         custom.create_cluster_custom_object(
             "jitaccess.dev",
             "v1alpha1",

@@ -48,6 +48,7 @@ class Replica(OperatorProcess):
             f"--metrics-port={self.metrics_port}",
             "--metrics-host=127.0.0.1",
             attestation_key=key,
+            webhook_port=_free_port(),
         )
         self.lease_offset = 0.0
         self.lease_clock_file.write_text("0")

@@ -285,6 +285,7 @@ async def test_an_approval_counts_only_for_the_request_it_was_given_for(cluster)
     assert (await cluster.get("swap-alice"))["status"]["phase"] == "AwaitingApproval"
 
 
+@pytest.mark.sandbox_api
 async def test_a_sealed_approval_replayed_for_a_new_request_of_that_name_does_not_count(cluster):
     project = cluster.project()
     await cluster.grant("replay", project, approval=APPROVAL)
@@ -479,6 +480,7 @@ async def test_only_the_operator_touches_its_metadata(cluster):
     assert len(jit_bindings(cluster, project)) == 1
 
 
+@pytest.mark.sandbox_api
 async def test_a_request_deleted_without_the_finalizer_loses_its_access_at_once(cluster):
     """Someone who gets past admission (it is off) strips the finalizer and deletes: the operator
     removes the binding when it sees the deletion, not at the next sweep."""

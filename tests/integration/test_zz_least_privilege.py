@@ -54,6 +54,7 @@ def allowed_by_rbac() -> set[tuple[str, str, str]]:
     return allowed
 
 
+@pytest.mark.sandbox_api
 async def test_the_operator_calls_exactly_what_its_cluster_role_allows(cluster):
     project = cluster.project()
     await cluster.grant("rbac-self", project)

@@ -15,17 +15,24 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox, _free_port, _wait_for_port
+from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox, _wait_for_port
 
 
 class OperatorProcess:
     def __init__(
-        self, sandbox: Sandbox, directory: Path, *extra: str, attestation_key: str | None = None
+        self,
+        sandbox: Sandbox,
+        directory: Path,
+        *extra: str,
+        attestation_key: str | None = None,
+        webhook_port: int | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.directory = directory
         self.extra = extra
-        self.webhook_port = _free_port()  # kept across restarts: the webhook configurations stay valid
+        # Where the sandbox's webhook configurations point, or (replicas, each on a port of its own)
+        # a port they are pointed at when this one starts, as a Service routes to the pod that is up.
+        self.webhook_port = webhook_port or sandbox.webhook_port
         self.key_file = directory / "attestation.key"
         self.clock_file = directory / "clock-offset"
         self.log_file = directory / "operator.log"
@@ -39,13 +46,13 @@ class OperatorProcess:
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "jitaccess.cli", "run",
-            "--kubeconfig", str(self.sandbox.kubeconfig),
+            "--kubeconfig", str(self.sandbox.operator_kubeconfig),
             "--context", OPERATOR_USER,
             "--iam-endpoint", self.sandbox.iam_url,
             "--attestation-key-file", str(self.key_file),
             "--webhook-host", "127.0.0.1",
             "--webhook-port", str(self.webhook_port),
-            "--webhook-cert-dir", str(self.directory / "webhook"),
+            "--webhook-cert-dir", str(self.sandbox.webhook_cert_dir),
             "--clock-offset-file", str(self.clock_file),
             "--tick", str(self.sandbox.tick_s),
             *(f"--trusted-submitter={user}" for user in sorted(self.sandbox.trusted_submitters)),
@@ -63,9 +70,13 @@ class OperatorProcess:
         self.starts += 1
         try:
             await _wait_for_port(self.webhook_port, timeout_s=60)
+            if self.webhook_port != self.sandbox.webhook_port:
+                await self.sandbox.register_webhooks(
+                    self.webhook_port, self.sandbox.webhook_cert_dir / "ca.crt"
+                )
+            await self.sandbox.wait_for_admission()
         except TimeoutError:
             raise RuntimeError(f"the operator did not start:\n{self.log_file.read_text()[-3000:]}") from None
-        self.sandbox.register_webhooks(self.webhook_port, self.directory / "webhook" / "ca.crt")
 
     async def kill(self) -> None:
         """SIGKILL: no cleanup, no goodbye, whatever it was doing."""
