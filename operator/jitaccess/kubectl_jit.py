@@ -152,7 +152,7 @@ class Cli:
             if grant is None or not is_covered(member, groups, grant.principals):
                 continue
             names.append(grant.name)
-            approval = f"{grant.approval.min_approvals} approval(s)" if grant.approval else "self"
+            approval = grant.approval.describe() if grant.approval else "self"
             rows.append(
                 [grant.name, grant.resource, ",".join(grant.roles), approval, _short(grant.max_duration)]
             )

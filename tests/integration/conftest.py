@@ -183,6 +183,11 @@ class Cluster:
             {"spec": spec},
         )
 
+    async def patch_grant(self, name: str, patch: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.custom.patch_cluster_custom_object, GROUP, VERSION, "eligiblegrants", name, patch
+        )
+
     async def patch_metadata(self, name: str, metadata: dict[str, Any], namespace: str = "team-sre") -> None:
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object,

@@ -9,6 +9,7 @@ import pytest
 from kubernetes.client import ApiException
 
 from tests.integration.test_kubectl import kubectl
+from tests.integration.test_trust import wait_counted
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 LEADS = {"approvers": ["group:sre-leads@example.com"], "minApprovals": 1, "timeout": "1h"}
@@ -170,3 +171,64 @@ def approved_condition_or_none(body):
     return next(
         (c for c in (body.get("status") or {}).get("conditions", []) if c["type"] == "Approved"), None
     )
+
+
+TWO_STEPS = {
+    "steps": [
+        {"approvers": ["group:sre-leads@example.com"], "timeout": "1h"},
+        {"approvers": ["user:carol@example.com"], "timeout": "30m"},
+    ]
+}
+
+
+async def approved_message(cluster, name: str, start: str) -> dict:
+    for _ in range(200):
+        body = await cluster.get(name)
+        if (approved_condition_or_none(body) or {}).get("message", "").startswith(start):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name}: Approved never said {start!r}: {approved_condition_or_none(body)}")
+
+
+async def test_two_steps_in_order_one_person_one_step(cluster):
+    await cluster.bind("jitaccess-approver", "carol@example.com")
+    project = cluster.project()
+    await cluster.grant("mpa-steps", project, approval=TWO_STEPS)
+    await cluster.request_as("alice@example.com", "mpa-steps-alice", "mpa-steps")
+    await cluster.wait_phase("mpa-steps-alice", "AwaitingApproval")
+    early = await cluster.decide("carol@example.com", "mpa-steps-alice", name="carol-too-early")
+    cluster.advance(minutes=1)
+    await cluster.decide("bob@example.com", "mpa-steps-alice")
+    body = await approved_message(cluster, "mpa-steps-alice", "step 2 of 2 waits for 1 more approval(s)")
+    assert body["status"]["phase"] == "AwaitingApproval" and cluster.sets(project) == 0
+    report = (await wait_counted(cluster, early["metadata"]["name"], False))["status"]
+    assert "came before step 2 opened" in report["message"]
+    cluster.advance(minutes=1)
+    await cluster.decide("carol@example.com", "mpa-steps-alice", name="carol-in-turn")
+    body = await cluster.wait_phase("mpa-steps-alice", "Active")
+    assert [a["approver"] for a in body["status"]["approvals"]] == [
+        "user:bob@example.com",
+        "user:carol@example.com",
+    ]
+
+
+async def test_a_deny_at_step_two_denies_and_a_step_times_out_by_name(cluster):
+    await cluster.bind("jitaccess-approver", "carol@example.com")
+    project = cluster.project()
+    await cluster.grant("mpa-steps-end", project, approval=TWO_STEPS)
+    await cluster.request_as("alice@example.com", "mpa-steps-denied", "mpa-steps-end")
+    await cluster.request_as("alice@example.com", "mpa-steps-late", "mpa-steps-end")
+    await cluster.wait_phase("mpa-steps-late", "AwaitingApproval")
+    await cluster.decide("bob@example.com", "mpa-steps-denied")
+    await cluster.decide("bob@example.com", "mpa-steps-late")
+    await approved_message(cluster, "mpa-steps-denied", "step 2 of 2")
+    await approved_message(cluster, "mpa-steps-late", "step 2 of 2")
+    await cluster.decide("carol@example.com", "mpa-steps-denied", "Deny")
+    body = await cluster.wait_phase("mpa-steps-denied", "Denied")
+    assert body["status"]["conditions"][0]["message"] == "denied by user:carol@example.com"
+    cluster.advance(minutes=31)
+    body = await cluster.wait_phase("mpa-steps-late", "Expired")
+    ready = body["status"]["conditions"][0]
+    assert ready["reason"] == "ApprovalTimeout"
+    assert ready["message"].startswith("step 2 of 2 (user:carol@example.com) got no approval within 30m")
+    assert cluster.sets(project) == 0

@@ -52,6 +52,7 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
         "ROLES",
         "APPROVAL",
         "MAX",
+        "UNTIL",
         "READY",
         "AGE",
     ]

@@ -17,7 +17,7 @@ GRANT, _ = parse_grant(
     )
 )
 ALICE = "user:alice@example.com"
-SUBJECT = Subject("uid-1", "sha256:x", datetime(2026, 11, 24, 10, tzinfo=UTC))
+SUBJECT = Subject("uid-1", "sha256:x", datetime(2026, 11, 24, 9, tzinfo=UTC))  # opened at 9, 1h to approve
 
 
 def vote(
@@ -205,3 +205,84 @@ def test_active_request_is_revoked_when_its_approvals_no_longer_meet_the_rule():
     revoked = step(body, votes, grant=without_dan)
     assert revoked.iam and revoked.on_success.status["phase"] == "Revoked"
     assert "approval rule is no longer met" in revoked.on_success.status["conditions"][0]["message"]
+
+
+# -- several steps ----------------------------------------------------------------------------
+
+TWO_STEPS, _ = parse_grant(
+    grant_body(
+        approval={
+            "steps": [
+                {"approvers": ["group:leads@example.com"], "timeout": "1h"},
+                {"approvers": ["group:security@example.com", "user:dan@example.com"], "timeout": "30m"},
+            ]
+        }
+    )
+)
+SEC = ("group:security@example.com",)
+
+
+def test_steps_are_met_in_order_each_opening_when_the_one_before_is_met():
+    assert TWO_STEPS is not None and TWO_STEPS.approval.describe() == "1+1 approvals in 2 steps"
+    first = tally([BOB], ALICE, TWO_STEPS.approval, SUBJECT)
+    assert not first.met and first.waiting.index == 1
+    # step 2 opened when bob approved (09:05) and has 30 minutes
+    assert first.deadline == datetime(2026, 11, 24, 9, 35, tzinfo=UTC)
+    assert "step 2 of 2 waits for 1 more approval(s) from group:security@example.com" in first.summary()
+    both = tally(
+        [BOB, vote("user:eve@example.com", groups=SEC, time="2026-11-24T09:20:00Z")],
+        ALICE,
+        TWO_STEPS.approval,
+        SUBJECT,
+    )
+    assert both.met and both.approved_by == ("user:bob@example.com", "user:eve@example.com")
+
+
+def test_an_approval_given_before_its_step_opened_does_not_count():
+    early = vote("user:eve@example.com", groups=SEC, time="2026-11-24T09:01:00Z")
+    counted = tally([early, BOB], ALICE, TWO_STEPS.approval, SUBJECT)
+    assert not counted.met and counted.waiting.index == 1
+    assert (
+        "came before step 2 opened (2026-11-24T09:05:00Z); approve again" in dict(counted.ignored)[early.name]
+    )
+
+
+def test_one_person_counts_in_one_step_only():
+    # dan leads and is a step-2 approver: his one approval counts once, at step 1
+    dan = vote("user:dan@example.com", groups=("group:leads@example.com",))
+    again = vote("user:dan@example.com", name="dan-again", time="2026-11-24T09:10:00Z")
+    counted = tally([dan, again], ALICE, TWO_STEPS.approval, SUBJECT)
+    assert counted.approved_by == ("user:dan@example.com",) and counted.waiting.index == 1
+    assert "already approved at an earlier step; one person counts once" in dict(counted.ignored)["dan-again"]
+
+
+def test_a_deny_at_the_second_step_denies():
+    deny = vote("user:eve@example.com", "Deny", groups=SEC, time="2026-11-24T09:20:00Z")
+    assert tally([BOB, deny], ALICE, TWO_STEPS.approval, SUBJECT).denied_by == "user:eve@example.com"
+
+
+def test_a_step_that_times_out_ends_the_request_naming_the_step():
+    body = waiting()
+    bob = pinned(body, BOB, TWO_STEPS)
+    waits = step(body, [bob], now=datetime(2026, 11, 24, 9, 34, tzinfo=UTC), grant=TWO_STEPS)
+    assert waits.requeue_at == datetime(2026, 11, 24, 9, 35, tzinfo=UTC)  # step 2 opened at 09:05, 30m
+    ended = step(body, [bob], now=datetime(2026, 11, 24, 9, 35, tzinfo=UTC), grant=TWO_STEPS)
+    assert ended.ending.phase == "Expired" and ended.ending.reason == "ApprovalTimeout"
+    message = next(c for c in ended.status["conditions"] if c["type"] == "Ready")["message"]
+    assert message.startswith(
+        "step 2 of 2 (group:security@example.com, user:dan@example.com) got no approval within 30m"
+    )
+
+
+def test_steps_and_the_shorthand_do_not_mix():
+    _, errors = parse_grant(
+        grant_body(
+            approval={
+                "approvers": ["user:bob@example.com"],
+                "steps": [{"approvers": ["user:dan@example.com"]}],
+            }
+        )
+    )
+    assert [e.path for e in errors] == ["spec.approval"]
+    _, errors = parse_grant(grant_body(approval={"steps": []}))
+    assert [e.path for e in errors] == ["spec.approval.steps"]

@@ -186,3 +186,65 @@ def test_ready_moves_its_transition_time_only_when_its_status_changes():
 def test_finalizer_name_is_ours():
     assert read_state(request_body(), KEY).has_finalizer and FINALIZER.startswith("jitaccess.dev/")
     assert Phase("Active") is Phase.ACTIVE
+
+
+# -- eligibility that starts and ends by itself ---------------------------------------------
+
+
+def windowed(not_before=None, not_after=None):
+    spec = {}
+    if not_before:
+        spec["notBefore"] = not_before
+    if not_after:
+        spec["notAfter"] = not_after
+    grant, errors = parse_grant(grant_body(**spec))
+    assert not errors, errors
+    return grant
+
+
+def test_a_grant_outside_its_window_starts_nothing():
+    early = step_for(fresh(), grant=windowed(not_before="2026-11-24T10:00:00Z"))
+    assert early.ending.phase == "Rejected" and early.ending.reason == "NotYetEligible"
+    assert "only from 2026-11-24T10:00:00Z" in early.status["conditions"][0]["message"]
+    late = step_for(fresh(), grant=windowed(not_after="2026-11-24T09:00:00Z"))
+    assert late.ending.phase == "Rejected" and late.ending.reason == "EligibilityExpired"
+    assert not late.iam and late.record_held is None
+
+
+def test_no_binding_outlives_the_grant_and_access_is_revoked_at_not_after():
+    grant = windowed(not_after="2026-11-24T09:20:00Z")
+    iam: dict = {}
+    body = settle(fresh(duration="1h"), iam, grant=grant)
+    assert body["status"]["phase"] == "Active"
+    assert body["status"]["expiresAt"] == "2026-11-24T09:20:00Z"  # capped by the grant, not 10:00:05
+    (binding,) = [b for b in iam["projects/my-sandbox"] if b.role == "roles/compute.admin"]
+    assert 'timestamp("2026-11-24T09:20:00Z")' in binding.expression
+    assert step_for(body, grant=grant).requeue_at == datetime(2026, 11, 24, 9, 20, tzinfo=UTC)
+    # the grant's end moved earlier while the access is held: revoked then, not at its own end
+    sooner = windowed(not_after="2026-11-24T09:10:00Z")
+    assert step_for(body, grant=sooner).requeue_at == datetime(2026, 11, 24, 9, 10, tzinfo=UTC)
+    ended = step_for(body, grant=sooner, now=datetime(2026, 11, 24, 9, 10, tzinfo=UTC))
+    assert ended.ending.phase == "Revoked" and ended.ending.reason == "EligibilityExpired"
+    assert not any(change.hold for change in ended.iam)
+
+
+def test_a_request_waiting_for_approval_is_looked_at_again_when_the_grant_ends():
+    grant, errors = parse_grant(
+        grant_body(
+            notAfter="2026-11-24T09:30:00Z", approval={"approvers": ["user:bob@example.com"], "timeout": "2h"}
+        )
+    )
+    assert not errors
+    waiting = step_for(fresh(), grant=grant)
+    assert waiting.status["phase"] == "AwaitingApproval"
+    assert waiting.requeue_at == datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    body = carry_out(fresh(), waiting, {})
+    rejected = step_for(body, grant=grant, now=datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    assert rejected.ending.phase == "Rejected" and rejected.ending.reason == "EligibilityExpired"
+
+
+def test_a_grant_window_must_be_a_window():
+    _, errors = parse_grant(grant_body(notBefore="2026-12-01T00:00:00Z", notAfter="2026-11-01T00:00:00Z"))
+    assert [e.path for e in errors] == ["spec.notAfter"]
+    _, errors = parse_grant(grant_body(notAfter="next tuesday"))
+    assert [e.path for e in errors] == ["spec.notAfter"] and "RFC 3339" in errors[0].message

@@ -31,6 +31,7 @@ LONGEST_GRANT = timedelta(days=7)
 DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=1)
 MAX_ROLES = 20
 MAX_PRINCIPALS = 100
+MAX_APPROVAL_STEPS = 5
 MAX_JUSTIFICATION = 1024
 NOT_PLAIN_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 MAX_COMMENT = 1024  # an approval's comment, as the CRD's maxLength
@@ -41,10 +42,37 @@ Body = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
-class ApprovalRule:
+class ApprovalStep:
+    """One level of approval: how many of whom, within how long of the level opening."""
+
     approvers: tuple[str, ...]
     min_approvals: int
     timeout: timedelta
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """A grant's approval: its steps, satisfied in order (one step is the common case)."""
+
+    steps: tuple[ApprovalStep, ...]
+
+    @property
+    def approvers(self) -> tuple[str, ...]:
+        """Everyone who may decide at some step."""
+        return tuple(dict.fromkeys(a for step in self.steps for a in step.approvers))
+
+    @property
+    def min_approvals(self) -> int:
+        return sum(step.min_approvals for step in self.steps)
+
+    def describe(self) -> str:
+        """ "2 approval(s)", or "1+2 approvals in 2 steps"."""
+        if len(self.steps) == 1:
+            return f"{self.steps[0].min_approvals} approval(s)"
+        return (
+            "+".join(str(step.min_approvals) for step in self.steps)
+            + f" approvals in {len(self.steps)} steps"
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +90,9 @@ class Grant:
     justification_pattern: str | None
     justification_hint: str | None
     approval: ApprovalRule | None
+    # Eligibility that starts or ends by itself (RFC 3339 in the spec); None: always.
+    not_before: datetime | None = None
+    not_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +147,10 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         errors.append(FieldError("spec.justification.pattern", message))
     hint = justification.get("hint")
     approval = _approval(spec, errors)
+    not_before = _time(spec, "notBefore", errors)
+    not_after = _time(spec, "notAfter", errors)
+    if not_before is not None and not_after is not None and not_before >= not_after:
+        errors.append(FieldError("spec.notAfter", "must be later than spec.notBefore"))
     if isinstance(resource, str) and not errors:
         errors += _grantable_errors(resource, roles, approval)
     if errors or max_duration is None or not isinstance(resource, str):
@@ -132,6 +167,8 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         justification_pattern=pattern,
         justification_hint=hint if isinstance(hint, str) else None,
         approval=approval,
+        not_before=not_before,
+        not_after=not_after,
     ), []
 
 
@@ -256,13 +293,17 @@ def _grantable_errors(resource: str, roles: list[str], approval: ApprovalRule | 
                         reason=Reason.ROLE_NOT_GRANTABLE,
                     )
                 )
-    if approval is not None and all(a.startswith(("user:", "serviceAccount:")) for a in approval.approvers):
-        people = {normal_member(a) for a in approval.approvers}
-        if len(people) < approval.min_approvals:
+    steps = approval.steps if approval is not None else ()
+    for index, step in enumerate(steps):
+        if not all(a.startswith(("user:", "serviceAccount:")) for a in step.approvers):
+            continue
+        people = {normal_member(a) for a in step.approvers}
+        if len(people) < step.min_approvals:
+            path = "spec.approval" if len(steps) == 1 else f"spec.approval.steps[{index}]"
             errors.append(
                 FieldError(
-                    "spec.approval.minApprovals",
-                    f"{approval.min_approvals} approvals can never be given: only {len(people)} approver(s) "
+                    f"{path}.minApprovals",
+                    f"{step.min_approvals} approvals can never be given: only {len(people)} approver(s) "
                     "are listed (and the requester never counts); list more approvers, or a group",
                     reason=Reason.APPROVAL_UNSATISFIABLE,
                 )
@@ -275,18 +316,48 @@ def _approval(spec: Body, errors: list[FieldError]) -> ApprovalRule | None:
     if raw is None:
         return None
     approval = _mapping(raw)
+    if "steps" not in approval:  # the single-step shorthand
+        return ApprovalRule((_approval_step(approval, "spec.approval", errors),))
+    if "approvers" in approval or "minApprovals" in approval or "timeout" in approval:
+        errors.append(
+            FieldError("spec.approval", "give either steps or approvers/minApprovals/timeout, not both")
+        )
+    steps = approval.get("steps")
+    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_APPROVAL_STEPS:
+        errors.append(FieldError("spec.approval.steps", f"must list 1 to {MAX_APPROVAL_STEPS} steps"))
+        return ApprovalRule(())
+    return ApprovalRule(
+        tuple(
+            _approval_step(_mapping(step), f"spec.approval.steps[{index}]", errors)
+            for index, step in enumerate(steps)
+        )
+    )
+
+
+def _approval_step(approval: Body, path: str, errors: list[FieldError]) -> ApprovalStep:
     approvers = _string_list(
-        approval, "approvers", "spec.approval.approvers", errors, required=True, limit=MAX_PRINCIPALS
+        approval, "approvers", f"{path}.approvers", errors, required=True, limit=MAX_PRINCIPALS
     )
     for index, approver in enumerate(approvers):
         if (message := member_error(approver)) is not None:
-            errors.append(FieldError(f"spec.approval.approvers[{index}]", message))
+            errors.append(FieldError(f"{path}.approvers[{index}]", message))
     min_approvals = approval.get("minApprovals", 1)
     if not isinstance(min_approvals, int) or isinstance(min_approvals, bool) or not 1 <= min_approvals <= 10:
-        errors.append(FieldError("spec.approval.minApprovals", "must be a whole number from 1 to 10"))
+        errors.append(FieldError(f"{path}.minApprovals", "must be a whole number from 1 to 10"))
         min_approvals = 1
-    timeout = _duration(approval, "timeout", "spec.approval.timeout", errors, required=False)
-    return ApprovalRule(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
+    timeout = _duration(approval, "timeout", f"{path}.timeout", errors, required=False)
+    return ApprovalStep(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
+
+
+def _time(spec: Body, key: str, errors: list[FieldError]) -> datetime | None:
+    raw = spec.get(key)
+    if raw is None:
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError:
+        errors.append(FieldError(f"spec.{key}", "must be an RFC 3339 time like 2026-12-31T18:00:00Z"))
+        return None
 
 
 def _duration(

@@ -28,11 +28,13 @@ class Reason(StrEnum):
     DELETED = "Deleted"
     ELIGIBILITY_CHANGED = "EligibilityChanged"
     ELIGIBILITY_REMOVED = "EligibilityRemoved"
+    ELIGIBILITY_EXPIRED = "EligibilityExpired"  # the grant's notAfter passed
     RECORD_TAMPERED = "RecordTampered"
     IAM_REFUSED = "IamRefused"
     # Refusals.
     GRANT_NOT_FOUND = "GrantNotFound"
     NOT_ELIGIBLE = "NotEligible"
+    NOT_YET_ELIGIBLE = "NotYetEligible"  # before the grant's notBefore
     INVALID_REQUEST = "InvalidRequest"
     INVALID_SPEC = "InvalidSpec"
     NO_REQUESTER = "NoRequester"

@@ -33,9 +33,9 @@ from jitaccess.api.objects import (
     text_error,
 )
 from jitaccess.api.phases import Phase
-from jitaccess.api.times import parse_time
+from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.approvals import eligibility_problem, spec_digest, terms_digest
-from jitaccess.policy.eligibility import check_request
+from jitaccess.policy.eligibility import check_request, window_errors
 from jitaccess.policy.records import FINALIZER, Actor, metadata_problem, owner_changes, reserved_changes
 
 ATTESTATION = "jitaccess.dev/admitted"
@@ -135,11 +135,18 @@ def admit_request(
             False, f"spec.grant: EligibleGrant {parsed.grant} does not exist (kubectl get eg lists them)"
         )
     terms, errors = check_request(parsed, str(parsed.requester), grant, now)
-    if terms is None:
+    errors += window_errors(grant, now, parsed.start_time)
+    if terms is None or errors:
         return Admission(False, join_errors(errors))
     warnings = []
     if not grant_ready:
         warnings.append(f"EligibleGrant {grant.name} is not Ready; see kubectl describe eg {grant.name}")
+    ends = (parsed.start_time or now) + terms.duration
+    if grant.not_after is not None and ends > grant.not_after:
+        warnings.append(
+            f"grant {grant.name} ends at {format_time(grant.not_after)}: access will end then, before "
+            f"the {format_duration(terms.duration)} asked for"
+        )
     if terms.duration > grant.default_duration:
         warnings.append(
             f"spec.duration {format_duration(terms.duration)} is longer than the grant's default "

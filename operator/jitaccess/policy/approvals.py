@@ -16,20 +16,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jitaccess.api.durations import format_duration
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import ApprovalRule, Decision
+from jitaccess.api.objects import ApprovalRule, ApprovalStep, Decision
 from jitaccess.api.seals import digest
-from jitaccess.api.times import parse_time
+from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.eligibility import is_covered
 
 
 @dataclass(frozen=True)
 class Subject:
-    """What a decision must be about to count: one object, its terms, before its deadline."""
+    """What a decision must be about to count: one object and its terms; `opened` is when the
+    first approval step opened (the request's creation)."""
 
     uid: str
     digest: str
-    deadline: datetime | None = None
+    opened: datetime
 
 
 @dataclass(frozen=True)
@@ -39,16 +41,49 @@ class Tally:
     ignored: tuple[tuple[str, str], ...]  # (approval name, why it does not count)
     needed: int
     counted: tuple[str, ...] = ()  # names of the approvals that count
+    # The step that waits (None when the rule is met or denied), and when it times out.
+    waiting: Waiting | None = None
 
     @property
     def met(self) -> bool:
-        return self.denied_by is None and len(self.approved_by) >= self.needed
+        return self.denied_by is None and self.waiting is None
+
+    @property
+    def deadline(self) -> datetime | None:
+        return self.waiting.deadline if self.waiting else None
 
     def summary(self) -> str:
         if self.denied_by:
             return f"denied by {self.denied_by}"
-        return f"{len(self.approved_by)} of {self.needed} approval(s)" + (
-            f" ({', '.join(self.approved_by)})" if self.approved_by else ""
+        got = f" ({', '.join(self.approved_by)})" if self.approved_by else ""
+        if self.waiting is None or self.waiting.of == 1:
+            return f"{len(self.approved_by)} of {self.needed} approval(s)" + got
+        return f"{self.waiting.describe()}; {len(self.approved_by)} of {self.needed} approval(s) so far" + got
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The approval step a request waits at."""
+
+    index: int  # 0-based
+    of: int
+    step: ApprovalStep
+    have: int
+    deadline: datetime
+
+    def describe(self) -> str:
+        where = f"step {self.index + 1} of {self.of} " if self.of > 1 else ""
+        return (
+            f"{where}waits for {self.step.min_approvals - self.have} more approval(s) from "
+            f"{', '.join(self.step.approvers)}"
+        )
+
+    def timed_out(self) -> str:
+        if self.of == 1:
+            return f"no approval came within {format_duration(self.step.timeout)}"
+        return (
+            f"step {self.index + 1} of {self.of} ({', '.join(self.step.approvers)}) got no approval within "
+            f"{format_duration(self.step.timeout)}"
         )
 
 
@@ -63,8 +98,8 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
 
 
 def eligibility_problem(decision: Decision, requester: str, approval: ApprovalRule) -> str | None:
-    """Why this approver cannot decide on this requester's request under `approval`, or None.
-    Admission refuses the same cases when the approval is filed."""
+    """Why this approver cannot decide on this requester's request under `approval` (at any of
+    its steps), or None. Admission refuses the same cases when the approval is filed."""
     if not decision.approver:
         return "it names no approver"
     if normal_member(decision.approver) == normal_member(requester):
@@ -79,7 +114,7 @@ def eligibility_problem(decision: Decision, requester: str, approval: ApprovalRu
 def why_not_counted(
     decision: Decision, requester: str, approval: ApprovalRule, subject: Subject
 ) -> str | None:
-    """Why a decision does not count for `subject` (None when it does)."""
+    """Why a decision cannot count for `subject` at any step (None: it may, at its approver's step)."""
     if not decision.attested:
         return "it was not sealed by the jitaccess admission webhooks"
     if (problem := eligibility_problem(decision, requester, approval)) is not None:
@@ -94,38 +129,68 @@ def why_not_counted(
             "the request or its grant changed since it was given (spec, roles, resource or duration); "
             "it needs a new decision"
         )
-    if subject.deadline is not None and _created(decision) > subject.deadline:
-        return "it came after the approval timeout"
     return None
 
 
 def tally(decisions: Iterable[Decision], requester: str, approval: ApprovalRule, subject: Subject) -> Tally:
-    approved: list[str] = []
-    seen: dict[str, str] = {}  # normalised approver -> the approval that counted them
-    counted: list[str] = []
-    denied: str | None = None
+    """The steps in order: each opens when the one before it is met (the first when the request
+    was filed) and takes approvals given while it is open from its own approvers; one person counts
+    in one step only; an eligible Deny at any step denies."""
+    ordered = sorted(decisions, key=lambda d: (d.time, d.name))
     ignored: list[tuple[str, str]] = []
-    for decision in sorted(decisions, key=lambda d: (d.time, d.name)):
+    valid: list[Decision] = []
+    for decision in ordered:
         reason = why_not_counted(decision, requester, approval, subject)
-        if reason is not None:
-            ignored.append((decision.name, reason))
-            continue
-        person = normal_member(decision.approver)
-        if decision.decision == "Deny":
-            denied = denied or decision.approver
-        elif person in seen:
-            ignored.append(
-                (
-                    decision.name,
-                    f"{decision.approver} already approved in {seen[person]}; one person counts once",
-                )
-            )
-            continue
+        if reason is None:
+            valid.append(decision)
         else:
-            seen[person] = decision.name
-            approved.append(person)
-        counted.append(decision.name)
-    return Tally(tuple(approved), denied, tuple(ignored), approval.min_approvals, tuple(counted))
+            ignored.append((decision.name, reason))
+    denials = [d for d in valid if d.decision == "Deny"]
+    if denials:
+        ignored += [(d.name, f"denied by {denials[0].approver}") for d in valid if d.decision != "Deny"]
+        return Tally((), denials[0].approver, tuple(ignored), approval.min_approvals, (denials[0].name,))
+    pending = [d for d in valid if d.decision == "Approve"]
+    approved: list[str] = []
+    counted: list[str] = []
+    opened = subject.opened
+    for index, step in enumerate(approval.steps):
+        deadline = opened + step.timeout
+        have: list[str] = []
+        for decision in list(pending):
+            if len(have) == step.min_approvals:
+                break
+            if not is_covered(decision.approver, decision.approver_groups, step.approvers):
+                continue  # for another step
+            pending.remove(decision)
+            person, when = normal_member(decision.approver), _created(decision)
+            if person in approved:
+                where = "" if person in have else " at an earlier step"
+                ignored.append(
+                    (decision.name, f"{decision.approver} already approved{where}; one person counts once")
+                )
+            elif when < opened:
+                ignored.append(
+                    (
+                        decision.name,
+                        f"it came before step {index + 1} opened ({format_time(opened)}); approve again",
+                    )
+                )
+            elif when > deadline:
+                ignored.append((decision.name, "it came after the approval timeout"))
+            else:
+                have.append(person)
+                approved.append(person)
+                counted.append(decision.name)
+                if len(have) == step.min_approvals:
+                    opened = when
+        if len(have) < step.min_approvals:
+            ignored += [(d.name, f"it waits for step {index + 1} to be met") for d in pending]
+            waiting = Waiting(index, len(approval.steps), step, len(have), deadline)
+            return Tally(
+                tuple(approved), None, tuple(ignored), approval.min_approvals, tuple(counted), waiting
+            )
+    ignored += [(d.name, "the approval rule was already met") for d in pending]
+    return Tally(tuple(approved), None, tuple(ignored), approval.min_approvals, tuple(counted))
 
 
 _NEVER = parse_time("9999-12-31T23:59:59Z")

@@ -2,7 +2,8 @@
 
 `check_request` judges a request that holds nothing yet (at admission, and again whenever its
 grant or its approvals change, and once more just before anything is written to IAM);
-`held_errors` judges what a request already holds against the grant as it is now.
+`held_errors` judges what a request already holds against the grant as it is now;
+`window_errors` says whether the grant admits activations at all at a given time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from jitaccess.api.errors import FieldError
 from jitaccess.api.names import email_domain, normal_member
 from jitaccess.api.objects import Grant, RequestSpec, compile_pattern
 from jitaccess.api.reasons import Reason
+from jitaccess.api.times import format_time
 
 # How far ahead a scheduled activation may be booked.
 LONGEST_SCHEDULE = timedelta(days=7)
@@ -118,6 +120,29 @@ def held_errors(
     errors += duration_errors(duration, grant)
     errors += justification_errors(spec.justification, grant)
     return errors
+
+
+def window_errors(grant: Grant, now: datetime, start: datetime | None = None) -> list[FieldError]:
+    """Why the grant admits no activation at `now` (or one starting at `start`): before its
+    notBefore or from its notAfter on."""
+    begins = start or now
+    if grant.not_before is not None and begins < grant.not_before:
+        return [
+            FieldError(
+                "spec.grant",
+                f"grant {grant.name} admits activations only from {format_time(grant.not_before)}",
+                reason=Reason.NOT_YET_ELIGIBLE,
+            )
+        ]
+    if grant.not_after is not None and max(begins, now) >= grant.not_after:
+        return [
+            FieldError(
+                "spec.grant",
+                f"grant {grant.name} ended at {format_time(grant.not_after)}",
+                reason=Reason.ELIGIBILITY_EXPIRED,
+            )
+        ]
+    return []
 
 
 def duration_errors(duration: timedelta, grant: Grant) -> list[FieldError]:

@@ -29,7 +29,7 @@ def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -
             "reason": Reason.VALID,
             "message": f"{len(grant.roles)} role(s) on {grant.resource} for {len(grant.principals)} principal(s)",
         }
-        approval = "Self" if grant.approval is None else f"{grant.approval.min_approvals} approval(s)"
+        approval = "Self" if grant.approval is None else grant.approval.describe()
     ready["observedGeneration"] = generation
     current = dict(status_of(body))
     previous = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})

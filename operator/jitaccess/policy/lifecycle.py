@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.api.bindings import Activation, render
-from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.names import normal_member
 from jitaccess.api.objects import Decision, Grant, RequestSpec
@@ -44,15 +43,20 @@ from jitaccess.policy.approval_status import (
     with_approvals,
 )
 from jitaccess.policy.approvals import Subject, Tally, tally, terms_digest
-from jitaccess.policy.eligibility import check_request, held_errors
+from jitaccess.policy.eligibility import check_request, held_errors, window_errors
 from jitaccess.policy.endings import after_end, finish, on_delete, revoked
 from jitaccess.policy.records import ACTIVATION, ENDED, Held
-from jitaccess.policy.steps import ApprovalReport, IamChange, RequestState, Step, transition
+from jitaccess.policy.steps import IamChange, RequestState, Step, transition
 
 # Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
 # complete (a restart, a watch that lags) must not end a request, so these are confirmed on fresh reads.
 ENDS_BY_ELIGIBILITY = frozenset(
-    {Reason.ELIGIBILITY_CHANGED, Reason.ELIGIBILITY_REMOVED, Reason.APPROVAL_TIMEOUT}
+    {
+        Reason.ELIGIBILITY_CHANGED,
+        Reason.ELIGIBILITY_REMOVED,
+        Reason.ELIGIBILITY_EXPIRED,
+        Reason.APPROVAL_TIMEOUT,
+    }
 )
 
 
@@ -125,6 +129,15 @@ def _decide_holding(
     if grant is None:
         why = grant_error or f"EligibleGrant {spec.grant} was deleted"
         return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_REMOVED, f"access revoked: {why}")
+    if grant.not_after is not None and grant.not_after < held.end and now >= grant.not_after:
+        return finish(
+            state,
+            grant,
+            now,
+            Phase.REVOKED,
+            Reason.ELIGIBILITY_EXPIRED,
+            f"access revoked: grant {grant.name} ended at {format_time(grant.not_after)}",
+        )
     requester = normal_member(spec.requester or "")
     lost = held_errors(held.resource, held.roles, held.end - held.start, spec, requester, grant)
     counted: Tally | None = None
@@ -152,7 +165,7 @@ def _decide_holding(
         )
         return replace(ended, reports=reports)
     if state.shown.phase is Phase.ACTIVE and state.shown.expires_at == format_time(held.end):
-        return Step(requeue_at=held.end, reports=reports)
+        return Step(requeue_at=_next_look(held.end, grant), reports=reports)
     # The record holds the window; the status does not show it Active yet (the write is due, a
     # crash came between them, or someone else wrote the status): write exactly that window
     # (an idempotent replace of this request's bindings), then show it. Never a new window.
@@ -174,7 +187,7 @@ def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, ann
             "bindings": [binding.to_status() for binding in render(activation)],
         },
         ready=True,
-        requeue_at=held.end,
+        requeue_at=_next_look(held.end, grant),
     )
     return step if announce else replace(step, event=None)
 
@@ -224,49 +237,48 @@ def _decide_waiting(
             why,
         )
     terms, errors = check_request(spec, requester, grant, state.created)
+    if terms is not None and (outside := window_errors(grant, now)):
+        return finish(state, grant, now, Phase.REJECTED, outside[0].reason, join_errors(outside))
     if terms is None:
         reason = Reason.ELIGIBILITY_CHANGED if judged else _refusal_reason(errors)
         prefix = f"grant {grant.name} no longer allows it: " if judged else ""
         return finish(state, grant, now, Phase.REJECTED, reason, prefix + join_errors(errors))
-    approvers: tuple[str, ...] = ()
-    approved: dict[str, Any] | None = None
-    record: list[dict[str, Any]] = []
-    reports: tuple[ApprovalReport, ...] = ()
-    if grant.approval is not None:
-        subject = _subject(state, grant, terms.resource, terms.roles, terms.duration_s)
-        counted = tally(decisions, requester, grant.approval, subject)
-        reports = reports_for(decisions, counted)
-        approved = approved_condition(counted, state, now)
-        record = counted_record(decisions, counted)
-        waiting = _await(state, grant, counted, subject.deadline, now, approved, record)
-        if waiting is not None:
-            return replace(waiting, reports=reports)
-        approvers = counted.approved_by
-    step = _start(state, spec, grant, terms.roles, terms.duration, approvers, now)
-    if approved is not None:
-        step = with_approvals(step, approved, record)
-    return replace(step, reports=reports)
+    if grant.approval is None:
+        return _start(state, spec, grant, terms.roles, terms.duration, (), now)
+    subject = _subject(state, grant, terms.resource, terms.roles, terms.duration_s)
+    counted = tally(decisions, requester, grant.approval, subject)
+    reports = reports_for(decisions, counted)
+    approved = approved_condition(counted, state, now)
+    record = counted_record(decisions, counted)
+    waiting = _await(state, grant, counted, now, approved, record)
+    if waiting is not None:
+        look = waiting.requeue_at
+        if grant.not_after is not None and (look is None or grant.not_after < look):
+            look = grant.not_after  # unanswered by then, it is rejected
+        return replace(waiting, reports=reports, requeue_at=look)
+    step = _start(state, spec, grant, terms.roles, terms.duration, counted.approved_by, now)
+    return replace(with_approvals(step, approved, record), reports=reports)
 
 
 def _await(
     state: RequestState,
     grant: Grant,
     counted: Tally,
-    deadline: datetime | None,
     now: datetime,
     approved: dict[str, Any],
     record: list[dict[str, Any]],
 ) -> Step | None:
     """Denied, timed out, or still waiting for approval; None when the approval rule is met."""
-    assert grant.approval is not None and deadline is not None
+    assert grant.approval is not None
     if counted.denied_by:
         return with_approvals(
             finish(state, grant, now, Phase.DENIED, Reason.DENIED, f"denied by {counted.denied_by}"),
             approved,
             record,
         )
-    if counted.met:
+    if counted.waiting is None:
         return None
+    deadline = counted.waiting.deadline
     if state.shown.phase in (Phase.SCHEDULED, Phase.ACTIVATING):
         # It had been approved (or needed no approval) when it was scheduled: the grant changed since.
         return with_approvals(
@@ -289,7 +301,7 @@ def _await(
                 now,
                 Phase.EXPIRED,
                 Reason.APPROVAL_TIMEOUT,
-                f"no approval came within {format_duration(grant.approval.timeout)} ({counted.summary()})",
+                f"{counted.waiting.timed_out()} ({counted.summary()})",
             ),
             approved,
             record,
@@ -302,9 +314,7 @@ def _await(
         now,
         Phase.AWAITING_APPROVAL,
         Reason.APPROVAL_REQUIRED if first else Reason.APPROVAL_RECORDED,
-        f"waiting for {grant.approval.min_approvals} approval(s) from {', '.join(grant.approval.approvers)}"
-        if first
-        else counted.summary(),
+        _first_wait(grant) if first else counted.summary(),
         requeue_at=deadline,
     )
     return with_approvals(step, approved, record)
@@ -332,8 +342,9 @@ def _start(
             f"{', '.join(roles)} on {grant.resource} from {format_time(start)}",
             requeue_at=start,
         )
-    # A scheduled request that starts late still ends when it was booked to end.
-    end = truncate_to_second(start + duration)
+    # A scheduled request that starts late still ends when it was booked to end; no access
+    # outlives the grant's eligibility (the IAM condition itself ends it then).
+    end = truncate_to_second(min(start + duration, grant.not_after or start + duration))
     if end <= now:
         return finish(
             state,
@@ -426,8 +437,21 @@ def _subject(
     return Subject(
         uid=state.uid,
         digest=terms_digest(state.uid, state.spec_digest, resource, roles, duration_s),
-        deadline=state.created + grant.approval.timeout,
+        opened=state.created,
     )
+
+
+def _first_wait(grant: Grant) -> str:
+    assert grant.approval is not None
+    first = grant.approval.steps[0]
+    steps = len(grant.approval.steps)
+    which = f" (step 1 of {steps})" if steps > 1 else ""
+    return f"waiting for {first.min_approvals} approval(s) from {', '.join(first.approvers)}{which}"
+
+
+def _next_look(end: datetime, grant: Grant) -> datetime:
+    """When to look at held access again: its end, or the grant's notAfter if that comes first."""
+    return min(end, grant.not_after) if grant.not_after is not None else end
 
 
 def _refusal_reason(errors: list[FieldError]) -> str:
