@@ -1,7 +1,9 @@
 """`kubectl jit`: the kubectl plugin for people who ask for, approve and revoke access.
 
     kubectl jit request GRANT --role R --for 30m --reason "INC-1: ..."   (prints the request name)
+    kubectl jit request GRANT --break-glass --reason "..."   (at once, no approval; reviewed afterwards)
     kubectl jit approve|deny NAME [--comment TEXT]
+    kubectl jit review NAME [--revoke] --comment TEXT   (a break-glass request, as one of its reviewers)
     kubectl jit revoke NAME
     kubectl jit list [--mine | --pending-my-approval]
     kubectl jit grants                       what I may activate
@@ -54,13 +56,21 @@ class Cli:
     # -- commands ----------------------------------------------------------------------------
 
     def request(
-        self, grant: str, roles: Sequence[str], duration: str | None, reason: str, name: str | None
+        self,
+        grant: str,
+        roles: Sequence[str],
+        duration: str | None,
+        reason: str,
+        name: str | None,
+        break_glass: bool = False,
     ) -> str:
         spec: dict[str, Any] = {"grant": grant, "justification": reason}
         if roles:
             spec["roles"] = list(roles)
         if duration:
             spec["duration"] = duration
+        if break_glass:
+            spec["breakGlass"] = True
         name = name or f"{grant[:40]}-{secrets.token_hex(3)}"
         self.custom.create_namespaced_custom_object(
             GROUP,
@@ -97,10 +107,13 @@ class Cli:
             },
         }
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, APPROVALS, body)
-        print(
-            f"{'approved' if decision == 'Approve' else 'denied'} {request} (activationapproval/{name})",
-            file=self.out,
-        )
+        done = {
+            "Approve": "approved",
+            "Deny": "denied",
+            "Review": "reviewed",
+            "Revoke": "revoked (as reviewer)",
+        }
+        print(f"{done[decision]} {request} (activationapproval/{name})", file=self.out)
         return name
 
     def revoke(self, request: str) -> None:
@@ -211,6 +224,15 @@ def parser() -> argparse.ArgumentParser:
         "--reason", required=True, help="the justification, e.g. a ticket and what you will do"
     )
     request.add_argument("--name", default=None)
+    request.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="activate at once without approval, where the grant allows it; every reviewer is alerted",
+    )
+    review = commands.add_parser("review", help="review a break-glass activation after the fact")
+    review.add_argument("request")
+    review.add_argument("--revoke", action="store_true", help="end its access now (recorded as your review)")
+    review.add_argument("--comment", required=True, help="what you found")
     for verb in ("approve", "deny"):
         decide = commands.add_parser(verb, help=f"{verb} a request that awaits approval")
         decide.add_argument("request")
@@ -245,7 +267,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     cli = Cli(client.ApiClient(configuration), namespace, out)
     try:
         if args.command == "request":
-            cli.request(args.grant, args.role, args.duration, args.reason, args.name)
+            cli.request(args.grant, args.role, args.duration, args.reason, args.name, args.break_glass)
+        elif args.command == "review":
+            cli.decide(args.request, "Revoke" if args.revoke else "Review", args.comment)
         elif args.command in ("approve", "deny"):
             cli.decide(args.request, "Approve" if args.command == "approve" else "Deny", args.comment)
         elif args.command == "revoke":

@@ -13,6 +13,7 @@ kmock's store stays the single source of truth.
 kmock has no hooks for some of this; what is used of its internals (nothing name-mangled), and why:
 `_handle` (the one entry point every API request passes), `_serve_create/_update/_delete` and
 `_serve_version` (its fallback answers, to find objects by key and to fix discovery),
+`_render_error` (its answer to a path it cannot parse: kube's 404, not a traceback),
 `_objects._objects` (its store, replaced once by an indexed one: kmock scans every object per
 request), `_requests`/`_payloads` (its record of requests, trimmed: see `_route`) and
 `rendering.Request._raw_request` (the aiohttp request, for repeated headers and streaming).
@@ -25,10 +26,12 @@ import collections
 import contextlib
 import copy
 import json
+import logging
 import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,15 +55,22 @@ from jitaccess_sandbox.tables import table
 from jitaccess_sandbox.validation import validate
 from jitaccess_sandbox.watch import ChangeLog, TooOld
 from jitaccess_sandbox.writes import (
+    SERVER_MANAGED,
     ApiRejection,
+    check_metadata,
     check_name,
     check_precondition,
     merge_diff,
     merge_patch,
+    moved_on,
     patched,
 )
 
 _SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+# Reviews are answered, never stored: only at their own (cluster-scoped) paths.
+_REVIEW_PLURALS = frozenset(
+    {"selfsubjectreviews", "subjectaccessreviews", "selfsubjectaccessreviews", "selfsubjectrulesreviews"}
+)
 # SubjectAccessReview (another's rights) and SelfSubjectAccessReview (`kubectl auth can-i`): path -> kind.
 _ACCESS_REVIEWS = {
     "/apis/authorization.k8s.io/v1/subjectaccessreviews": "SubjectAccessReview",
@@ -129,6 +139,23 @@ class SandboxApi(kmock.KubernetesEmulator):
             self.objects[key, None, body["metadata"]["name"]] = self._stamp_new(body, None)
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        try:
+            return await self._serve(raw_request)
+        except ApiRejection as rejection:
+            return rejection.response()
+        except Exception:  # a Status, as kube-apiserver answers, never a traceback
+            _log.exception("the sandbox API failed on %s %s", raw_request.method, raw_request.path)
+            return ApiRejection(
+                500, "InternalError", "Internal error occurred: see the sandbox's log"
+            ).response()
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        """kmock's answer to a request it cannot parse (e.g. a path no API has): a Status as
+        kube-apiserver's, without kmock's traceback."""
+        _log.info("the sandbox API could not serve a request: %r", exc)
+        return ApiRejection(404, "NotFound", "the server could not find the requested resource").response()
+
+    async def _serve(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.content_type == protobuf.CONTENT_TYPE:  # what kubectl sends for built-in kinds
             try:
                 body = protobuf.decode(await raw_request.read())
@@ -136,10 +163,11 @@ class SandboxApi(kmock.KubernetesEmulator):
                 return ApiRejection(415, "UnsupportedMediaType", str(error)).response()
             # aiohttp's buffer of the body, which read(), text() and json() (and so kmock) return.
             raw_request._read_bytes = json.dumps(body).encode()
-        if raw_request.path == _SELF_SUBJECT_REVIEWS and raw_request.method == "POST":
+        path = raw_request.path.rstrip("/") or "/"
+        if path == _SELF_SUBJECT_REVIEWS and raw_request.method == "POST":
             return self._who_am_i(raw_request)
-        if raw_request.path in _ACCESS_REVIEWS:
-            return await self._review_access(raw_request, _ACCESS_REVIEWS[raw_request.path])
+        if path in _ACCESS_REVIEWS:
+            return await self._review_access(raw_request, _ACCESS_REVIEWS[path])
         # kmock cannot parse /api/v1/namespaces[/NAME] (it reads "namespaces" as the namespace
         # prefix of a path), so Namespace objects are served here, before kmock parses anything.
         match = _NAMESPACE_PATH.fullmatch(raw_request.path)
@@ -475,9 +503,6 @@ class SandboxApi(kmock.KubernetesEmulator):
         self.served[user, _verb(request), plural, request.subresource or ""] += 1
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        if request.method == enums.method.PUT and request.name and request.action is None:
-            # kmock gives a PUT no action; to kube-apiserver it is an update (a full replacement).
-            object.__setattr__(request, "action", enums.action.UPDATE)
         try:
             self._record(request)
             self.enforce_rbac(request)
@@ -486,17 +511,41 @@ class SandboxApi(kmock.KubernetesEmulator):
                 return self._serve_openapi(path)
             if request.resource is None or request.resource.plural is None:  # discovery, /version, …
                 return await self._route(request)
-            if request.resource not in self.resources:
-                raise ApiRejection(404, "NotFound", "the server could not find the requested resource")
-            if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
-                return await self._write(request)
-            if request.action == enums.action.WATCH:
-                return await self._serve_watch_stream(request)
-            if request.action == enums.action.LIST:
-                return self._serve_listing(request)
-            return self._serve_object(request)
+            return await self._serve_resource(request)
         except ApiRejection as rejection:
             return rejection.response()
+        except Exception:  # a Status, as kube-apiserver answers, never a traceback
+            _log.exception("the sandbox API failed on %s %s", request.method, request.url.path)
+            return ApiRejection(
+                500, "InternalError", "Internal error occurred: see the sandbox's log"
+            ).response()
+
+    async def _serve_resource(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """A request about objects, by its verb in RBAC's terms (what was authorized is what is done)."""
+        assert request.resource is not None
+        info = self.resources.get(request.resource)
+        if (
+            info is None
+            or request.resource.plural in _REVIEW_PLURALS
+            or (request.namespace and not info.namespaced)
+        ):
+            raise ApiRejection(404, "NotFound", "the server could not find the requested resource")
+        verb = _verb(request)
+        if verb in ("create", "update", "patch", "delete"):
+            if verb == "create" and request.name:
+                raise ApiRejection(
+                    405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+                )
+            if verb == "update":  # kmock gives a PUT no action; to kube-apiserver it is a replacement
+                object.__setattr__(request, "action", enums.action.UPDATE)
+            return await self._write(request)
+        if verb == "watch":
+            return await self._serve_watch_stream(request)
+        if verb == "list":
+            return self._serve_listing(request)
+        if verb == "get":
+            return self._serve_object(request)
+        raise ApiRejection(405, "MethodNotAllowed", f"{verb} is not supported by the sandbox API")
 
     async def _write(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         """One create, patch or delete: admitted, validated, stored (unless a dry run), and told
@@ -532,6 +581,13 @@ class SandboxApi(kmock.KubernetesEmulator):
         key = (request.resource, metadata.get("namespace") or request.namespace, metadata.get("name"))
         stored = self.store.get(key)
         after = copy.deepcopy(stored.raw) if stored is not None and not stored.deleted else None
+        if stored is not None and after is not None and _only_collector_finalizers(after):
+            # The garbage collector's finalizers are its to remove (the sandbox has no collector
+            # of its own): collect the dependents, then the object, as kube's would.
+            stored.delete()
+            self._publish_deleted(request.resource, after)
+            await self._collect_dependents(after["metadata"]["uid"])
+            return
         if after is not None:
             unchanged = before is not None and before["metadata"].get("resourceVersion") == after[
                 "metadata"
@@ -674,6 +730,8 @@ class SandboxApi(kmock.KubernetesEmulator):
         else:
             if old is None:
                 raise not_found(request.resource, request.name)
+            if request.method == enums.method.PUT and isinstance(request.data, dict):
+                _same_names(request, request.data)
             check_precondition(request, old)
             new = patched(old, request, crd, self.resource_version)
         if crd is not None:
@@ -719,20 +777,19 @@ class SandboxApi(kmock.KubernetesEmulator):
                 "Invalid",
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
             )
+        _same_names(request, config)
         group, version = request.resource.group, request.resource.version
         api_version = f"{group}/{version}" if group else str(version)
         if old is None:
+            # An apply that creates needs the right to create, as in kube-apiserver.
+            self._enforce(replace(self.request_attributes(request), verb="create"))
             object.__setattr__(request, "action", enums.action.CREATE)
             body = apply.created(config, manager, api_version, self.timestamp())
             body.setdefault("metadata", {}).setdefault("name", request.name)
             return request, self._created(request, body)
         check_precondition(_with_data(request, config), old)
         new = apply.apply(old, config, manager, api_version, self.timestamp())
-        if new.get("spec") != old.get("spec"):
-            new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
-        if new != old:
-            new["metadata"]["resourceVersion"] = self.resource_version()
-        return request, new
+        return request, moved_on(old, new, self.resource_version)
 
     async def _admit(
         self, request: rendering.Request, crd: Crd, new: dict[str, Any], old: dict[str, Any] | None
@@ -789,6 +846,10 @@ class SandboxApi(kmock.KubernetesEmulator):
             )
         if request is not None and request.namespace:
             meta["namespace"] = request.namespace
+        for key in SERVER_MANAGED:
+            if key not in ("name", "namespace"):
+                meta.pop(key, None)
+        check_metadata(obj)
         meta.update(
             uid=str(uuid.uuid4()),
             creationTimestamp=self.timestamp(),
@@ -907,6 +968,7 @@ class SandboxApi(kmock.KubernetesEmulator):
 
 
 _MISSING_OLD: Any = object()
+_log = logging.getLogger(__name__)
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -943,6 +1005,35 @@ def invalid(crd: Crd, new: dict[str, Any], old: dict[str, Any] | None) -> None:
     )
 
 
+_COLLECTOR_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+
+
+def _only_collector_finalizers(obj: dict[str, Any]) -> bool:
+    metadata = obj.get("metadata") or {}
+    finalizers = set(metadata.get("finalizers") or ())
+    return (
+        bool(metadata.get("deletionTimestamp")) and bool(finalizers) and finalizers <= _COLLECTOR_FINALIZERS
+    )
+
+
+def _same_names(request: rendering.Request, body: Mapping[str, Any]) -> None:
+    """A body that names another object than its URL is refused (400), as kube-apiserver does."""
+    metadata = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    if name is not None and name != request.name:
+        raise ApiRejection(
+            400,
+            "BadRequest",
+            f"the name of the object ({name}) does not match the name on the URL ({request.name})",
+        )
+    if namespace is not None and request.namespace is not None and namespace != request.namespace:
+        raise ApiRejection(
+            400,
+            "BadRequest",
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )
+
+
 def _all_headers(request: rendering.Request) -> Mapping[str, str]:
     """Every header, repeated ones too (Impersonate-Group may come more than once)."""
     raw = request._raw_request
@@ -963,14 +1054,16 @@ def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
 
 
 def _verb(request: rendering.Request) -> str:
-    """The request's verb in RBAC's terms."""
+    """The request's verb in RBAC's terms: what is authorized, and so what is done."""
     method = str(getattr(request.method, "value", request.method)).upper()
     if method == "GET":
-        if request.params.get("watch") in ("true", "1"):
+        if str(request.params.get("watch") or "").lower() in ("true", "1"):
             return "watch"
         return "get" if request.name else "list"
     if method == "DELETE" and not request.name:
         return "deletecollection"
+    if method in ("PUT", "PATCH") and not request.name:
+        return "update-collection"  # nothing kube serves
     return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(
         method, method.lower()
     )

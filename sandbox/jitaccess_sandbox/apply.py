@@ -15,6 +15,7 @@ import yaml
 from jitaccess_sandbox.writes import ApiRejection
 
 APPLY_PATCH = "application/apply-patch+yaml"
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit on a request body
 # Under metadata, only these belong to an applied configuration (the rest is the server's).
 _OWNABLE_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 
@@ -23,9 +24,26 @@ def is_apply(content_type: str | None) -> bool:
     return (content_type or "").split(";")[0].strip() == APPLY_PATCH
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few hundred bytes of nested aliases expand to gigabytes
+    (kube-apiserver limits aliasing for the same reason, CVE-2019-11253)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise ApiRejection(400, "BadRequest", "YAML aliases are not accepted in an applied configuration")
+        return super().compose_node(parent, index)
+
+
 def configuration(body: bytes, parsed: Any) -> dict[str, Any]:
     """The applied configuration: kubectl sends JSON, other clients may send YAML."""
-    config = parsed if isinstance(parsed, dict) else yaml.safe_load(body.decode() or "{}")
+    if len(body) > MAX_BODY:
+        raise ApiRejection(413, "RequestEntityTooLarge", "the request body is larger than 3 MiB")
+    try:
+        config = parsed if isinstance(parsed, dict) else yaml.load(body.decode() or "{}", Loader=_NoAliases)
+    except yaml.YAMLError as error:
+        raise ApiRejection(
+            400, "BadRequest", f"the applied configuration is not YAML or JSON: {error}"
+        ) from None
     if not isinstance(config, dict):
         raise ApiRejection(400, "BadRequest", "the applied configuration must be an object")
     return config

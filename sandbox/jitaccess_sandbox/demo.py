@@ -81,8 +81,10 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     ):
         raise SystemExit("demo failed: unexpected phases or IAM policy")
     await approval_story(sandbox, custom, examples)
+    await break_glass_story(sandbox, custom, examples / "break-glass")
     say(
-        "Demo finished: both requests went Activating → Active → Expired; IAM holds only the other tool's binding."
+        "Demo finished: the requests went Activating → Active → Expired (the break-glass one is still Active, "
+        "and reviewed); IAM holds the other tool's binding and that one."
     )
 
 
@@ -106,14 +108,7 @@ async def approval_story(sandbox: Sandbox, custom: client.CustomObjectsApi, exam
     say("Second story: grant prod-iam-admin needs one approval from group:sre-leads@example.com")
     request = yaml.safe_load((examples / "requests" / "alice-prod-iam.yaml").read_text())
     namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
-    await asyncio.to_thread(
-        as_user(sandbox, "alice@example.com").create_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        "activationrequests",
-        request,
-    )
+    await create_as(sandbox, "alice@example.com", namespace, "activationrequests", request)
     body = await follow(custom, namespace, name, until={"AwaitingApproval", "Rejected"})
     if body["status"]["phase"] != "AwaitingApproval":
         raise SystemExit(f"demo failed: {name} ended {body['status']['phase']}")
@@ -134,14 +129,7 @@ async def approval_story(sandbox: Sandbox, custom: client.CustomObjectsApi, exam
             "carol tries to approve: refused: "
             + json.loads(error.body)["message"].split("denied the request: ")[-1]
         )
-    await asyncio.to_thread(
-        as_user(sandbox, "bob@example.com").create_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        namespace,
-        "activationapprovals",
-        approval,
-    )
+    await create_as(sandbox, "bob@example.com", namespace, "activationapprovals", approval)
     say(f"bob approves: {approval['spec']['comment']!r}")
     body = await follow(
         custom, namespace, name, until={"Active", "ActivationFailed"}, seen={"AwaitingApproval"}
@@ -164,6 +152,57 @@ async def approval_story(sandbox: Sandbox, custom: client.CustomObjectsApi, exam
             ].get("finalizers")
         ),
         "the request to settle",
+    )
+
+
+async def break_glass_story(sandbox: Sandbox, custom: client.CustomObjectsApi, folder: Path) -> None:
+    """3 a.m., no lead awake: alice breaks the glass; the leads are alerted; bob reviews it later."""
+    say("Third story: break-glass. Grant prod-compute-admin lets SREs in for 1h without approval")
+    grant = yaml.safe_load((folder / "grant.yaml").read_text())
+    await asyncio.to_thread(custom.create_cluster_custom_object, GROUP, VERSION, "eligiblegrants", grant)
+    await wait_for(lambda: _grant_ready(custom, grant["metadata"]["name"]), "grant Ready")
+    request = yaml.safe_load((folder / "request.yaml").read_text())
+    namespace, name = request["metadata"]["namespace"], request["metadata"]["name"]
+    await create_as(sandbox, "alice@example.com", namespace, "activationrequests", request)
+    say(f"alice breaks the glass: {request['spec']['justification']!r}")
+    body = await follow(custom, namespace, name, until={"Active", "Rejected", "ActivationFailed"})
+    if body["status"]["phase"] != "Active":
+        raise SystemExit(f"demo failed: {name} ended {body['status']['phase']}")
+    alert = next(
+        e
+        for e in await events_of(client.CoreV1Api(custom.api_client), namespace, name, count=2)
+        if e.reason == "BreakGlassActivated"
+    )
+    say(f"every reviewer is alerted ({alert.type} {alert.reason}): {alert.message}")
+    say(f"Reviewed: {_condition(body, 'Reviewed')}")
+    review = yaml.safe_load((folder / "review.yaml").read_text())
+    await create_as(sandbox, "bob@example.com", namespace, "activationapprovals", review)
+    say(f"bob reviews it: {review['spec']['comment']!r}")
+    await wait_for(
+        lambda: (
+            "status: True"
+            in _condition(
+                custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "activationrequests", name),
+                "Reviewed",
+            )
+        ),
+        "the review",
+    )
+    body = await asyncio.to_thread(
+        custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "activationrequests", name
+    )
+    say(f"Reviewed: {_condition(body, 'Reviewed')}")
+
+
+def _condition(body: dict[str, Any], kind: str) -> str:
+    found = next((c for c in (body.get("status") or {}).get("conditions", []) if c.get("type") == kind), {})
+    return f"status: {found.get('status')}, {found.get('reason')}: {found.get('message')}"
+
+
+async def create_as(sandbox: Sandbox, user: str, namespace: str, plural: str, body: dict[str, Any]) -> None:
+    """Create one of our objects as `user` (through admission, which stamps who they are)."""
+    await asyncio.to_thread(
+        as_user(sandbox, user).create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
     )
 
 

@@ -96,15 +96,76 @@ def patched(
                 new["status"] = old["status"]
             else:
                 new.pop("status", None)
+    return moved_on(old, new, next_version)
+
+
+# What the server keeps in metadata, whatever a client sends (kube-apiserver ignores or refuses
+# changes to them): an update keeps the stored values, a create gets the server's own.
+SERVER_MANAGED = (
+    "uid",
+    "creationTimestamp",
+    "name",
+    "namespace",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+    "selfLink",
+)
+
+
+def moved_on(old: dict[str, Any], new: dict[str, Any], next_version: Callable[[], str]) -> dict[str, Any]:
+    """`new` with the server's metadata of `old`; generation moves with the spec, resourceVersion
+    with any change."""
     meta = new.setdefault("metadata", {})
-    for key in ("uid", "creationTimestamp", "name", "namespace", "deletionTimestamp"):
+    if not isinstance(meta, dict):
+        raise ApiRejection(400, "BadRequest", "metadata: must be an object")
+    for key in SERVER_MANAGED:
         if key in old.get("metadata", {}):
             meta[key] = old["metadata"][key]
+        else:
+            meta.pop(key, None)
+    check_metadata(new)
     if new.get("spec") != old.get("spec"):
         meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
     if new != old:
         meta["resourceVersion"] = next_version()
     return new
+
+
+def check_metadata(obj: dict[str, Any]) -> None:
+    """The types ObjectMeta has (kube-apiserver cannot even decode anything else: 400)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise ApiRejection(400, "BadRequest", "metadata: must be an object")
+    for field in ("labels", "annotations"):
+        value = meta.get(field)
+        if value is not None and (
+            not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())
+        ):
+            raise ApiRejection(
+                400,
+                "BadRequest",
+                f"json: cannot unmarshal into Go struct field ObjectMeta.metadata.{field} of type "
+                "map[string]string",
+            )
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and (
+        not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
+    ):
+        raise ApiRejection(
+            400,
+            "BadRequest",
+            "json: cannot unmarshal into Go struct field ObjectMeta.metadata.finalizers of type []string",
+        )
+    owners = meta.get("ownerReferences")
+    if owners is not None and (not isinstance(owners, list) or not all(isinstance(o, dict) for o in owners)):
+        raise ApiRejection(
+            400,
+            "BadRequest",
+            "json: cannot unmarshal into Go struct field ObjectMeta.metadata.ownerReferences of type "
+            "[]v1.OwnerReference",
+        )
 
 
 def check_precondition(request: rendering.Request, old: dict[str, Any]) -> None:

@@ -27,3 +27,7 @@ def test_demo_walks_a_request_through_activation_and_expiry(tmp_path):
     )
     assert story.index("bob approves") < story.index("phase Active") < story.index("phase Expired")
     assert "projects/my-production in the emulator (0 binding(s))" in story
+    glass = result.stdout.split("Third story")[1]
+    assert "every reviewer is alerted (Warning BreakGlassActivated)" in glass
+    assert "Reviewed: status: False, ReviewRequired" in glass
+    assert "Reviewed: status: True, Reviewed: reviewed by user:bob@example.com" in glass

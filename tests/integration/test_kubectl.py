@@ -40,7 +40,7 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
     table = await kubectl(cluster, "get", "ar", "-n", "team-sre")
     assert table.returncode == 0, table.stderr
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["NAME", "REQUESTER", "GRANT", "PHASE", "EXPIRES", "AGE"]
+    assert header.split() == ["NAME", "REQUESTER", "GRANT", "PHASE", "EXPIRES", "REVIEW", "AGE"]
     row = next(r.split() for r in rows if r.startswith("alice-fix-firewall"))
     assert row[1:4] == ["user:alice@example.com", "sandbox-compute-admin", "Active"]
     assert row[4].endswith("Z")

@@ -205,7 +205,7 @@ ROWS = [
         ALICE,
         ("get", "ar", "alice-fix-firewall"),
         0,
-        r"NAME\s+REQUESTER\s+GRANT\s+PHASE\s+EXPIRES\s+AGE\nalice-fix-firewall\s+user:alice@example\.com\s+"
+        r"NAME\s+REQUESTER\s+GRANT\s+PHASE\s+EXPIRES\s+REVIEW\s+AGE\nalice-fix-firewall\s+user:alice@example\.com\s+"
         r"sandbox-compute-admin\s+Active\s",
     ),
     Row(
@@ -297,7 +297,7 @@ async def test_watch_streams_a_table_row_per_change(cluster: Cluster) -> None:
     try:
         assert watcher.stdout is not None
         header = (await asyncio.wait_for(watcher.stdout.readline(), 30)).decode()
-        assert header.split() == ["NAME", "REQUESTER", "GRANT", "PHASE", "EXPIRES", "AGE"]
+        assert header.split() == ["NAME", "REQUESTER", "GRANT", "PHASE", "EXPIRES", "REVIEW", "AGE"]
         filed = await kubectl(cluster, ALICE, "apply", "-f", "-", stdin=request_yaml("watched-one"))
         assert filed.returncode == 0, filed.stderr
         seen: list[str] = []

@@ -116,3 +116,28 @@ async def test_kubectl_finds_the_plugin_on_path(cluster):
     )
     assert done.returncode == 0, done.stderr
     assert "jit-path" in done.stdout
+
+
+async def test_break_glass_and_its_review_with_the_plugin(cluster):
+    project = cluster.project()
+    await cluster.grant(
+        "jit-glass",
+        project,
+        roles=["roles/compute.admin"],
+        breakGlass={"allowed": True, "reviewers": ["group:sre-leads@example.com"]},
+    )
+    await cluster.wait_grant_ready("jit-glass")
+    code, said = await jit(
+        cluster, "alice@example.com", "request", "jit-glass", "--break-glass",
+        "--reason", "INC-9: everything is down", "--name", "alice-glass",
+    )  # fmt: skip
+    assert code == 0, said
+    await cluster.wait_phase("alice-glass", "Active")
+    code, _ = await jit(cluster, "alice@example.com", "review", "alice-glass", "--comment", "all fine")
+    assert code == 1  # refused at admission: she cannot review her own break-glass access
+    code, said = await jit(
+        cluster, "bob@example.com", "review", "alice-glass", "--revoke", "--comment", "not needed"
+    )
+    assert code == 0 and "revoked (as reviewer) alice-glass" in said
+    body = await cluster.wait_phase("alice-glass", "Revoked")
+    assert body["status"]["conditions"][0]["reason"] == "RevokedByReviewer"

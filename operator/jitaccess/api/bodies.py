@@ -145,3 +145,15 @@ def spec_of(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
 
 def status_of(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return _part(body, "status")
+
+
+def generation_of(body: Mapping[str, Any] | None, default: int = 1) -> int:
+    """metadata.generation; `default` when it is missing or not a whole number (an API server
+    never serves one that is not, but the operator must not crash on one)."""
+    value = metadata_of(body).get("generation")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default

@@ -16,7 +16,7 @@ from typing import Any
 
 import re2
 
-from jitaccess.api.bodies import metadata_of, spec_of
+from jitaccess.api.bodies import generation_of, metadata_of, spec_of
 from jitaccess.api.durations import DurationError, format_duration, parse_duration
 from jitaccess.api.errors import FieldError
 from jitaccess.api.names import REQUESTER_KINDS, member_error, normal_member, resource_error, role_error
@@ -29,6 +29,7 @@ VERSION = "v1alpha1"
 SHORTEST_GRANT = timedelta(minutes=5)
 LONGEST_GRANT = timedelta(days=7)
 DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=1)
+DEFAULT_REVIEW_WITHIN = timedelta(hours=24)
 MAX_ROLES = 20
 MAX_PRINCIPALS = 100
 MAX_APPROVAL_STEPS = 5
@@ -76,6 +77,15 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
+class BreakGlass:
+    """Access at once, without approval, reviewed after the fact by `reviewers`."""
+
+    max_duration: timedelta
+    reviewers: tuple[str, ...]
+    review_within: timedelta
+
+
+@dataclass(frozen=True)
 class Grant:
     """Who may activate which roles on which resource, for how long, under which rules."""
 
@@ -93,6 +103,7 @@ class Grant:
     # Eligibility that starts or ends by itself (RFC 3339 in the spec); None: always.
     not_before: datetime | None = None
     not_after: datetime | None = None
+    break_glass: BreakGlass | None = None  # None: break-glass requests are refused
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,7 @@ class RequestSpec:
     revoke: bool
     requester: str | None
     requester_groups: tuple[str, ...]
+    break_glass: bool = False
 
 
 def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
@@ -147,6 +159,7 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         errors.append(FieldError("spec.justification.pattern", message))
     hint = justification.get("hint")
     approval = _approval(spec, errors)
+    break_glass = _break_glass(spec, approval, max_duration, errors)
     not_before = _time(spec, "notBefore", errors)
     not_after = _time(spec, "notAfter", errors)
     if not_before is not None and not_after is not None and not_before >= not_after:
@@ -157,7 +170,7 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         return None, errors
     return Grant(
         name=str(metadata_of(body).get("name", "")),
-        generation=int(metadata_of(body).get("generation") or 0),
+        generation=generation_of(body, 0),
         resource=resource,
         roles=tuple(roles),
         principals=tuple(principals),
@@ -169,6 +182,7 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         approval=approval,
         not_before=not_before,
         not_after=not_after,
+        break_glass=break_glass,
     ), []
 
 
@@ -215,6 +229,11 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
     revoke = spec.get("revoke", False)
     if not isinstance(revoke, bool):
         errors.append(FieldError("spec.revoke", "must be true or false"))
+    break_glass = spec.get("breakGlass", False)
+    if not isinstance(break_glass, bool):
+        errors.append(FieldError("spec.breakGlass", "must be true or false"))
+    elif break_glass and start_time is not None:
+        errors.append(FieldError("spec.startTime", "a break-glass request starts now; leave startTime out"))
     requester = spec.get("requester")
     if requester is not None and (message := member_error(requester, REQUESTER_KINDS)) is not None:
         errors.append(FieldError("spec.requester", message))
@@ -233,6 +252,7 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         revoke=bool(revoke),
         requester=requester,
         requester_groups=tuple(groups),
+        break_glass=break_glass is True,
     ), []
 
 
@@ -331,6 +351,48 @@ def _approval(spec: Body, errors: list[FieldError]) -> ApprovalRule | None:
             _approval_step(_mapping(step), f"spec.approval.steps[{index}]", errors)
             for index, step in enumerate(steps)
         )
+    )
+
+
+def _break_glass(
+    spec: Body, approval: ApprovalRule | None, max_duration: timedelta | None, errors: list[FieldError]
+) -> BreakGlass | None:
+    raw = spec.get("breakGlass")
+    if raw is None:
+        return None
+    settings = _mapping(raw)
+    allowed = settings.get("allowed", False)
+    if not isinstance(allowed, bool):
+        errors.append(FieldError("spec.breakGlass.allowed", "must be true or false"))
+    longest = _duration(settings, "maxDuration", "spec.breakGlass.maxDuration", errors, required=False)
+    limit = max_duration or LONGEST_GRANT
+    if longest is not None and not SHORTEST_GRANT <= longest <= limit:
+        errors.append(
+            FieldError(
+                "spec.breakGlass.maxDuration",
+                f"{format_duration(longest)} must be between 5m and maxDuration",
+            )
+        )
+    reviewers = _string_list(
+        settings, "reviewers", "spec.breakGlass.reviewers", errors, required=False, limit=MAX_PRINCIPALS
+    )
+    for index, reviewer in enumerate(reviewers):
+        if (message := member_error(reviewer)) is not None:
+            errors.append(FieldError(f"spec.breakGlass.reviewers[{index}]", message))
+    if not reviewers and approval is not None:
+        reviewers = list(approval.approvers)
+    if allowed is True and not reviewers:
+        errors.append(
+            FieldError(
+                "spec.breakGlass.reviewers",
+                "name who reviews break-glass access (or give the grant an approval rule, whose approvers review)",
+            )
+        )
+    within = _duration(settings, "reviewWithin", "spec.breakGlass.reviewWithin", errors, required=False)
+    if allowed is not True:
+        return None
+    return BreakGlass(
+        longest or min(timedelta(hours=1), limit), tuple(reviewers), within or DEFAULT_REVIEW_WITHIN
     )
 
 

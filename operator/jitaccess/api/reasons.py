@@ -39,6 +39,12 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     NO_REQUESTER = "NoRequester"
     ADMISSION_BYPASSED = "AdmissionBypassed"
+    # Break-glass.
+    BREAK_GLASS_ACTIVATED = "BreakGlassActivated"
+    REVIEW_REQUIRED = "ReviewRequired"
+    REVIEW_OVERDUE = "ReviewOverdue"
+    REVIEWED = "Reviewed"
+    REVOKED_BY_REVIEWER = "RevokedByReviewer"
     # Grants.
     VALID = "Valid"
     APPROVAL_UNSATISFIABLE = "ApprovalUnsatisfiable"
@@ -48,3 +54,7 @@ class Reason(StrEnum):
     REMOVED = "Removed"
     BINDING_REMOVED_EXTERNALLY = "BindingRemovedExternally"
     LEFTOVER_BINDING_REMOVED = "LeftoverBindingRemoved"
+
+
+# What the audit log records with severity ALERT (break-glass access, and its review overdue).
+ALERTS = frozenset({Reason.BREAK_GLASS_ACTIVATED, Reason.REVIEW_OVERDUE})

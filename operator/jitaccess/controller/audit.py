@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.phases import Phase
+from jitaccess.api.reasons import ALERTS
 from jitaccess.api.times import format_time
 from jitaccess.policy.records import read_records
 from jitaccess.policy.steps import Event
@@ -86,7 +87,7 @@ def audit_record(body: Mapping[str, Any], event: Event, now: datetime, account: 
     phase = account.phase or str(status_of(body).get("phase") or "")
     return {
         "time": format_time(now),
-        "severity": "WARNING" if event.type == "Warning" else "NOTICE",
+        "severity": "ALERT" if event.reason in ALERTS else "WARNING" if event.type == "Warning" else "NOTICE",
         "message": f"{metadata.get('namespace')}/{metadata.get('name')}: {event.reason}: {event.message}",
         "event": event.reason,
         "phase": phase,

@@ -15,7 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from jitaccess.api.bodies import status_of
+from jitaccess.api.reasons import Reason
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.policy.conditions import REVIEWED
 from jitaccess.stats import Distribution
 
 Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
@@ -41,6 +43,22 @@ class ReconcilerCollector(Collector):
         for phase, count in sorted(phases.items()):
             requests.add_metric([phase], count)
         yield requests
+        unreviewed = Counter(
+            str(condition.get("reason") or "")
+            for body in reconciler.cache.requests.values()
+            for condition in status_of(body).get("conditions") or ()
+            if isinstance(condition, dict)
+            and condition.get("type") == REVIEWED
+            and condition.get("status") == "False"
+        )
+        family = GaugeMetricFamily(
+            "jitaccess_unreviewed_break_glass",
+            "Break-glass activations not yet reviewed: ReviewRequired, or ReviewOverdue (past reviewWithin)",
+            labels=["reason"],
+        )
+        for reason in (Reason.REVIEW_REQUIRED, Reason.REVIEW_OVERDUE):
+            family.add_metric([reason], unreviewed.get(reason, 0))
+        yield family
         yield GaugeMetricFamily(
             "jitaccess_grants", "EligibleGrants known to the operator", value=len(reconciler.cache.grants)
         )

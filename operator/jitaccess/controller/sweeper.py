@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from jitaccess.api.bodies import metadata_of, status_of
+from jitaccess.api.bodies import generation_of, status_of
 from jitaccess.api.reasons import Reason
 from jitaccess.controller.cache import Cache
 from jitaccess.controller.config import OperatorConfig
@@ -172,7 +172,7 @@ class Sweeper:
                     "status": "False",
                     "reason": REMOVED_EXTERNALLY,
                     "message": message,
-                    "observedGeneration": int(metadata_of(body).get("generation") or 1),
+                    "observedGeneration": generation_of(body),
                 },
                 self.config.clock.now(),
             )

@@ -28,6 +28,7 @@ from jitaccess.api.objects import (
     MAX_COMMENT,
     Decision,
     Grant,
+    RequestSpec,
     is_kubernetes_name,
     parse_request_spec,
     text_error,
@@ -35,7 +36,9 @@ from jitaccess.api.objects import (
 from jitaccess.api.phases import Phase
 from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.approvals import eligibility_problem, spec_digest, terms_digest
-from jitaccess.policy.eligibility import check_request, window_errors
+from jitaccess.policy.break_glass import REVIEW_DECISIONS, reviewer_problem
+from jitaccess.policy.break_glass import request_errors as break_glass_errors
+from jitaccess.policy.eligibility import Terms, check_request, resolve, window_errors
 from jitaccess.policy.records import FINALIZER, Actor, metadata_problem, owner_changes, reserved_changes
 
 ATTESTATION = "jitaccess.dev/admitted"
@@ -136,6 +139,8 @@ def admit_request(
         )
     terms, errors = check_request(parsed, str(parsed.requester), grant, now)
     errors += window_errors(grant, now, parsed.start_time)
+    if terms is not None:
+        errors += break_glass_errors(parsed, grant, terms.duration)
     if terms is None or errors:
         return Admission(False, join_errors(errors))
     warnings = []
@@ -251,14 +256,18 @@ def attestation_valid(body: Mapping[str, Any], key: bytes) -> bool:
     return bool(seal) and bool(key) and hmac.compare_digest(str(seal), attestation(body, key))
 
 
+# Phases in which break-glass access has been (or is being) held, so can be reviewed.
+REVIEWABLE = frozenset({Phase.ACTIVATING, Phase.ACTIVE, Phase.EXPIRED, Phase.REVOKED})
+
+
 def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
     """What is wrong with the approval's own fields, before anything is looked up, or None."""
     request = spec.get("request")
     if not isinstance(request, str) or not is_kubernetes_name(request):
         return "spec.request: must name an ActivationRequest in this namespace (a lowercase Kubernetes name)"
     decision = spec.get("decision")
-    if decision not in ("Approve", "Deny"):
-        return f"spec.decision: must be Approve or Deny, not {str(decision)[:40]!r}"
+    if decision not in ("Approve", "Deny", *REVIEW_DECISIONS):
+        return f"spec.decision: must be Approve, Deny, Review or Revoke, not {str(decision)[:40]!r}"
     comment = spec.get("comment", "")
     if not isinstance(comment, str):
         return "spec.comment: must be a string"
@@ -279,6 +288,9 @@ def admit_approval(
     name = spec.get("request")
     if request is None:
         return Admission(False, f"spec.request: there is no ActivationRequest {name} in this namespace")
+    parsed, _ = parse_request_spec(request)
+    if spec.get("decision") in REVIEW_DECISIONS or (parsed is not None and parsed.break_glass):
+        return _admit_review(spec, request, parsed, grant)
     phase = status_of(request).get("phase")
     if phase != Phase.AWAITING_APPROVAL:
         return Admission(
@@ -288,7 +300,6 @@ def admit_approval(
         )
     if grant is None or grant.approval is None:
         return Admission(False, f"spec.request: the grant of {name} does not ask for approval")
-    parsed, _ = parse_request_spec(request)
     metadata = metadata_of(request)
     uid = str(metadata.get("uid") or "")
     created = _created(metadata)
@@ -298,7 +309,38 @@ def admit_approval(
     if parsed is None or terms is None:
         return Admission(False, f"spec.request: {name} is not eligible any more ({join_errors(errors)})")
     requester = str(parsed.requester or "")
-    decision = Decision(
+    decision = _as_decision(spec)
+    if (reason := eligibility_problem(decision, requester, grant.approval)) is not None:
+        return Admission(False, f"spec.approver: {reason}")
+    return _pinned(spec, str(name), uid, _subject_digest(request, uid, terms))
+
+
+def _admit_review(
+    spec: Mapping[str, Any], request: Mapping[str, Any], parsed: RequestSpec | None, grant: Grant | None
+) -> Admission:
+    """A Review or Revoke of break-glass access: from one of its reviewers (never the requester),
+    once it was activated, pinned to the object and its terms like an approval."""
+    name = spec.get("request")
+    if parsed is None or not parsed.break_glass:
+        return Admission(False, f"spec.decision: {name} is not a break-glass request; Approve or Deny it")
+    if grant is None or grant.break_glass is None:
+        return Admission(False, f"spec.request: the grant of {name} no longer allows break-glass access")
+    if status_of(request).get("phase") not in REVIEWABLE:
+        return Admission(
+            False, f"spec.request: {name} has not been activated; there is nothing to review yet"
+        )
+    decision = _as_decision(spec)
+    if (reason := reviewer_problem(decision, str(parsed.requester or ""), grant.break_glass)) is not None:
+        return Admission(
+            False, f"spec.approver: {reason}" if "decision" not in reason else f"spec.decision: {reason}"
+        )
+    uid = str(metadata_of(request).get("uid") or "")
+    return _pinned(spec, str(name), uid, _subject_digest(request, uid, resolve(parsed, grant)))
+
+
+def _as_decision(spec: Mapping[str, Any]) -> Decision:
+    """The approval being admitted, as the tally will read it once it is stored and sealed."""
+    return Decision(
         "",
         str(spec.get("approver") or ""),
         tuple(spec.get("approverGroups") or ()),
@@ -307,17 +349,17 @@ def admit_approval(
         "",
         attested=True,
     )
-    if (reason := eligibility_problem(decision, requester, grant.approval)) is not None:
-        return Admission(False, f"spec.approver: {reason}")
+
+
+def _subject_digest(request: Mapping[str, Any], uid: str, terms: Terms) -> str:
     raw_spec = request.get("spec")
-    subject = terms_digest(
+    return terms_digest(
         uid,
         spec_digest(raw_spec if isinstance(raw_spec, Mapping) else {}),
         terms.resource,
         terms.roles,
         terms.duration_s,
     )
-    return _pinned(spec, str(name), uid, subject)
 
 
 def _pinned(spec: Mapping[str, Any], name: str, uid: str, subject: str) -> Admission:

@@ -15,6 +15,8 @@ from jitaccess.api.times import format_time
 READY = "Ready"
 APPROVED = "Approved"
 REVOCATION_FAILING = "RevocationFailing"
+# On break-glass requests: False from activation until a reviewer reviews it.
+REVIEWED = "Reviewed"
 # Set by the sweeper: False when a binding of an Active request was removed by someone else.
 BINDINGS_PRESENT = "BindingsPresent"
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from jitaccess.api.bodies import metadata_of, status_of
+from jitaccess.api.bodies import generation_of, status_of
 from jitaccess.api.errors import join_errors
 from jitaccess.api.objects import parse_grant
 from jitaccess.api.reasons import Reason
@@ -17,7 +17,7 @@ from jitaccess.policy.conditions import READY
 def grant_status(body: Mapping[str, Any], active_requests: int, now: datetime) -> dict[str, Any] | None:
     """The status to write, or None when the current one already says it."""
     grant, errors = parse_grant(body)
-    generation = int(metadata_of(body).get("generation") or 1)
+    generation = generation_of(body)
     if grant is None:
         reason = errors[0].reason if errors else Reason.INVALID_SPEC
         ready = {"type": READY, "status": "False", "reason": reason, "message": join_errors(errors)}

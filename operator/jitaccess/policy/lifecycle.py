@@ -43,10 +43,14 @@ from jitaccess.policy.approval_status import (
     with_approvals,
 )
 from jitaccess.policy.approvals import Subject, Tally, tally, terms_digest
-from jitaccess.policy.eligibility import check_request, held_errors, window_errors
+from jitaccess.policy.break_glass import request_errors as break_glass_errors
+from jitaccess.policy.conditions import REVIEWED, set_condition
+from jitaccess.policy.eligibility import Terms, check_request, held_errors, window_errors
 from jitaccess.policy.endings import after_end, finish, on_delete, revoked
 from jitaccess.policy.records import ACTIVATION, ENDED, Held
-from jitaccess.policy.steps import IamChange, RequestState, Step, transition
+from jitaccess.policy.review_steps import activated_event as break_glass_activation
+from jitaccess.policy.review_steps import review_of, review_step
+from jitaccess.policy.steps import ApprovalReport, IamChange, RequestState, Step, transition
 
 # Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
 # complete (a restart, a watch that lags) must not end a request, so these are confirmed on fresh reads.
@@ -72,7 +76,8 @@ def decide(
     `grant_error` says which), the approvals filed for it and the time."""
     records = state.records
     if records.ended is not None:
-        return after_end(state, records.ended, now, retention)
+        ending = after_end(state, records.ended, now, retention)
+        return _reviewed_after(ending, state, grant, now, decisions)
     if state.deleting:
         return on_delete(state, grant, now)
     if not state.has_finalizer:
@@ -123,32 +128,11 @@ def _decide_holding(
     decisions: tuple[Decision, ...],
     grant_error: str,
 ) -> Step:
-    if spec.revoke:
-        reason, message, actor = revoked(state)
-        return finish(state, grant, now, Phase.REVOKED, reason, message, ended_by=actor)
-    if grant is None:
-        why = grant_error or f"EligibleGrant {spec.grant} was deleted"
-        return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_REMOVED, f"access revoked: {why}")
-    if grant.not_after is not None and grant.not_after < held.end and now >= grant.not_after:
-        return finish(
-            state,
-            grant,
-            now,
-            Phase.REVOKED,
-            Reason.ELIGIBILITY_EXPIRED,
-            f"access revoked: grant {grant.name} ended at {format_time(grant.not_after)}",
-        )
-    requester = normal_member(spec.requester or "")
-    lost = held_errors(held.resource, held.roles, held.end - held.start, spec, requester, grant)
-    counted: Tally | None = None
-    if grant.approval is not None:
-        subject = _subject(state, grant, held.resource, held.roles, held.duration_s)
-        counted = tally(decisions, requester, grant.approval, subject)
-        if not counted.met:
-            lost.append(
-                FieldError("approval", f"the grant's approval rule is no longer met ({counted.summary()})")
-            )
-    reports = reports_for(decisions, counted)
+    early = _ended_early(state, spec, held, grant, now, decisions, grant_error)
+    if early is not None:
+        return early
+    assert grant is not None
+    lost, reports = _still_covered(state, spec, held, grant, decisions)
     if lost:
         ended = finish(
             state,
@@ -165,11 +149,62 @@ def _decide_holding(
         )
         return replace(ended, reports=reports)
     if state.shown.phase is Phase.ACTIVE and state.shown.expires_at == format_time(held.end):
-        return Step(requeue_at=_next_look(held.end, grant), reports=reports)
+        look = Step(requeue_at=_next_look(held.end, grant), reports=reports)
+        found = review_of(state, spec, grant, decisions)
+        if found is not None and grant.break_glass is not None:
+            return _sooner(look, review_step(state, found, grant.break_glass, held, now))
+        return look
     # The record holds the window; the status does not show it Active yet (the write is due, a
     # crash came between them, or someone else wrote the status): write exactly that window
     # (an idempotent replace of this request's bindings), then show it. Never a new window.
     return replace(_write(state, grant, held, now), reports=reports)
+
+
+def _ended_early(
+    state: RequestState,
+    spec: RequestSpec,
+    held: Held,
+    grant: Grant | None,
+    now: datetime,
+    decisions: tuple[Decision, ...],
+    grant_error: str,
+) -> Step | None:
+    """Held access ended before its time: revoked, its grant gone or ended, a reviewer's Revoke."""
+    if spec.revoke:
+        reason, message, actor = revoked(state)
+        return finish(state, grant, now, Phase.REVOKED, reason, message, ended_by=actor)
+    if grant is None:
+        why = grant_error or f"EligibleGrant {spec.grant} was deleted"
+        return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_REMOVED, f"access revoked: {why}")
+    if grant.not_after is not None and grant.not_after < held.end and now >= grant.not_after:
+        message = f"access revoked: grant {grant.name} ended at {format_time(grant.not_after)}"
+        return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_EXPIRED, message)
+    found = review_of(state, spec, grant, decisions)
+    if found is not None and found.revoked and found.by is not None:
+        comment = f": {found.by.comment}" if found.by.comment else ""
+        message = f"revoked by reviewer {found.by.approver}{comment}"
+        return finish(state, grant, now, Phase.REVOKED, Reason.REVOKED_BY_REVIEWER, message)
+    return None
+
+
+def _still_covered(
+    state: RequestState, spec: RequestSpec, held: Held, grant: Grant, decisions: tuple[Decision, ...]
+) -> tuple[list[FieldError], tuple[ApprovalReport, ...]]:
+    """What the grant as it is now no longer covers of held access, and the approvals' reports.
+    Break-glass access is judged by the grant's break-glass rule, not its approval rule."""
+    requester = normal_member(spec.requester or "")
+    lost = held_errors(held.resource, held.roles, held.end - held.start, spec, requester, grant)
+    if spec.break_glass:
+        return lost + break_glass_errors(spec, grant, held.end - held.start), ()
+    counted: Tally | None = None
+    if grant.approval is not None:
+        subject = _subject(state, grant, held.resource, held.roles, held.duration_s)
+        counted = tally(decisions, requester, grant.approval, subject)
+        if not counted.met:
+            lost.append(
+                FieldError("approval", f"the grant's approval rule is no longer met ({counted.summary()})")
+            )
+    return lost, reports_for(decisions, counted)
 
 
 def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, announce: bool) -> Step:
@@ -189,6 +224,14 @@ def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, ann
         ready=True,
         requeue_at=_next_look(held.end, grant),
     )
+    if state.spec is not None and state.spec.break_glass and grant.break_glass is not None and step.status:
+        event, flag = break_glass_activation(grant.break_glass, held)
+        conditions = [c for c in step.status["conditions"] if c.get("type") != REVIEWED]
+        if state.shown.condition(REVIEWED):  # a review may have come while it was Activating
+            conditions.append(dict(state.shown.condition(REVIEWED)))
+        else:
+            conditions.append(set_condition([], {**flag, "observedGeneration": state.generation}, now))
+        step = replace(step, event=event, status={**step.status, "conditions": conditions})
     return step if announce else replace(step, event=None)
 
 
@@ -243,8 +286,33 @@ def _decide_waiting(
         reason = Reason.ELIGIBILITY_CHANGED if judged else _refusal_reason(errors)
         prefix = f"grant {grant.name} no longer allows it: " if judged else ""
         return finish(state, grant, now, Phase.REJECTED, reason, prefix + join_errors(errors))
+    if spec.break_glass:
+        if refused := break_glass_errors(spec, grant, terms.duration):
+            return finish(
+                state,
+                grant,
+                now,
+                Phase.REJECTED,
+                refused[0].reason or Reason.INVALID_REQUEST,
+                join_errors(refused),
+            )
+        return _start(state, spec, grant, terms.roles, terms.duration, (), now)
     if grant.approval is None:
         return _start(state, spec, grant, terms.roles, terms.duration, (), now)
+    return _approved_start(state, spec, grant, terms, now, decisions)
+
+
+def _approved_start(
+    state: RequestState,
+    spec: RequestSpec,
+    grant: Grant,
+    terms: Terms,
+    now: datetime,
+    decisions: tuple[Decision, ...],
+) -> Step:
+    """Start once the grant's approval rule is met; until then wait (or end: denied, timed out)."""
+    assert grant.approval is not None
+    requester = normal_member(spec.requester or "")
     subject = _subject(state, grant, terms.resource, terms.roles, terms.duration_s)
     counted = tally(decisions, requester, grant.approval, subject)
     reports = reports_for(decisions, counted)
@@ -439,6 +507,25 @@ def _subject(
         digest=terms_digest(state.uid, state.spec_digest, resource, roles, duration_s),
         opened=state.created,
     )
+
+
+def _reviewed_after(
+    ending: Step, state: RequestState, grant: Grant | None, now: datetime, decisions: tuple[Decision, ...]
+) -> Step:
+    """An ended break-glass request is still reviewed: the review after its end is shown too."""
+    spec, held = state.spec, state.records.held
+    found = review_of(state, spec, grant, decisions) if spec is not None and held is not None else None
+    if found is None or ending.changes_anything or grant is None or grant.break_glass is None or held is None:
+        return ending
+    return _sooner(ending, review_step(state, found, grant.break_glass, held, now))
+
+
+def _sooner(step: Step, review: Step) -> Step:
+    """The review's step if it changes anything, else `step` looking again at the sooner time."""
+    if review.changes_anything:
+        return replace(review, reports=step.reports + review.reports)
+    times = [t for t in (step.requeue_at, review.requeue_at) if t is not None]
+    return replace(step, requeue_at=min(times) if times else None, reports=step.reports + review.reports)
 
 
 def _first_wait(grant: Grant) -> str:

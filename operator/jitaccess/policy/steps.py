@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from jitaccess.api.bindings import Binding, Reference
-from jitaccess.api.bodies import metadata_of, status_of
+from jitaccess.api.bodies import generation_of, metadata_of, status_of
 from jitaccess.api.errors import FieldError
 from jitaccess.api.objects import RequestSpec, parse_request_spec
 from jitaccess.api.phases import TERMINAL, Phase, phase_of
@@ -170,7 +170,7 @@ def read_state(body: Mapping[str, Any], key: bytes) -> RequestState:
         namespace=namespace,
         name=name,
         uid=uid,
-        generation=int(metadata.get("generation") or 1),
+        generation=generation_of(body),
         created=_time_or(metadata.get("creationTimestamp"), datetime.fromtimestamp(0).astimezone()),
         deleting=bool(metadata.get("deletionTimestamp")),
         has_finalizer=FINALIZER in (metadata.get("finalizers") or []),

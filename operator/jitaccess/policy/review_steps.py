@@ -1,0 +1,107 @@
+"""What a break-glass request's status and Events show of its review (see break_glass.py for
+the rules): the Reviewed condition, the Warning when access starts and when the review is overdue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from jitaccess.api.names import normal_member
+from jitaccess.api.objects import BreakGlass, Decision, Grant, RequestSpec
+from jitaccess.api.reasons import Reason
+from jitaccess.api.times import format_time
+from jitaccess.policy.approvals import Subject, terms_digest
+from jitaccess.policy.break_glass import Review, review
+from jitaccess.policy.conditions import REVIEWED, set_condition
+from jitaccess.policy.eligibility import resolve
+from jitaccess.policy.records import Held
+from jitaccess.policy.steps import ApprovalReport, Event, RequestState, Step
+
+
+def reviewed_condition(
+    conditions: Iterable[Any], found: Review, overdue_at: datetime, now: datetime, generation: int
+) -> dict[str, Any]:
+    """The Reviewed condition: True once reviewed; False, ReviewRequired, until `overdue_at`, then
+    ReviewOverdue."""
+    if found.by is not None:
+        verb = "revoked" if found.revoked else "reviewed"
+        comment = f": {found.by.comment}" if found.by.comment else ""
+        condition = {
+            "type": REVIEWED,
+            "status": "True",
+            "reason": Reason.REVIEWED,
+            "message": f"{verb} by {found.by.approver}{comment}",
+        }
+    else:
+        overdue = now >= overdue_at
+        condition = {
+            "type": REVIEWED,
+            "status": "False",
+            "reason": Reason.REVIEW_OVERDUE if overdue else Reason.REVIEW_REQUIRED,
+            "message": (
+                f"break-glass access not reviewed by {format_time(overdue_at)}"
+                if overdue
+                else f"break-glass access: review due by {format_time(overdue_at)}"
+            ),
+        }
+    return set_condition(list(conditions), {**condition, "observedGeneration": generation}, now)
+
+
+def review_of(
+    state: RequestState, spec: RequestSpec, grant: Grant | None, decisions: tuple[Decision, ...]
+) -> Review | None:
+    """The review of an activated break-glass request as the decisions filed say now; None for any
+    other request (or one whose grant no longer has break-glass settings)."""
+    if not spec.break_glass or grant is None or grant.break_glass is None:
+        return None
+    terms = resolve(spec, grant)
+    subject = Subject(
+        state.uid,
+        terms_digest(state.uid, state.spec_digest, terms.resource, terms.roles, terms.duration_s),
+        state.created,
+    )
+    return review(decisions, normal_member(spec.requester or ""), grant.break_glass, subject)
+
+
+def review_step(state: RequestState, found: Review, rule: BreakGlass, held: Held, now: datetime) -> Step:
+    """The Reviewed condition shown as the review says now: a status write (and an Event when the
+    review came or fell overdue) if it changed, else a look again when the review falls due."""
+    activated = held.activated_at or held.start
+    overdue_at = activated + rule.review_within
+    condition = reviewed_condition(state.shown.conditions, found, overdue_at, now, state.generation)
+    reports = tuple(ApprovalReport(name, False, why) for name, why in found.ignored)
+    if found.by is not None:
+        reports += (ApprovalReport(found.by.name, True, f"counts: {condition['message']}"),)
+    look = overdue_at if found.by is None and now < overdue_at else None
+    shown = state.shown.condition(REVIEWED)
+    if all(shown.get(k) == condition.get(k) for k in ("status", "reason", "message")):
+        return Step(requeue_at=look, reports=reports)
+    conditions = [dict(c) for c in state.shown.conditions if c.get("type") != REVIEWED] + [condition]
+    event = None
+    if condition["reason"] == Reason.REVIEW_OVERDUE:
+        event = Event(
+            "Warning",
+            Reason.REVIEW_OVERDUE,
+            f"{condition['message']}; reviewers: {', '.join(rule.reviewers)}",
+        )
+    elif condition["reason"] == Reason.REVIEWED:
+        event = Event("Normal", Reason.REVIEWED, condition["message"])
+    return Step(status={"conditions": conditions}, event=event, requeue_at=look, reports=reports)
+
+
+def activated_event(rule: BreakGlass, held: Held) -> tuple[Event, dict[str, Any]]:
+    """The Warning every reviewer is told of when break-glass access starts, and the condition
+    that flags it until it is reviewed."""
+    due = (held.activated_at or held.start) + rule.review_within
+    message = (
+        f"break-glass: {', '.join(held.roles)} on {held.resource} until {format_time(held.end)} without "
+        f"approval; {', '.join(rule.reviewers)} must review it by {format_time(due)}"
+    )
+    condition = {
+        "type": REVIEWED,
+        "status": "False",
+        "reason": Reason.REVIEW_REQUIRED,
+        "message": f"break-glass access: review due by {format_time(due)}",
+    }
+    return Event("Warning", Reason.BREAK_GLASS_ACTIVATED, message), condition
