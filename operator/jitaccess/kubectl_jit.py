@@ -2,6 +2,7 @@
 
     kubectl jit request GRANT --role R --for 30m --reason "INC-1: ..."   (prints the request name)
     kubectl jit request GRANT --break-glass --reason "..."   (at once, no approval; reviewed afterwards)
+    kubectl jit extend NAME --for 30m --reason "..."   (more time for Active access, without a gap)
     kubectl jit approve|deny NAME [--comment TEXT]
     kubectl jit review NAME [--revoke] --comment TEXT   (a break-glass request, as one of its reviewers)
     kubectl jit revoke NAME
@@ -86,6 +87,30 @@ class Cli:
         )
         print(
             f"activationrequest/{name} created in {self.namespace}; follow it with: kubectl jit status {name}",
+            file=self.out,
+        )
+        return name
+
+    def extend(self, request: str, duration: str, reason: str, name: str | None) -> str:
+        """An extension of `request`: the same grant and roles, continuing its access."""
+        seen = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
+        spec = seen.get("spec") or {}
+        name = name or f"{request[:40]}-more-{secrets.token_hex(3)}"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationRequest",
+            "metadata": {"name": name},
+            "spec": {
+                "grant": spec.get("grant"),
+                **({"roles": spec["roles"]} if spec.get("roles") else {}),
+                "duration": duration,
+                "justification": reason,
+                "extends": request,
+            },
+        }
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, body)
+        print(
+            f"activationrequest/{name} extends {request}; follow it with: kubectl jit status {name}",
             file=self.out,
         )
         return name
@@ -229,6 +254,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="activate at once without approval, where the grant allows it; every reviewer is alerted",
     )
+    extend = commands.add_parser("extend", help="more time for Active access, without a gap")
+    extend.add_argument("request")
+    extend.add_argument("--for", dest="duration", required=True, help="how much longer, e.g. 30m")
+    extend.add_argument("--reason", required=True, help="why more time is needed")
+    extend.add_argument("--name", default=None)
     review = commands.add_parser("review", help="review a break-glass activation after the fact")
     review.add_argument("request")
     review.add_argument("--revoke", action="store_true", help="end its access now (recorded as your review)")
@@ -268,6 +298,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     try:
         if args.command == "request":
             cli.request(args.grant, args.role, args.duration, args.reason, args.name, args.break_glass)
+        elif args.command == "extend":
+            cli.extend(args.request, args.duration, args.reason, args.name)
         elif args.command == "review":
             cli.decide(args.request, "Revoke" if args.revoke else "Review", args.comment)
         elif args.command in ("approve", "deny"):

@@ -98,3 +98,20 @@ async def test_an_approved_request_notifies_each_step(receiver, tmp_path):
         "user:bob@example.com"
     ]
     assert activated["request"]["name"] == "notified-alice" and activated["resource"] == "projects/my-sandbox"
+
+
+async def test_break_glass_alerts_the_notifier_and_its_review_too(receiver, tmp_path):
+    receiver.events.clear()
+    async with Sandbox(tmp_path, run_operator=False, tick_s=0.05) as sandbox:
+        await sandbox.start_operator(notify_url=receiver.url)
+        cluster = Cluster(sandbox)
+        glass = {"allowed": True, "reviewers": ["group:sre-leads@example.com"]}
+        await cluster.grant("notified-glass", "projects/my-sandbox", breakGlass=glass)
+        await cluster.wait_grant_ready("notified-glass")
+        await cluster.request_as("alice@example.com", "glass-notified", "notified-glass", breakGlass=True)
+        await cluster.wait_phase("glass-notified", "Active")
+        await cluster.decide("bob@example.com", "glass-notified", "Review")
+        await until(lambda: [e["type"] for e in receiver.events][-1:] == ["reviewed"])
+    kinds = [event["type"] for event in receiver.events]
+    assert kinds == ["break-glass", "reviewed"]
+    assert "group:sre-leads@example.com must review it by" in receiver.events[0]["message"]

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from jitaccess.api.objects import parse_grant
 from jitaccess.policy.admission import Caller, IdentitySettings, admit_approval, admit_request
 from jitaccess.policy.lifecycle import decide
+from jitaccess.policy.records import read_records
 from jitaccess.policy.steps import read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 from tests.unit.test_approvals import pinned, vote
@@ -131,8 +132,12 @@ def test_admission_lets_only_a_reviewer_review_an_activated_break_glass():
         "approver": "user:bob@example.com",
         "approverGroups": ["group:leads@example.com"],
     }
-    assert admit_approval(spec, body, GRANT).allowed
+    held = read_records(body["metadata"], KEY).held
+    assert admit_approval(spec, body, GRANT, held).allowed
     own = {**spec, "approver": ALICE}
-    assert "requester, who cannot review" in admit_approval(own, body, GRANT).message
+    assert "requester, who cannot review" in admit_approval(own, body, GRANT, held).message
     approve = {**spec, "decision": "Approve"}
-    assert "reviewed, not approved" in admit_approval(approve, body, GRANT).message
+    assert "reviewed, not approved" in admit_approval(approve, body, GRANT, held).message
+    # the obligation was sealed at activation: a grant that lost its reviewers changes nothing
+    plain, _ = parse_grant(grant_body())
+    assert admit_approval(spec, body, plain, held).allowed

@@ -56,6 +56,8 @@ class ApprovalRule:
     """A grant's approval: its steps, satisfied in order (one step is the common case)."""
 
     steps: tuple[ApprovalStep, ...]
+    # False: an extension of access that was approved needs no approval of its own.
+    for_extensions: bool = True
 
     @property
     def approvers(self) -> tuple[str, ...]:
@@ -104,6 +106,12 @@ class Grant:
     not_before: datetime | None = None
     not_after: datetime | None = None
     break_glass: BreakGlass | None = None  # None: break-glass requests are refused
+    # The longest access may run without a gap, extensions included (default: max_duration).
+    max_continuous: timedelta | None = None
+
+    @property
+    def continuous_limit(self) -> timedelta:
+        return self.max_continuous or self.max_duration
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ class RequestSpec:
     requester: str | None
     requester_groups: tuple[str, ...]
     break_glass: bool = False
+    extends: str | None = None  # the Active request (same namespace) whose access this continues
 
 
 def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
@@ -138,18 +147,7 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     for index, principal in enumerate(principals):
         if (message := member_error(principal)) is not None:
             errors.append(FieldError(f"spec.principals[{index}]", message))
-    max_duration = _duration(spec, "maxDuration", "spec.maxDuration", errors, required=True)
-    default_duration = _duration(spec, "defaultDuration", "spec.defaultDuration", errors, required=False)
-    for path, value in (("spec.maxDuration", max_duration), ("spec.defaultDuration", default_duration)):
-        if value is not None and not SHORTEST_GRANT <= value <= LONGEST_GRANT:
-            errors.append(FieldError(path, f"{format_duration(value)} must be between 5m and 168h"))
-    if max_duration is not None and default_duration is not None and default_duration > max_duration:
-        errors.append(
-            FieldError(
-                "spec.defaultDuration",
-                f"{format_duration(default_duration)} exceeds maxDuration {format_duration(max_duration)}",
-            )
-        )
+    max_duration, default_duration, max_continuous = _durations(spec, errors)
     justification = _mapping(spec.get("justification"))
     required = justification.get("required", True)
     if not isinstance(required, bool):
@@ -183,6 +181,7 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         not_before=not_before,
         not_after=not_after,
         break_glass=break_glass,
+        max_continuous=max_continuous,
     ), []
 
 
@@ -205,21 +204,7 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         if len(set(roles)) != len(roles):
             errors.append(FieldError("spec.roles", "lists a role more than once"))
     duration = _duration(spec, "duration", "spec.duration", errors, required=False)
-    justification = spec.get("justification", "")
-    if not isinstance(justification, str):
-        errors.append(FieldError("spec.justification", "must be a string"))
-        justification = ""
-    elif (message := text_error(justification, MAX_JUSTIFICATION)) is not None:
-        errors.append(FieldError("spec.justification", message))
-    elif RESERVED_MARKER in justification.lower():
-        # Our reference always ends the binding's description, so it cannot be forged; but text
-        # that imitates it would mislead whoever reads the policy in the console.
-        errors.append(
-            FieldError(
-                "spec.justification",
-                f"must not contain {RESERVED_MARKER!r}: it marks jitaccess's own bindings",
-            )
-        )
+    justification = _justification(spec, errors)
     start_time = None
     if spec.get("startTime") is not None:
         try:
@@ -229,11 +214,7 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
     revoke = spec.get("revoke", False)
     if not isinstance(revoke, bool):
         errors.append(FieldError("spec.revoke", "must be true or false"))
-    break_glass = spec.get("breakGlass", False)
-    if not isinstance(break_glass, bool):
-        errors.append(FieldError("spec.breakGlass", "must be true or false"))
-    elif break_glass and start_time is not None:
-        errors.append(FieldError("spec.startTime", "a break-glass request starts now; leave startTime out"))
+    extends, break_glass = _special_kinds(spec, start_time, errors)
     requester = spec.get("requester")
     if requester is not None and (message := member_error(requester, REQUESTER_KINDS)) is not None:
         errors.append(FieldError("spec.requester", message))
@@ -252,8 +233,49 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         revoke=bool(revoke),
         requester=requester,
         requester_groups=tuple(groups),
-        break_glass=break_glass is True,
+        break_glass=break_glass,
+        extends=extends,
     ), []
+
+
+def _justification(spec: Body, errors: list[FieldError]) -> str:
+    justification = spec.get("justification", "")
+    if not isinstance(justification, str):
+        errors.append(FieldError("spec.justification", "must be a string"))
+        return ""
+    if (message := text_error(justification, MAX_JUSTIFICATION)) is not None:
+        errors.append(FieldError("spec.justification", message))
+    elif RESERVED_MARKER in justification.lower():
+        # Our reference always ends the binding's description, so it cannot be forged; but text
+        # that imitates it would mislead whoever reads the policy in the console.
+        errors.append(
+            FieldError(
+                "spec.justification",
+                f"must not contain {RESERVED_MARKER!r}: it marks jitaccess's own bindings",
+            )
+        )
+    return justification
+
+
+def _special_kinds(
+    spec: Body, start_time: datetime | None, errors: list[FieldError]
+) -> tuple[str | None, bool]:
+    """spec.extends and spec.breakGlass: neither is scheduled, and they do not mix."""
+    extends = spec.get("extends")
+    if extends is not None and not is_kubernetes_name(extends):
+        errors.append(FieldError("spec.extends", "must name an ActivationRequest in this namespace"))
+    elif extends is not None and start_time is not None:
+        errors.append(FieldError("spec.startTime", "an extension continues access now; leave startTime out"))
+    break_glass = spec.get("breakGlass", False)
+    if not isinstance(break_glass, bool):
+        errors.append(FieldError("spec.breakGlass", "must be true or false"))
+    elif break_glass and start_time is not None:
+        errors.append(FieldError("spec.startTime", "a break-glass request starts now; leave startTime out"))
+    if extends is not None and break_glass is True:
+        errors.append(
+            FieldError("spec.extends", "a break-glass request cannot extend another; file it on its own")
+        )
+    return (extends if isinstance(extends, str) else None), break_glass is True
 
 
 def is_kubernetes_name(name: object) -> bool:
@@ -336,8 +358,12 @@ def _approval(spec: Body, errors: list[FieldError]) -> ApprovalRule | None:
     if raw is None:
         return None
     approval = _mapping(raw)
+    for_extensions = approval.get("forExtensions", True)
+    if not isinstance(for_extensions, bool):
+        errors.append(FieldError("spec.approval.forExtensions", "must be true or false"))
+        for_extensions = True
     if "steps" not in approval:  # the single-step shorthand
-        return ApprovalRule((_approval_step(approval, "spec.approval", errors),))
+        return ApprovalRule((_approval_step(approval, "spec.approval", errors),), for_extensions)
     if "approvers" in approval or "minApprovals" in approval or "timeout" in approval:
         errors.append(
             FieldError("spec.approval", "give either steps or approvers/minApprovals/timeout, not both")
@@ -350,8 +376,42 @@ def _approval(spec: Body, errors: list[FieldError]) -> ApprovalRule | None:
         tuple(
             _approval_step(_mapping(step), f"spec.approval.steps[{index}]", errors)
             for index, step in enumerate(steps)
-        )
+        ),
+        for_extensions,
     )
+
+
+def _durations(
+    spec: Body, errors: list[FieldError]
+) -> tuple[timedelta | None, timedelta | None, timedelta | None]:
+    """maxDuration, defaultDuration and maxContinuousDuration, each within its bounds."""
+    max_duration = _duration(spec, "maxDuration", "spec.maxDuration", errors, required=True)
+    default_duration = _duration(spec, "defaultDuration", "spec.defaultDuration", errors, required=False)
+    for path, value in (("spec.maxDuration", max_duration), ("spec.defaultDuration", default_duration)):
+        if value is not None and not SHORTEST_GRANT <= value <= LONGEST_GRANT:
+            errors.append(FieldError(path, f"{format_duration(value)} must be between 5m and 168h"))
+    if max_duration is not None and default_duration is not None and default_duration > max_duration:
+        errors.append(
+            FieldError(
+                "spec.defaultDuration",
+                f"{format_duration(default_duration)} exceeds maxDuration {format_duration(max_duration)}",
+            )
+        )
+    max_continuous = _duration(
+        spec, "maxContinuousDuration", "spec.maxContinuousDuration", errors, required=False
+    )
+    if (
+        max_continuous is not None
+        and max_duration is not None
+        and not max_duration <= max_continuous <= LONGEST_GRANT
+    ):
+        errors.append(
+            FieldError(
+                "spec.maxContinuousDuration",
+                f"{format_duration(max_continuous)} must be between maxDuration and 168h",
+            )
+        )
+    return max_duration, default_duration, max_continuous
 
 
 def _break_glass(
@@ -360,7 +420,12 @@ def _break_glass(
     raw = spec.get("breakGlass")
     if raw is None:
         return None
-    settings = _mapping(raw)
+    if not isinstance(raw, Mapping):
+        errors.append(
+            FieldError("spec.breakGlass", "must be an object (allowed, maxDuration, reviewers, reviewWithin)")
+        )
+        return None
+    settings = raw
     allowed = settings.get("allowed", False)
     if not isinstance(allowed, bool):
         errors.append(FieldError("spec.breakGlass.allowed", "must be true or false"))

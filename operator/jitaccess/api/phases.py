@@ -17,10 +17,19 @@ class Phase(StrEnum):
     EXPIRED = "Expired"
     REVOKED = "Revoked"
     WITHDRAWN = "Withdrawn"
+    EXTENDED = "Extended"  # its access continues, without a gap, as another request's
 
 
 TERMINAL = frozenset(
-    {Phase.REJECTED, Phase.DENIED, Phase.ACTIVATION_FAILED, Phase.EXPIRED, Phase.REVOKED, Phase.WITHDRAWN}
+    {
+        Phase.REJECTED,
+        Phase.DENIED,
+        Phase.ACTIVATION_FAILED,
+        Phase.EXPIRED,
+        Phase.REVOKED,
+        Phase.WITHDRAWN,
+        Phase.EXTENDED,
+    }
 )
 # Phases in which bindings may exist in IAM (written, or possibly written before a crash).
 HOLDING = frozenset({Phase.ACTIVATING, Phase.ACTIVE})

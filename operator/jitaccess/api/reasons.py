@@ -39,6 +39,8 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     NO_REQUESTER = "NoRequester"
     ADMISSION_BYPASSED = "AdmissionBypassed"
+    EXTENDED = "Extended"  # continued by an extension
+    CONTINUOUS_LIMIT = "ContinuousLimit"  # an extension past the grant's maxContinuousDuration
     # Break-glass.
     BREAK_GLASS_ACTIVATED = "BreakGlassActivated"
     REVIEW_REQUIRED = "ReviewRequired"

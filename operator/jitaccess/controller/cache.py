@@ -93,6 +93,15 @@ class Cache:
 
     # -- approvals --------------------------------------------------------------------------
 
+    def extensions_of(self, key: RequestKey) -> list[RequestKey]:
+        """The requests (same namespace and grant) whose spec.extends names `key`."""
+        grant = spec_of(self.requests.get(key)).get("grant")
+        return [
+            other
+            for other in sorted(self.by_grant.get(str(grant), ()))
+            if other[0] == key[0] and spec_of(self.requests.get(other)).get("extends") == key[1]
+        ]
+
     def put_approval(self, body: Mapping[str, Any]) -> RequestKey:
         """Keep an approval; the request it names."""
         namespace, name = key_of(body)

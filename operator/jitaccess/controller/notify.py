@@ -35,6 +35,12 @@ KINDS = {
     Reason.RECORD_TAMPERED: "revoked",
     Reason.DELETED: "revoked",
     Reason.REVOCATION_FAILING: "revocation-failing",
+    Reason.ELIGIBILITY_EXPIRED: "revoked",
+    Reason.REVOKED_BY_REVIEWER: "revoked",
+    Reason.EXTENDED: "extended",
+    Reason.BREAK_GLASS_ACTIVATED: "break-glass",
+    Reason.REVIEW_OVERDUE: "review-overdue",
+    Reason.REVIEWED: "reviewed",
 }
 
 

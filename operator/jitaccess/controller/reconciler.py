@@ -32,6 +32,7 @@ from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter
+from jitaccess.policy.extensions import Related
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
@@ -221,13 +222,44 @@ class Reconciler:
                 return
             if not await self._carry_out(key, body, step):
                 return
+            self._wake_related(key, state)
         log.error("request %s/%s did not settle after %d steps", *key, MAX_STEPS)
 
     async def _decide(self, key: RequestKey, state: RequestState) -> Step:
         grant = await self.grant(state.spec.grant) if state.spec else None
         error = self.cache.grant_error(state.spec.grant) if state.spec and grant is None else ""
         decisions = self.cache.decisions(key, self.config.attestation_key)
-        return decide(state, grant, self.clock.now(), self.config.history_retention, decisions, error)
+        now = self.clock.now()
+        return decide(
+            state, grant, now, self.config.history_retention, decisions, error, self._related(key, state)
+        )
+
+    def _related(self, key: RequestKey, state: RequestState) -> Related:
+        """The request this one extends, and an extension that now holds this one's access."""
+        secret = self.config.attestation_key
+        extends = state.spec.extends if state.spec is not None else None
+        body = self.cache.requests.get((key[0], extends)) if extends else None
+        successor = None
+        for other in self.cache.extensions_of(key):
+            found = read_state(self.cache.requests[other], secret)
+            held = found.records.held
+            # Its sealed record says it continues this very object, and it shows Active: its IAM
+            # write (which replaced this one's bindings) is done. (Ending early is the safe error.)
+            if (
+                held is not None
+                and held.continues == (key[1], state.uid)
+                and found.shown.phase is Phase.ACTIVE
+            ):
+                successor = other[1]
+        return Related(read_state(body, secret) if body is not None else None, successor)
+
+    def _wake_related(self, key: RequestKey, state: RequestState) -> None:
+        """An extension and the request it extends judge each other: a change of one wakes the other."""
+        now = self.clock.now()
+        if state.spec is not None and state.spec.extends:
+            self.scheduler.schedule(("request", (key[0], state.spec.extends)), now)
+        for other in self.cache.extensions_of(key):
+            self.scheduler.schedule(("request", other), now)
 
     async def _refresh_inputs(self, key: RequestKey, state: RequestState) -> None:
         """The request's grant and approvals as the API holds them now, into the caches."""

@@ -42,6 +42,7 @@ from jitaccess.policy.ending_access import (
     revoked_by_stamp,
 )
 from jitaccess.policy.records import DELETED_BY, FINALIZER, Identity, actor_payload, read_records, seal_record
+from jitaccess.policy.steps import read_state
 
 log = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[None]]
@@ -190,7 +191,8 @@ class AdmissionWebhooks:
         grant = (
             await self.reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
         )
-        verdict = admit_approval(spec, request, grant)
+        held = read_records(metadata_of(request), self.key).held if request is not None else None
+        verdict = admit_approval(spec, request, grant, held)
         if not verdict.allowed:
             raise kopf.AdmissionError(verdict.message, code=403)
         patch.setdefault("spec", {}).update({**decision.stamp, **verdict.stamp})
@@ -206,8 +208,23 @@ class AdmissionWebhooks:
         grant = await self.reconciler.grant(grant_name) if grant_name else None
         conditions = status_of(self.reconciler.cache.grant_bodies.get(grant_name)).get("conditions") or []
         ready = any(c.get("type") == READY and c.get("status") == "True" for c in conditions)
+        extends = spec.get("extends") if isinstance(spec, Mapping) else None
+        predecessor = None
+        if is_kubernetes_name(extends):  # asked afresh: what it extends must be Active now
+            found = await self.reconciler.kube.get_request(
+                str(metadata_of(body).get("namespace", "")), str(extends)
+            )
+            predecessor = read_state(found, self.key) if found is not None else None
         return admit_request(
-            "CREATE", body, None, _caller(userinfo), self.identity, grant, ready, self.clock.now()
+            "CREATE",
+            body,
+            None,
+            _caller(userinfo),
+            self.identity,
+            grant,
+            ready,
+            self.clock.now(),
+            predecessor,
         )
 
     async def _judge_change(

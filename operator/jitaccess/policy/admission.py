@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.durations import format_duration
@@ -38,8 +38,12 @@ from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.approvals import eligibility_problem, spec_digest, terms_digest
 from jitaccess.policy.break_glass import REVIEW_DECISIONS, reviewer_problem
 from jitaccess.policy.break_glass import request_errors as break_glass_errors
-from jitaccess.policy.eligibility import Terms, check_request, resolve, window_errors
-from jitaccess.policy.records import FINALIZER, Actor, metadata_problem, owner_changes, reserved_changes
+from jitaccess.policy.eligibility import Terms, check_request, window_errors
+from jitaccess.policy.extensions import admission_problem as extension_problem
+from jitaccess.policy.records import FINALIZER, Actor, Held, metadata_problem, owner_changes, reserved_changes
+
+if TYPE_CHECKING:  # steps reads admission's seal
+    from jitaccess.policy.steps import RequestState
 
 ATTESTATION = "jitaccess.dev/admitted"
 _SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
@@ -111,8 +115,10 @@ def admit_request(
     grant: Grant | None,
     grant_ready: bool,
     now: datetime,
+    extends: RequestState | None = None,
 ) -> Admission:
-    """The admission decision for an ActivationRequest on CREATE (stamps identity, validates)."""
+    """The admission decision for an ActivationRequest on CREATE (stamps identity, validates);
+    `extends` is the request its spec.extends names, as the API holds it now."""
     if operation == "UPDATE":
         return admit_spec_update(new, old or {})
     if operation != "CREATE":
@@ -143,6 +149,8 @@ def admit_request(
         errors += break_glass_errors(parsed, grant, terms.duration)
     if terms is None or errors:
         return Admission(False, join_errors(errors))
+    if (problem := extension_problem(parsed, extends, grant, now)) is not None:
+        return Admission(False, problem)
     warnings = []
     if not grant_ready:
         warnings.append(f"EligibleGrant {grant.name} is not Ready; see kubectl describe eg {grant.name}")
@@ -256,10 +264,6 @@ def attestation_valid(body: Mapping[str, Any], key: bytes) -> bool:
     return bool(seal) and bool(key) and hmac.compare_digest(str(seal), attestation(body, key))
 
 
-# Phases in which break-glass access has been (or is being) held, so can be reviewed.
-REVIEWABLE = frozenset({Phase.ACTIVATING, Phase.ACTIVE, Phase.EXPIRED, Phase.REVOKED})
-
-
 def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
     """What is wrong with the approval's own fields, before anything is looked up, or None."""
     request = spec.get("request")
@@ -277,7 +281,7 @@ def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
 
 
 def admit_approval(
-    spec: Mapping[str, Any], request: Mapping[str, Any] | None, grant: Grant | None
+    spec: Mapping[str, Any], request: Mapping[str, Any] | None, grant: Grant | None, held: Held | None = None
 ) -> Admission:
     """May this (already stamped) approval be given? The tally's own rules, refused early with a
     reason; and the request it is about, pinned: its uid and the digest of what is being approved.
@@ -290,7 +294,7 @@ def admit_approval(
         return Admission(False, f"spec.request: there is no ActivationRequest {name} in this namespace")
     parsed, _ = parse_request_spec(request)
     if spec.get("decision") in REVIEW_DECISIONS or (parsed is not None and parsed.break_glass):
-        return _admit_review(spec, request, parsed, grant)
+        return _admit_review(spec, request, parsed, held)
     phase = status_of(request).get("phase")
     if phase != Phase.AWAITING_APPROVAL:
         return Admission(
@@ -316,26 +320,32 @@ def admit_approval(
 
 
 def _admit_review(
-    spec: Mapping[str, Any], request: Mapping[str, Any], parsed: RequestSpec | None, grant: Grant | None
+    spec: Mapping[str, Any], request: Mapping[str, Any], parsed: RequestSpec | None, held: Held | None
 ) -> Admission:
-    """A Review or Revoke of break-glass access: from one of its reviewers (never the requester),
-    once it was activated, pinned to the object and its terms like an approval."""
+    """A Review or Revoke of break-glass access: from one of the reviewers sealed when it was
+    activated (never the requester), pinned to the object and the access it was given."""
     name = spec.get("request")
     if parsed is None or not parsed.break_glass:
         return Admission(False, f"spec.decision: {name} is not a break-glass request; Approve or Deny it")
-    if grant is None or grant.break_glass is None:
-        return Admission(False, f"spec.request: the grant of {name} no longer allows break-glass access")
-    if status_of(request).get("phase") not in REVIEWABLE:
+    if held is None or held.review_due is None:
         return Admission(
             False, f"spec.request: {name} has not been activated; there is nothing to review yet"
         )
     decision = _as_decision(spec)
-    if (reason := reviewer_problem(decision, str(parsed.requester or ""), grant.break_glass)) is not None:
-        return Admission(
-            False, f"spec.approver: {reason}" if "decision" not in reason else f"spec.decision: {reason}"
-        )
+    if (reason := reviewer_problem(decision, str(parsed.requester or ""), held.reviewers)) is not None:
+        field = "spec.decision" if decision.decision not in REVIEW_DECISIONS else "spec.approver"
+        return Admission(False, f"{field}: {reason}")
     uid = str(metadata_of(request).get("uid") or "")
-    return _pinned(spec, str(name), uid, _subject_digest(request, uid, resolve(parsed, grant)))
+    raw_spec = request.get("spec")
+    seconds = int(held.asked_duration.total_seconds())
+    subject = terms_digest(
+        uid,
+        spec_digest(raw_spec if isinstance(raw_spec, Mapping) else {}),
+        held.resource,
+        held.roles,
+        seconds,
+    )
+    return _pinned(spec, str(name), uid, subject)
 
 
 def _as_decision(spec: Mapping[str, Any]) -> Decision:

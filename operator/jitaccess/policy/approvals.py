@@ -163,34 +163,51 @@ def tally(decisions: Iterable[Decision], requester: str, approval: ApprovalRule,
                 continue  # for another step
             pending.remove(decision)
             person, when = normal_member(decision.approver), _created(decision)
-            if person in approved:
-                where = "" if person in have else " at an earlier step"
-                ignored.append(
-                    (decision.name, f"{decision.approver} already approved{where}; one person counts once")
-                )
-            elif when < opened:
-                ignored.append(
-                    (
-                        decision.name,
-                        f"it came before step {index + 1} opened ({format_time(opened)}); approve again",
-                    )
-                )
-            elif when > deadline:
-                ignored.append((decision.name, "it came after the approval timeout"))
-            else:
-                have.append(person)
-                approved.append(person)
-                counted.append(decision.name)
-                if len(have) == step.min_approvals:
-                    opened = when
+            problem = _out_of_turn(decision, person, when, approved, have, index, opened, deadline)
+            if problem is not None:
+                ignored.append((decision.name, problem))
+                continue
+            have.append(person)
+            approved.append(person)
+            counted.append(decision.name)
+            if len(have) == step.min_approvals:
+                opened = when
         if len(have) < step.min_approvals:
-            ignored += [(d.name, f"it waits for step {index + 1} to be met") for d in pending]
+            ignored += [
+                (
+                    d.name,
+                    f"it came before its step opened (step {index + 1} is not met yet); approve again once it is",
+                )
+                for d in pending
+            ]
             waiting = Waiting(index, len(approval.steps), step, len(have), deadline)
             return Tally(
                 tuple(approved), None, tuple(ignored), approval.min_approvals, tuple(counted), waiting
             )
     ignored += [(d.name, "the approval rule was already met") for d in pending]
     return Tally(tuple(approved), None, tuple(ignored), approval.min_approvals, tuple(counted))
+
+
+def _out_of_turn(
+    decision: Decision,
+    person: str,
+    when: datetime,
+    approved: list[str],
+    have: list[str],
+    index: int,
+    opened: datetime,
+    deadline: datetime,
+) -> str | None:
+    """Why an approval by an approver of step `index` does not count there, or None."""
+    if person in approved:
+        where = "" if person in have else " at an earlier step"
+        return f"{decision.approver} already approved{where}; one person counts once"
+    # Times have whole seconds: the same second as the step's opening cannot be shown to come after.
+    if when < opened or (index > 0 and when == opened):
+        return f"it came before step {index + 1} opened ({format_time(opened)}); approve again"
+    if when > deadline:
+        return "it came after the approval timeout"
+    return None
 
 
 _NEVER = parse_time("9999-12-31T23:59:59Z")

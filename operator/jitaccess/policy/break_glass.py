@@ -18,7 +18,7 @@ from datetime import timedelta
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import BreakGlass, Decision, Grant, RequestSpec
+from jitaccess.api.objects import Decision, Grant, RequestSpec
 from jitaccess.api.reasons import Reason
 from jitaccess.policy.approvals import Subject
 from jitaccess.policy.eligibility import is_covered
@@ -59,7 +59,7 @@ def request_errors(spec: RequestSpec, grant: Grant, duration: timedelta) -> list
     return []
 
 
-def reviewer_problem(decision: Decision, requester: str, rule: BreakGlass) -> str | None:
+def reviewer_problem(decision: Decision, requester: str, reviewers: tuple[str, ...]) -> str | None:
     """Why this person cannot review this requester's break-glass access, or None. Admission
     refuses the same cases when the review is filed."""
     if decision.decision not in REVIEW_DECISIONS:
@@ -68,16 +68,18 @@ def reviewer_problem(decision: Decision, requester: str, rule: BreakGlass) -> st
         return "it names no reviewer"
     if normal_member(decision.approver) == normal_member(requester):
         return f"{decision.approver} is the requester, who cannot review their own break-glass access"
-    if not is_covered(decision.approver, decision.approver_groups, rule.reviewers):
-        return f"{decision.approver} is not among the reviewers ({', '.join(rule.reviewers)})"
+    if not is_covered(decision.approver, decision.approver_groups, reviewers):
+        return f"{decision.approver} is not among the reviewers ({', '.join(reviewers)})"
     return None
 
 
-def review(decisions: Iterable[Decision], requester: str, rule: BreakGlass, subject: Subject) -> Review:
+def review(
+    decisions: Iterable[Decision], requester: str, reviewers: tuple[str, ...], subject: Subject
+) -> Review:
     ignored: list[tuple[str, str]] = []
     first: Decision | None = None
     for decision in sorted(decisions, key=lambda d: (d.time, d.name)):
-        why = _why_not(decision, requester, rule, subject)
+        why = _why_not(decision, requester, reviewers, subject)
         if why is not None:
             ignored.append((decision.name, why))
         elif first is None:
@@ -87,10 +89,10 @@ def review(decisions: Iterable[Decision], requester: str, rule: BreakGlass, subj
     return Review(first, tuple(ignored))
 
 
-def _why_not(decision: Decision, requester: str, rule: BreakGlass, subject: Subject) -> str | None:
+def _why_not(decision: Decision, requester: str, reviewers: tuple[str, ...], subject: Subject) -> str | None:
     if not decision.attested:
         return "it was not sealed by the jitaccess admission webhooks"
-    if (problem := reviewer_problem(decision, requester, rule)) is not None:
+    if (problem := reviewer_problem(decision, requester, reviewers)) is not None:
         return problem
     if decision.request_uid != subject.uid:
         return f"it was given for another object of the same name, not this request (uid {subject.uid})"

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from jitaccess.api.bodies import metadata_of, spec_of
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.names import normal_member
 from jitaccess.api.times import truncate_to_second
 from jitaccess.policy.admission import Admission, Caller, IdentitySettings, admit_spec_update, member_of
+from jitaccess.policy.conditions import REVIEWED
 from jitaccess.policy.records import (
     REVOKED_BY,
     Actor,
@@ -88,12 +89,29 @@ def admit_request_deletion(
     unless the request has ended already (then only its history goes, and RBAC's delete decides)."""
     if caller.username == operator:
         return Admission(True)
-    if read_records(metadata_of(old), key).ended is not None:
-        return Admission(True)
     if caller.username in CLUSTER_DELETERS:
         # Deleting the namespace (or an owner) deletes its requests: whoever could do that decided.
         return Admission(True, actor=Actor(caller.username, truncate_to_second(now), as_requester=False))
+    records = read_records(metadata_of(old), key)
+    if records.held is not None and records.held.review_due is not None and not _reviewed(old):
+        name = metadata_of(old).get("name")
+        return Admission(
+            False,
+            f"{name} is break-glass access not yet reviewed; it stays until one of its reviewers reviews it "
+            f"(kubectl jit review {name} --comment ...)",
+        )
+    if records.ended is not None:
+        return Admission(True)
     return _ending(old, caller, settings, now)
+
+
+def _reviewed(request: Mapping[str, Any]) -> bool:
+    """Shown reviewed (only the operator writes status; refusing on a status that says otherwise is
+    the safe side)."""
+    conditions = status_of(request).get("conditions") or ()
+    return any(
+        isinstance(c, Mapping) and c.get("type") == REVIEWED and c.get("status") == "True" for c in conditions
+    )
 
 
 def _ending(old: Mapping[str, Any], caller: Caller, settings: IdentitySettings, now: datetime) -> Admission:

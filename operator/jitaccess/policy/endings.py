@@ -60,6 +60,17 @@ def finish(
     )
 
 
+def extended(state: RequestState, now: datetime, successor: str) -> Step:
+    """Its access continues as `successor`'s, whose IAM write replaced this one's bindings: end
+    without touching IAM (what is there is the successor's now)."""
+    ended = transition(state, now, Phase.EXTENDED, Reason.EXTENDED, f"continued by {successor}")
+    return replace(
+        ended,
+        record_ended=Ended(Phase.EXTENDED, Reason.EXTENDED, truncate_to_second(now)),
+        remove_finalizer=True,
+    )
+
+
 def may_hold(state: RequestState, grant: Grant | None) -> tuple[str, ...]:
     """Where this request may have bindings: what its record says it holds; else, if its status
     suggests an IAM write may have happened (a crash before the record), where that would be."""

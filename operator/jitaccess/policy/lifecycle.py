@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.api.bindings import Activation, render
+from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.names import normal_member
 from jitaccess.api.objects import Decision, Grant, RequestSpec
@@ -46,7 +47,8 @@ from jitaccess.policy.approvals import Subject, Tally, tally, terms_digest
 from jitaccess.policy.break_glass import request_errors as break_glass_errors
 from jitaccess.policy.conditions import REVIEWED, set_condition
 from jitaccess.policy.eligibility import Terms, check_request, held_errors, window_errors
-from jitaccess.policy.endings import after_end, finish, on_delete, revoked
+from jitaccess.policy.endings import after_end, extended, finish, on_delete, revoked
+from jitaccess.policy.extensions import Related, continuing_window, extension_errors, needs_no_approval
 from jitaccess.policy.records import ACTIVATION, ENDED, Held
 from jitaccess.policy.review_steps import activated_event as break_glass_activation
 from jitaccess.policy.review_steps import review_of, review_step
@@ -54,6 +56,7 @@ from jitaccess.policy.steps import ApprovalReport, IamChange, RequestState, Step
 
 # Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
 # complete (a restart, a watch that lags) must not end a request, so these are confirmed on fresh reads.
+NOTHING_RELATED = Related()
 ENDS_BY_ELIGIBILITY = frozenset(
     {
         Reason.ELIGIBILITY_CHANGED,
@@ -71,9 +74,11 @@ def decide(
     retention: timedelta,
     decisions: tuple[Decision, ...] = (),
     grant_error: str = "",
+    related: Related = NOTHING_RELATED,
 ) -> Step:
     """The next transition of `state`, given its grant as it is now (None: missing or invalid,
-    `grant_error` says which), the approvals filed for it and the time."""
+    `grant_error` says which), the approvals filed for it, the requests it extends or is extended
+    by, and the time."""
     records = state.records
     if records.ended is not None:
         ending = after_end(state, records.ended, now, retention)
@@ -112,8 +117,10 @@ def decide(
             "is unknown; create it again with the webhooks installed",
         )
     if records.held is not None:
+        if related.continued_by is not None:
+            return extended(state, now, related.continued_by)
         return _decide_holding(state, spec, records.held, grant, now, decisions, grant_error)
-    return _decide_waiting(state, spec, grant, now, decisions, grant_error)
+    return _decide_waiting(state, spec, grant, now, decisions, grant_error, related.extends)
 
 
 # -- holding access -------------------------------------------------------------------------
@@ -150,9 +157,9 @@ def _decide_holding(
         return replace(ended, reports=reports)
     if state.shown.phase is Phase.ACTIVE and state.shown.expires_at == format_time(held.end):
         look = Step(requeue_at=_next_look(held.end, grant), reports=reports)
-        found = review_of(state, spec, grant, decisions)
-        if found is not None and grant.break_glass is not None:
-            return _sooner(look, review_step(state, found, grant.break_glass, held, now))
+        found = review_of(state, decisions)
+        if found is not None:
+            return _sooner(look, review_step(state, found, held, now))
         return look
     # The record holds the window; the status does not show it Active yet (the write is due, a
     # crash came between them, or someone else wrote the status): write exactly that window
@@ -179,7 +186,7 @@ def _ended_early(
     if grant.not_after is not None and grant.not_after < held.end and now >= grant.not_after:
         message = f"access revoked: grant {grant.name} ended at {format_time(grant.not_after)}"
         return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_EXPIRED, message)
-    found = review_of(state, spec, grant, decisions)
+    found = review_of(state, decisions)
     if found is not None and found.revoked and found.by is not None:
         comment = f": {found.by.comment}" if found.by.comment else ""
         message = f"revoked by reviewer {found.by.approver}{comment}"
@@ -193,12 +200,28 @@ def _still_covered(
     """What the grant as it is now no longer covers of held access, and the approvals' reports.
     Break-glass access is judged by the grant's break-glass rule, not its approval rule."""
     requester = normal_member(spec.requester or "")
-    lost = held_errors(held.resource, held.roles, held.end - held.start, spec, requester, grant)
+    asked = held.asked_duration
+    lost = held_errors(held.resource, held.roles, asked, spec, requester, grant)
+    if held.continues is not None and held.end - held.start > grant.continuous_limit:
+        lost.append(
+            FieldError(
+                "spec.duration",
+                f"it runs without a break for {format_duration(held.end - held.start)}, longer than the grant's "
+                f"maxContinuousDuration {format_duration(grant.continuous_limit)}",
+            )
+        )
     if spec.break_glass:
-        return lost + break_glass_errors(spec, grant, held.end - held.start), ()
+        return lost + break_glass_errors(spec, grant, asked), ()
     counted: Tally | None = None
-    if grant.approval is not None:
-        subject = _subject(state, grant, held.resource, held.roles, held.duration_s)
+    # An extension that carried its predecessor's approval (the grant spares extensions) is judged
+    # by that approval's record, not by approvals of its own.
+    spared = (
+        held.continues is not None
+        and bool(held.approvers)
+        and not getattr(grant.approval, "for_extensions", True)
+    )
+    if grant.approval is not None and not spared:
+        subject = _subject(state, grant, held.resource, held.roles, int(asked.total_seconds()))
         counted = tally(decisions, requester, grant.approval, subject)
         if not counted.met:
             lost.append(
@@ -224,8 +247,8 @@ def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, ann
         ready=True,
         requeue_at=_next_look(held.end, grant),
     )
-    if state.spec is not None and state.spec.break_glass and grant.break_glass is not None and step.status:
-        event, flag = break_glass_activation(grant.break_glass, held)
+    if held.review_due is not None and step.status:
+        event, flag = break_glass_activation(held)
         conditions = [c for c in step.status["conditions"] if c.get("type") != REVIEWED]
         if state.shown.condition(REVIEWED):  # a review may have come while it was Activating
             conditions.append(dict(state.shown.condition(REVIEWED)))
@@ -245,61 +268,57 @@ def _decide_waiting(
     now: datetime,
     decisions: tuple[Decision, ...],
     grant_error: str,
+    extends: RequestState | None = None,
 ) -> Step:
     judged = state.shown.phase in JUDGED  # only picks the words of a refusal
-    if spec.revoke:
-        actor = state.records.revoked_by
-        by = f" by {actor.user}" if actor else ""
-        return finish(
-            state,
-            grant,
-            now,
-            Phase.WITHDRAWN,
-            Reason.WITHDRAWN,
-            f"withdrawn{by} before activation",
-            ended_by=actor,
-        )
-    if not spec.requester:
-        return finish(
-            state,
-            grant,
-            now,
-            Phase.REJECTED,
-            Reason.NO_REQUESTER,
-            "spec.requester: is missing; it names who gets access (e.g. user:you@example.com)",
-        )
+    if (before := _before_judging(state, spec, grant, now, grant_error, judged)) is not None:
+        return before
+    assert grant is not None and spec.requester
     requester = normal_member(spec.requester)
-    if grant is None:
-        why = grant_error or f"spec.grant: EligibleGrant {spec.grant} does not exist"
-        return finish(
-            state,
-            grant,
-            now,
-            Phase.REJECTED,
-            Reason.ELIGIBILITY_REMOVED if judged else Reason.GRANT_NOT_FOUND,
-            why,
-        )
     terms, errors = check_request(spec, requester, grant, state.created)
-    if terms is not None and (outside := window_errors(grant, now)):
+    if terms is not None and (outside := window_errors(grant, now, spec.start_time)):
         return finish(state, grant, now, Phase.REJECTED, outside[0].reason, join_errors(outside))
     if terms is None:
         reason = Reason.ELIGIBILITY_CHANGED if judged else _refusal_reason(errors)
         prefix = f"grant {grant.name} no longer allows it: " if judged else ""
         return finish(state, grant, now, Phase.REJECTED, reason, prefix + join_errors(errors))
-    if spec.break_glass:
-        if refused := break_glass_errors(spec, grant, terms.duration):
-            return finish(
-                state,
-                grant,
-                now,
-                Phase.REJECTED,
-                refused[0].reason or Reason.INVALID_REQUEST,
-                join_errors(refused),
-            )
-        return _start(state, spec, grant, terms.roles, terms.duration, (), now)
-    if grant.approval is None:
-        return _start(state, spec, grant, terms.roles, terms.duration, (), now)
-    return _approved_start(state, spec, grant, terms, now, decisions)
+    refused = break_glass_errors(spec, grant, terms.duration) + extension_errors(spec, extends, grant, now)
+    if refused:
+        return finish(state, grant, now, Phase.REJECTED, refused[0].reason, join_errors(refused))
+    if spec.break_glass or grant.approval is None:
+        return _start(state, spec, grant, terms.roles, terms.duration, (), now, extends)
+    if needs_no_approval(spec, extends, grant):
+        carried = extends.records.held.approvers if extends and extends.records.held else ()
+        return _start(state, spec, grant, terms.roles, terms.duration, carried, now, extends)
+    return _approved_start(state, spec, grant, terms, now, decisions, extends)
+
+
+def _review_obligation(spec: RequestSpec, grant: Grant, now: datetime) -> dict[str, Any]:
+    """Break-glass access is sealed with who reviews it and by when: neither a later grant edit
+    nor a deleted grant can lift the obligation."""
+    if not spec.break_glass or grant.break_glass is None:
+        return {}
+    due = truncate_to_second(now) + grant.break_glass.review_within
+    return {"reviewers": grant.break_glass.reviewers, "review_due": due}
+
+
+def _before_judging(
+    state: RequestState, spec: RequestSpec, grant: Grant | None, now: datetime, grant_error: str, judged: bool
+) -> Step | None:
+    """Withdrawn, nobody to give access to, or no grant: ended before anything is judged."""
+    if spec.revoke:
+        actor = state.records.revoked_by
+        by = f" by {actor.user}" if actor else ""
+        message = f"withdrawn{by} before activation"
+        return finish(state, grant, now, Phase.WITHDRAWN, Reason.WITHDRAWN, message, ended_by=actor)
+    if not spec.requester:
+        message = "spec.requester: is missing; it names who gets access (e.g. user:you@example.com)"
+        return finish(state, grant, now, Phase.REJECTED, Reason.NO_REQUESTER, message)
+    if grant is None:
+        why = grant_error or f"spec.grant: EligibleGrant {spec.grant} does not exist"
+        reason = Reason.ELIGIBILITY_REMOVED if judged else Reason.GRANT_NOT_FOUND
+        return finish(state, grant, now, Phase.REJECTED, reason, why)
+    return None
 
 
 def _approved_start(
@@ -309,6 +328,7 @@ def _approved_start(
     terms: Terms,
     now: datetime,
     decisions: tuple[Decision, ...],
+    extends: RequestState | None = None,
 ) -> Step:
     """Start once the grant's approval rule is met; until then wait (or end: denied, timed out)."""
     assert grant.approval is not None
@@ -324,7 +344,7 @@ def _approved_start(
         if grant.not_after is not None and (look is None or grant.not_after < look):
             look = grant.not_after  # unanswered by then, it is rejected
         return replace(waiting, reports=reports, requeue_at=look)
-    step = _start(state, spec, grant, terms.roles, terms.duration, counted.approved_by, now)
+    step = _start(state, spec, grant, terms.roles, terms.duration, counted.approved_by, now, extends)
     return replace(with_approvals(step, approved, record), reports=reports)
 
 
@@ -396,6 +416,7 @@ def _start(
     duration: timedelta,
     approvers: tuple[str, ...],
     now: datetime,
+    extends: RequestState | None = None,
 ) -> Step:
     """Scheduled until its start; then the write of what the judgement allows."""
     start = truncate_to_second(spec.start_time or now)
@@ -410,9 +431,11 @@ def _start(
             f"{', '.join(roles)} on {grant.resource} from {format_time(start)}",
             requeue_at=start,
         )
-    # A scheduled request that starts late still ends when it was booked to end; no access
-    # outlives the grant's eligibility (the IAM condition itself ends it then).
-    end = truncate_to_second(min(start + duration, grant.not_after or start + duration))
+    # A scheduled request that starts late still ends when it was booked to end; an extension
+    # continues its predecessor's window; no access outlives the grant's eligibility.
+    continuing = continuing_window(extends, now, duration) if spec.extends else None
+    begins, ends = continuing or (start, start + duration)
+    end = truncate_to_second(min(ends, grant.not_after or ends))
     if end <= now:
         return finish(
             state,
@@ -426,10 +449,13 @@ def _start(
         resource=grant.resource,
         roles=roles,
         member=normal_member(spec.requester or ""),
-        start=start,
+        start=truncate_to_second(begins),
         end=end,
         approvers=approvers,
         activated_at=truncate_to_second(now),
+        continues=(extends.name, extends.uid) if continuing and extends is not None else None,
+        asked=duration if end - truncate_to_second(begins) != duration else None,
+        **_review_obligation(spec, grant, now),
     )
     return _intend(state, grant, held, now)
 
@@ -461,7 +487,7 @@ def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step
     changes = [
         IamChange(resource, state.owners) for resource in state.shown.resources if resource != held.resource
     ]
-    changes.append(IamChange(held.resource, state.owners, bindings))
+    changes.append(IamChange(held.resource, state.replaced, bindings))
     active = _active(state, held, now, grant, announce=state.shown.phase is not Phase.ACTIVE)
     failed = finish(
         state,
@@ -486,12 +512,14 @@ def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step
 
 def _activation(state: RequestState, held: Held, grant: Grant | None) -> Activation:
     spec = state.spec
+    # The sealed window, never longer; shorter if the grant's eligibility now ends sooner.
+    end = min(held.end, grant.not_after) if grant is not None and grant.not_after is not None else held.end
     return Activation(
         resource=held.resource,
         roles=held.roles,
         member=held.member,
         start=held.start,
-        end=held.end,
+        end=max(end, held.start),
         justification=spec.justification if spec else "",
         approvers=held.approvers,
         reference=state.reference,
@@ -512,12 +540,15 @@ def _subject(
 def _reviewed_after(
     ending: Step, state: RequestState, grant: Grant | None, now: datetime, decisions: tuple[Decision, ...]
 ) -> Step:
-    """An ended break-glass request is still reviewed: the review after its end is shown too."""
-    spec, held = state.spec, state.records.held
-    found = review_of(state, spec, grant, decisions) if spec is not None and held is not None else None
-    if found is None or ending.changes_anything or grant is None or grant.break_glass is None or held is None:
+    """An ended break-glass request is still reviewed (if it ever held access): the review after
+    its end is shown too, and the alarm when it falls overdue."""
+    held, ended = state.records.held, state.records.ended
+    if ending.changes_anything or held is None or ended is None or ended.phase is Phase.ACTIVATION_FAILED:
         return ending
-    return _sooner(ending, review_step(state, found, grant.break_glass, held, now))
+    found = review_of(state, decisions)
+    if found is None:
+        return ending
+    return _sooner(ending, review_step(state, found, held, now))
 
 
 def _sooner(step: Step, review: Step) -> Step:

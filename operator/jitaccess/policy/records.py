@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.api.bodies import metadata_of
@@ -49,10 +49,22 @@ class Held:
     end: datetime
     approvers: tuple[str, ...] = ()
     activated_at: datetime | None = None
+    # The request (name, uid; same namespace) whose bindings this one's replaced, continuing its access.
+    continues: tuple[str, str] | None = None
+    # The duration asked for and approved, where the window differs from it (an extension's runs
+    # from its predecessor's start; a grant's notAfter may cut it short).
+    asked: timedelta | None = None
+    # Break-glass: who must review this access, and by when (fixed when it was activated).
+    reviewers: tuple[str, ...] = ()
+    review_due: datetime | None = None
 
     @property
     def duration_s(self) -> int:
         return int((self.end - self.start).total_seconds())
+
+    @property
+    def asked_duration(self) -> timedelta:
+        return self.asked or self.end - self.start
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,13 @@ def held_payload(held: Held) -> dict[str, Any]:
         "end": format_time(held.end),
         "approvers": list(held.approvers),
         "activatedAt": format_time(held.activated_at or held.start),
+        **({"continues": {"name": held.continues[0], "uid": held.continues[1]}} if held.continues else {}),
+        **({"askedSeconds": int(held.asked.total_seconds())} if held.asked is not None else {}),
+        **(
+            {"review": {"reviewers": list(held.reviewers), "due": format_time(held.review_due)}}
+            if held.review_due is not None
+            else {}
+        ),
     }
 
 
@@ -165,6 +184,12 @@ def _held(raw: Mapping[str, Any]) -> Held:
         end=parse_time(raw["end"]),
         approvers=tuple(str(a) for a in raw.get("approvers") or ()),
         activated_at=parse_time(raw["activatedAt"]) if raw.get("activatedAt") else None,
+        continues=(str(raw["continues"]["name"]), str(raw["continues"]["uid"]))
+        if raw.get("continues")
+        else None,
+        asked=timedelta(seconds=int(raw["askedSeconds"])) if raw.get("askedSeconds") is not None else None,
+        reviewers=tuple(str(r) for r in (raw.get("review") or {}).get("reviewers") or ()),
+        review_due=parse_time(raw["review"]["due"]) if raw.get("review") else None,
     )
 
 

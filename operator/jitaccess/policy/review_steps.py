@@ -8,13 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import BreakGlass, Decision, Grant, RequestSpec
+from jitaccess.api.objects import Decision
 from jitaccess.api.reasons import Reason
 from jitaccess.api.times import format_time
 from jitaccess.policy.approvals import Subject, terms_digest
 from jitaccess.policy.break_glass import Review, review
 from jitaccess.policy.conditions import REVIEWED, set_condition
-from jitaccess.policy.eligibility import resolve
 from jitaccess.policy.records import Held
 from jitaccess.policy.steps import ApprovalReport, Event, RequestState, Step
 
@@ -48,27 +47,30 @@ def reviewed_condition(
     return set_condition(list(conditions), {**condition, "observedGeneration": generation}, now)
 
 
-def review_of(
-    state: RequestState, spec: RequestSpec, grant: Grant | None, decisions: tuple[Decision, ...]
-) -> Review | None:
-    """The review of an activated break-glass request as the decisions filed say now; None for any
-    other request (or one whose grant no longer has break-glass settings)."""
-    if not spec.break_glass or grant is None or grant.break_glass is None:
+def review_of(state: RequestState, decisions: tuple[Decision, ...]) -> Review | None:
+    """The review of activated break-glass access as the decisions filed say now, against the
+    obligation sealed at activation (reviewers, terms); None for any other request."""
+    held, spec = state.records.held, state.spec
+    if held is None or held.review_due is None or spec is None:
         return None
-    terms = resolve(spec, grant)
-    subject = Subject(
+    return review(decisions, normal_member(spec.requester or ""), held.reviewers, review_subject(state, held))
+
+
+def review_subject(state: RequestState, held: Held) -> Subject:
+    """What a review is about: this object and the access it was given."""
+    seconds = int(held.asked_duration.total_seconds())
+    return Subject(
         state.uid,
-        terms_digest(state.uid, state.spec_digest, terms.resource, terms.roles, terms.duration_s),
+        terms_digest(state.uid, state.spec_digest, held.resource, held.roles, seconds),
         state.created,
     )
-    return review(decisions, normal_member(spec.requester or ""), grant.break_glass, subject)
 
 
-def review_step(state: RequestState, found: Review, rule: BreakGlass, held: Held, now: datetime) -> Step:
+def review_step(state: RequestState, found: Review, held: Held, now: datetime) -> Step:
     """The Reviewed condition shown as the review says now: a status write (and an Event when the
     review came or fell overdue) if it changed, else a look again when the review falls due."""
-    activated = held.activated_at or held.start
-    overdue_at = activated + rule.review_within
+    assert held.review_due is not None
+    overdue_at = held.review_due
     condition = reviewed_condition(state.shown.conditions, found, overdue_at, now, state.generation)
     reports = tuple(ApprovalReport(name, False, why) for name, why in found.ignored)
     if found.by is not None:
@@ -80,28 +82,25 @@ def review_step(state: RequestState, found: Review, rule: BreakGlass, held: Held
     conditions = [dict(c) for c in state.shown.conditions if c.get("type") != REVIEWED] + [condition]
     event = None
     if condition["reason"] == Reason.REVIEW_OVERDUE:
-        event = Event(
-            "Warning",
-            Reason.REVIEW_OVERDUE,
-            f"{condition['message']}; reviewers: {', '.join(rule.reviewers)}",
-        )
+        message = f"{condition['message']}; reviewers: {', '.join(held.reviewers)}"
+        event = Event("Warning", Reason.REVIEW_OVERDUE, message)
     elif condition["reason"] == Reason.REVIEWED:
         event = Event("Normal", Reason.REVIEWED, condition["message"])
     return Step(status={"conditions": conditions}, event=event, requeue_at=look, reports=reports)
 
 
-def activated_event(rule: BreakGlass, held: Held) -> tuple[Event, dict[str, Any]]:
+def activated_event(held: Held) -> tuple[Event, dict[str, Any]]:
     """The Warning every reviewer is told of when break-glass access starts, and the condition
     that flags it until it is reviewed."""
-    due = (held.activated_at or held.start) + rule.review_within
+    assert held.review_due is not None
     message = (
         f"break-glass: {', '.join(held.roles)} on {held.resource} until {format_time(held.end)} without "
-        f"approval; {', '.join(rule.reviewers)} must review it by {format_time(due)}"
+        f"approval; {', '.join(held.reviewers)} must review it by {format_time(held.review_due)}"
     )
     condition = {
         "type": REVIEWED,
         "status": "False",
         "reason": Reason.REVIEW_REQUIRED,
-        "message": f"break-glass access: review due by {format_time(due)}",
+        "message": f"break-glass access: review due by {format_time(held.review_due)}",
     }
     return Event("Warning", Reason.BREAK_GLASS_ACTIVATED, message), condition

@@ -69,11 +69,21 @@ class RequestState:
     records: Records
     reference: Reference  # this request's sealed binding reference
     shown: Shown = field(default_factory=Shown)
+    # The reference of the request whose access this one continues (its sealed record says which).
+    continued: Reference | None = None
 
     @property
     def owners(self) -> tuple[Reference, ...]:
         """The references whose bindings are this request's: ours, and the pre-MAC form of it."""
         return (self.reference, self.reference.legacy())
+
+    @property
+    def replaced(self) -> tuple[Reference, ...]:
+        """What this request's IAM write replaces: its own bindings, and those of the request whose
+        access it continues (in the same read-modify-write: no gap, never two)."""
+        if self.continued is None:
+            return self.owners
+        return (*self.owners, self.continued, self.continued.legacy())
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,8 @@ def read_state(body: Mapping[str, Any], key: bytes) -> RequestState:
     namespace, name, uid = (str(metadata.get(k, "")) for k in ("namespace", "name", "uid"))
     bindings = [b for b in status.get("bindings") or () if isinstance(b, Mapping)]
     raw_spec = body.get("spec")
+    records = read_records(metadata, key)
+    continues = records.held.continues if records.held is not None else None
     return RequestState(
         namespace=namespace,
         name=name,
@@ -178,8 +190,9 @@ def read_state(body: Mapping[str, Any], key: bytes) -> RequestState:
         spec_errors=tuple(errors),
         spec_digest=spec_digest(raw_spec if isinstance(raw_spec, Mapping) else {}),
         attested=bool(key) and attestation_valid(body, key),
-        records=read_records(metadata, key),
+        records=records,
         reference=Reference.sealed(namespace, name, uid, key),
+        continued=Reference.sealed(namespace, continues[0], continues[1], key) if continues else None,
         shown=Shown(
             phase=phase_of(status.get("phase")),
             conditions=tuple(c for c in status.get("conditions") or () if isinstance(c, Mapping)),
