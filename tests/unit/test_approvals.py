@@ -286,3 +286,17 @@ def test_steps_and_the_shorthand_do_not_mix():
     assert [e.path for e in errors] == ["spec.approval"]
     _, errors = parse_grant(grant_body(approval={"steps": []}))
     assert [e.path for e in errors] == ["spec.approval.steps"]
+
+
+def test_steps_that_can_never_be_met_together_make_the_grant_invalid():
+    _, errors = parse_grant(
+        grant_body(
+            approval={
+                "steps": [
+                    {"approvers": ["user:bob@example.com", "user:dan@example.com"], "minApprovals": 2},
+                    {"approvers": ["user:bob@example.com"]},
+                ]
+            }
+        )
+    )
+    assert [(e.path, e.reason) for e in errors] == [("spec.approval.steps", "ApprovalUnsatisfiable")]

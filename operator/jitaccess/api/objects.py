@@ -336,6 +336,17 @@ def _grantable_errors(resource: str, roles: list[str], approval: ApprovalRule | 
                     )
                 )
     steps = approval.steps if approval is not None else ()
+    people_only = all(a.startswith(("user:", "serviceAccount:")) for step in steps for a in step.approvers)
+    everyone = {normal_member(a) for step in steps for a in step.approvers}
+    if len(steps) > 1 and people_only and len(everyone) < sum(step.min_approvals for step in steps):
+        errors.append(
+            FieldError(
+                "spec.approval.steps",
+                f"{sum(step.min_approvals for step in steps)} approvals in all can never be given: one person "
+                f"counts in one step only, and only {len(everyone)} approver(s) are listed; list more, or a group",
+                reason=Reason.APPROVAL_UNSATISFIABLE,
+            )
+        )
     for index, step in enumerate(steps):
         if not all(a.startswith(("user:", "serviceAccount:")) for a in step.approvers):
             continue
