@@ -137,3 +137,20 @@ async def test_kubectl_get_ar_shows_the_review(cluster):
     listed = await kubectl(cluster, "get", "ar", "-n", "team-sre", "glass-alice")
     header, row = listed.stdout.splitlines()
     assert "REVIEW" in header.split() and "Reviewed" in row.split()
+
+
+async def test_unreviewed_break_glass_cannot_be_deleted_to_escape_review(cluster):
+    project = cluster.project()
+    await cluster.grant("glass-keep", project, breakGlass=GLASS, roles=["roles/compute.admin"])
+    await cluster.wait_grant_ready("glass-keep")
+    await cluster.request_as("alice@example.com", "glass-kept", "glass-keep", breakGlass=True)
+    await cluster.wait_phase("glass-kept", "Active")
+    for user in ("alice@example.com", "carol@example.com", "admin"):
+        message = await refused(cluster.delete("glass-kept", user=user))
+        assert "break-glass access not yet reviewed" in message
+    await review(cluster, "bob@example.com", "glass-kept")
+    await until(
+        lambda: _reviewed_status(cluster, "glass-kept", "True"), "reviewed", timeout_s=20, every_s=0.05
+    )
+    await cluster.delete("glass-kept", user="alice@example.com")  # reviewed: her own, she may
+    await cluster.wait_gone("glass-kept")

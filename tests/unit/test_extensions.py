@@ -119,9 +119,8 @@ def test_an_approved_access_may_be_extended_without_approval_where_the_grant_say
         approved = carry_out(approved, step, iam)
     assert approved["status"]["phase"] == "Active"
     extension = request("more", "0f0e-2", duration="30m", extends="first")
-    intent = step_for(
-        extension, NOW + timedelta(minutes=30), grant=grant, related=Related(read_state(approved, KEY))
-    )
+    carried = Related(read_state(approved, KEY), extends_decisions=(bob,))
+    intent = step_for(extension, NOW + timedelta(minutes=30), grant=grant, related=carried)
     assert intent.record_held is not None and intent.record_held.approvers == ("user:bob@example.com",)
 
 
@@ -150,3 +149,60 @@ def test_admission_refuses_an_extension_by_someone_else_or_of_something_not_acti
         None,
     )
     assert not missing.allowed and "there is no ActivationRequest gone" in missing.message
+
+
+def test_a_carried_approval_counts_only_while_it_counts_and_only_for_what_it_approved():
+    from tests.unit.test_approvals import pinned, vote
+
+    grant, _ = parse_grant(
+        grant_body(maxDuration="1h", approval={"approvers": ["user:bob@example.com"], "forExtensions": False})
+    )
+    iam: dict = {}
+    approved = request("first", "0f0e-1", duration="30m")
+    bob = pinned(approved, vote("user:bob@example.com", time="2026-11-24T09:01:00Z"), grant)
+    for _ in range(8):
+        step = decide(read_state(approved, KEY), grant, NOW, timedelta(days=30), (bob,), "", Related())
+        if not step.changes_anything:
+            break
+        approved = carry_out(approved, step, iam)
+    assert approved["status"]["phase"] == "Active"
+    later = NOW + timedelta(minutes=20)
+    extension = request("more", "0f0e-2", duration="30m", extends="first")
+    carried = Related(read_state(approved, KEY), extends_decisions=(bob,))
+    # the grant's approvers changed: bob's approval no longer counts, so the extension must be approved
+    stricter, _ = parse_grant(
+        grant_body(maxDuration="1h", approval={"approvers": ["user:dan@example.com"], "forExtensions": False})
+    )
+    assert step_for(extension, later, grant=stricter, related=carried).status["phase"] == "AwaitingApproval"
+    # the grant grew a role: an extension asking for all its roles now is refused
+    grown, _ = parse_grant(
+        grant_body(
+            maxDuration="1h",
+            roles=["roles/compute.admin", "roles/storage.admin", "roles/iam.securityAdmin"],
+            approval={"approvers": ["user:bob@example.com"], "forExtensions": False},
+        )
+    )
+    refused = step_for(extension, later, grant=grown, related=carried)
+    assert refused.ending.phase == "Rejected"
+    assert "same grant and roles as first holds" in refused.status["conditions"][0]["message"]
+
+
+def test_break_glass_is_not_extended_and_one_extension_at_a_time():
+    glass, _ = parse_grant(
+        grant_body(maxDuration="1h", breakGlass={"allowed": True, "reviewers": ["user:bob@example.com"]})
+    )
+    iam: dict = {}
+    first = settle(request("first", "0f0e-1", duration="30m", breakGlass=True), iam, grant=glass)
+    assert first["status"]["phase"] == "Active"
+    extension = request("more", "0f0e-2", duration="30m", extends="first")
+    refused = step_for(
+        extension, NOW + timedelta(minutes=5), grant=glass, related=Related(read_state(first, KEY))
+    )
+    assert refused.ending.phase == "Rejected"
+    assert "break-glass access, which is not extended" in refused.status["conditions"][0]["message"]
+    plain = settle(request("plain", "0f0e-3", duration="30m"), iam)
+    second = request("again", "0f0e-4", duration="30m", extends="plain")
+    taken = Related(read_state(plain, KEY), extends_taken_by="more")
+    stopped = step_for(second, NOW + timedelta(minutes=5), related=taken)
+    assert stopped.ending.phase == "Rejected"
+    assert "already being extended by more" in stopped.status["conditions"][0]["message"]

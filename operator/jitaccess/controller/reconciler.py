@@ -235,23 +235,33 @@ class Reconciler:
         )
 
     def _related(self, key: RequestKey, state: RequestState) -> Related:
-        """The request this one extends, and an extension that now holds this one's access."""
+        """The request this one extends (with its approvals, and whether another extension already
+        continues it), and an extension that now holds this one's access."""
         secret = self.config.attestation_key
         extends = state.spec.extends if state.spec is not None else None
-        body = self.cache.requests.get((key[0], extends)) if extends else None
+        before = (key[0], extends) if extends else None
+        body = self.cache.requests.get(before) if before else None
+        predecessor = read_state(body, secret) if body is not None else None
+        taken_by = None
+        if before is not None and predecessor is not None:
+            for other in self.cache.extensions_of(before):
+                if other != key and self._continues(other, before[1], predecessor.uid) is not None:
+                    taken_by = other[1]
         successor = None
         for other in self.cache.extensions_of(key):
-            found = read_state(self.cache.requests[other], secret)
-            held = found.records.held
-            # Its sealed record says it continues this very object, and it shows Active: its IAM
-            # write (which replaced this one's bindings) is done. (Ending early is the safe error.)
-            if (
-                held is not None
-                and held.continues == (key[1], state.uid)
-                and found.shown.phase is Phase.ACTIVE
-            ):
+            found = self._continues(other, key[1], state.uid)
+            # It continues this very object (its sealed record says so) and shows Active: its IAM
+            # write, which replaced this one's bindings, is done. (Ending early is the safe error.)
+            if found is not None and found.shown.phase is Phase.ACTIVE:
                 successor = other[1]
-        return Related(read_state(body, secret) if body is not None else None, successor)
+        decisions = self.cache.decisions(before, secret) if before else ()
+        return Related(predecessor, successor, decisions, taken_by)
+
+    def _continues(self, other: RequestKey, name: str, uid: str) -> RequestState | None:
+        """`other` as read now, if its sealed activation continues request `name` (`uid`)."""
+        found = read_state(self.cache.requests[other], self.config.attestation_key)
+        held = found.records.held
+        return found if held is not None and held.continues == (name, uid) else None
 
     def _wake_related(self, key: RequestKey, state: RequestState) -> None:
         """An extension and the request it extends judge each other: a change of one wakes the other."""

@@ -149,6 +149,8 @@ class AdmissionWebhooks:
             verdict = admit_request_deletion(
                 before, _caller(userinfo), self.identity, self.operator, self.key, self.clock.now()
             )
+            if not verdict.allowed:
+                raise kopf.AdmissionError(verdict.message, code=403)
             await self._authorised(verdict, before, userinfo, "delete")
             if verdict.actor is not None and not dryrun:
                 await self._record_deletion(before, verdict)

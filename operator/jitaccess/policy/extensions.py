@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import Grant, RequestSpec
+from jitaccess.api.objects import Decision, Grant, RequestSpec
 from jitaccess.api.phases import Phase
 from jitaccess.api.reasons import Reason
 from jitaccess.api.times import format_time
+from jitaccess.policy.approvals import Subject, tally, terms_digest
 from jitaccess.policy.eligibility import resolve
 
 if TYPE_CHECKING:  # steps imports admission, which judges extensions with this module
@@ -37,6 +38,8 @@ class Related:
 
     extends: RequestState | None = None  # what spec.extends names (None: none, or gone)
     continued_by: str | None = None  # an extension that now holds this request's access
+    extends_decisions: tuple[Decision, ...] = ()  # the approvals filed for what it extends
+    extends_taken_by: str | None = None  # another extension already continues what it extends
 
 
 def continuing_window(
@@ -53,13 +56,17 @@ def continuing_window(
 
 
 def extension_errors(
-    spec: RequestSpec, predecessor: RequestState | None, grant: Grant, now: datetime
+    spec: RequestSpec,
+    predecessor: RequestState | None,
+    grant: Grant,
+    now: datetime,
+    taken_by: str | None = None,
 ) -> list[FieldError]:
     """Why this extension cannot continue `predecessor` under `grant` now (empty: it may, or
     there is nothing to continue and it is judged as a request of its own)."""
     if spec.extends is None or predecessor is None or predecessor.spec is None:
         return []
-    before = predecessor.spec
+    before, held = predecessor.spec, predecessor.records.held
     errors = []
     if normal_member(before.requester or "") != normal_member(spec.requester or ""):
         errors.append(
@@ -67,9 +74,25 @@ def extension_errors(
                 "spec.extends", f"{spec.extends} is {before.requester}'s access; only they may extend it"
             )
         )
-    if before.grant != spec.grant or resolve(before, grant).roles != resolve(spec, grant).roles:
+    if before.break_glass:
         errors.append(
-            FieldError("spec.extends", f"an extension asks for the same grant and roles as {spec.extends}")
+            FieldError(
+                "spec.extends", f"{spec.extends} is break-glass access, which is not extended; file a request"
+            )
+        )
+    # The same roles as what it holds (not as the grant resolves them now: the grant may have grown).
+    roles = held.roles if held is not None else resolve(before, grant).roles
+    if before.grant != spec.grant or tuple(sorted(resolve(spec, grant).roles)) != tuple(sorted(roles)):
+        errors.append(
+            FieldError(
+                "spec.extends", f"an extension asks for the same grant and roles as {spec.extends} holds"
+            )
+        )
+    if taken_by is not None and continuing_window(predecessor, now, timedelta()) is not None:
+        errors.append(
+            FieldError(
+                "spec.extends", f"{spec.extends} is already being extended by {taken_by}; extend that instead"
+            )
         )
     window = continuing_window(predecessor, now, resolve(spec, grant).duration)
     if window is not None and window[1] - window[0] > grant.continuous_limit:
@@ -85,17 +108,32 @@ def extension_errors(
     return errors
 
 
-def needs_no_approval(spec: RequestSpec, predecessor: RequestState | None, grant: Grant) -> bool:
-    """An extension of approved access, where the grant's approval rule spares extensions."""
+def approval_carried(predecessor: RequestState | None, decisions: tuple[Decision, ...], grant: Grant) -> bool:
+    """Does the approval of what is extended count now, under the grant's rule as it is now? Only
+    its own approvals count: an extension of an extension carries nothing."""
+    if predecessor is None or predecessor.spec is None or grant.approval is None:
+        return False
+    held = predecessor.records.held
+    if held is None or not held.approvers or held.continues is not None:
+        return False
+    seconds = int(held.asked_duration.total_seconds())
+    subject = Subject(
+        predecessor.uid,
+        terms_digest(predecessor.uid, predecessor.spec_digest, held.resource, held.roles, seconds),
+        predecessor.created,
+    )
+    return tally(decisions, normal_member(predecessor.spec.requester or ""), grant.approval, subject).met
+
+
+def needs_no_approval(spec: RequestSpec, related: Related, grant: Grant) -> bool:
+    """An extension of approved access that continues it, where the grant's approval rule spares
+    extensions and that approval still counts."""
     if spec.extends is None or grant.approval is None or grant.approval.for_extensions:
         return False
-    held = predecessor.records.held if predecessor is not None else None
-    return (
-        held is not None
-        and bool(held.approvers)
-        and predecessor is not None
-        and predecessor.records.ended is None
-    )
+    predecessor = related.extends
+    if predecessor is None or predecessor.records.ended is not None:
+        return False
+    return approval_carried(predecessor, related.extends_decisions, grant)
 
 
 def admission_problem(

@@ -48,7 +48,13 @@ from jitaccess.policy.break_glass import request_errors as break_glass_errors
 from jitaccess.policy.conditions import REVIEWED, set_condition
 from jitaccess.policy.eligibility import Terms, check_request, held_errors, window_errors
 from jitaccess.policy.endings import after_end, extended, finish, on_delete, revoked
-from jitaccess.policy.extensions import Related, continuing_window, extension_errors, needs_no_approval
+from jitaccess.policy.extensions import (
+    Related,
+    approval_carried,
+    continuing_window,
+    extension_errors,
+    needs_no_approval,
+)
 from jitaccess.policy.records import ACTIVATION, ENDED, Held
 from jitaccess.policy.review_steps import activated_event as break_glass_activation
 from jitaccess.policy.review_steps import review_of, review_step
@@ -119,8 +125,8 @@ def decide(
     if records.held is not None:
         if related.continued_by is not None:
             return extended(state, now, related.continued_by)
-        return _decide_holding(state, spec, records.held, grant, now, decisions, grant_error)
-    return _decide_waiting(state, spec, grant, now, decisions, grant_error, related.extends)
+        return _decide_holding(state, spec, records.held, grant, now, decisions, grant_error, related)
+    return _decide_waiting(state, spec, grant, now, decisions, grant_error, related)
 
 
 # -- holding access -------------------------------------------------------------------------
@@ -134,12 +140,13 @@ def _decide_holding(
     now: datetime,
     decisions: tuple[Decision, ...],
     grant_error: str,
+    related: Related,
 ) -> Step:
     early = _ended_early(state, spec, held, grant, now, decisions, grant_error)
     if early is not None:
         return early
     assert grant is not None
-    lost, reports = _still_covered(state, spec, held, grant, decisions)
+    lost, reports = _still_covered(state, spec, held, grant, decisions, related)
     if lost:
         ended = finish(
             state,
@@ -195,7 +202,12 @@ def _ended_early(
 
 
 def _still_covered(
-    state: RequestState, spec: RequestSpec, held: Held, grant: Grant, decisions: tuple[Decision, ...]
+    state: RequestState,
+    spec: RequestSpec,
+    held: Held,
+    grant: Grant,
+    decisions: tuple[Decision, ...],
+    related: Related,
 ) -> tuple[list[FieldError], tuple[ApprovalReport, ...]]:
     """What the grant as it is now no longer covers of held access, and the approvals' reports.
     Break-glass access is judged by the grant's break-glass rule, not its approval rule."""
@@ -214,11 +226,12 @@ def _still_covered(
         return lost + break_glass_errors(spec, grant, asked), ()
     counted: Tally | None = None
     # An extension that carried its predecessor's approval (the grant spares extensions) is judged
-    # by that approval's record, not by approvals of its own.
+    # by that approval, counted now under the rule as it is now, not by approvals of its own.
     spared = (
         held.continues is not None
-        and bool(held.approvers)
-        and not getattr(grant.approval, "for_extensions", True)
+        and grant.approval is not None
+        and not grant.approval.for_extensions
+        and approval_carried(related.extends, related.extends_decisions, grant)
     )
     if grant.approval is not None and not spared:
         subject = _subject(state, grant, held.resource, held.roles, int(asked.total_seconds()))
@@ -268,8 +281,9 @@ def _decide_waiting(
     now: datetime,
     decisions: tuple[Decision, ...],
     grant_error: str,
-    extends: RequestState | None = None,
+    related: Related,
 ) -> Step:
+    extends = related.extends
     judged = state.shown.phase in JUDGED  # only picks the words of a refusal
     if (before := _before_judging(state, spec, grant, now, grant_error, judged)) is not None:
         return before
@@ -282,12 +296,14 @@ def _decide_waiting(
         reason = Reason.ELIGIBILITY_CHANGED if judged else _refusal_reason(errors)
         prefix = f"grant {grant.name} no longer allows it: " if judged else ""
         return finish(state, grant, now, Phase.REJECTED, reason, prefix + join_errors(errors))
-    refused = break_glass_errors(spec, grant, terms.duration) + extension_errors(spec, extends, grant, now)
+    refused = break_glass_errors(spec, grant, terms.duration) + extension_errors(
+        spec, extends, grant, now, related.extends_taken_by
+    )
     if refused:
         return finish(state, grant, now, Phase.REJECTED, refused[0].reason, join_errors(refused))
     if spec.break_glass or grant.approval is None:
         return _start(state, spec, grant, terms.roles, terms.duration, (), now, extends)
-    if needs_no_approval(spec, extends, grant):
+    if needs_no_approval(spec, related, grant):
         carried = extends.records.held.approvers if extends and extends.records.held else ()
         return _start(state, spec, grant, terms.roles, terms.duration, carried, now, extends)
     return _approved_start(state, spec, grant, terms, now, decisions, extends)
