@@ -227,7 +227,7 @@ def test_steps_are_met_in_order_each_opening_when_the_one_before_is_met():
     first = tally([BOB], ALICE, TWO_STEPS.approval, SUBJECT)
     assert not first.met and first.waiting.index == 1
     # step 2 opened when bob approved (09:05) and has 30 minutes
-    assert first.deadline == datetime(2026, 11, 24, 9, 35, tzinfo=UTC)
+    assert first.waiting.deadline == datetime(2026, 11, 24, 9, 35, tzinfo=UTC)
     assert "step 2 of 2 waits for 1 more approval(s) from group:security@example.com" in first.summary()
     both = tally(
         [BOB, vote("user:eve@example.com", groups=SEC, time="2026-11-24T09:20:00Z")],

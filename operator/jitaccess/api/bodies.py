@@ -133,11 +133,6 @@ def metadata_of(body: Mapping[str, Any] | None) -> ObjectMeta:
     return cast(ObjectMeta, _part(body, "metadata"))
 
 
-def annotations_of(body: Mapping[str, Any] | None) -> Mapping[str, str]:
-    annotations = metadata_of(body).get("annotations")
-    return annotations if isinstance(annotations, Mapping) else {}
-
-
 def spec_of(body: Mapping[str, Any] | None) -> Mapping[str, Any]:
     """A body's spec, or an empty one: users write specs, so it may be absent, null or a list."""
     return _part(body, "spec")
