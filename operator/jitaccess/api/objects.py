@@ -7,7 +7,6 @@ objects (is this request allowed by that grant?) lives in `policy.eligibility`.
 from __future__ import annotations
 
 import functools
-import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,9 +15,25 @@ from typing import Any
 
 import re2
 
+from jitaccess.api.approval_rules import (
+    ApprovalRule,
+    BreakGlass,
+    parse_approval,
+    parse_break_glass,
+)
 from jitaccess.api.bodies import generation_of, metadata_of, spec_of
-from jitaccess.api.durations import DurationError, format_duration, parse_duration
+from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError
+from jitaccess.api.fields import Body, duration_field, mapping, string_list, time_field
+from jitaccess.api.limits import (
+    K8S_NAME,
+    LONGEST_GRANT,
+    MAX_JUSTIFICATION,
+    MAX_PATTERN,
+    MAX_PRINCIPALS,
+    MAX_ROLES,
+    SHORTEST_GRANT,
+)
 from jitaccess.api.names import REQUESTER_KINDS, member_error, normal_member, resource_error, role_error
 from jitaccess.api.reasons import Reason
 from jitaccess.api.times import parse_time
@@ -26,65 +41,7 @@ from jitaccess.api.times import parse_time
 GROUP = "jitaccess.dev"
 VERSION = "v1alpha1"
 
-SHORTEST_GRANT = timedelta(minutes=5)
-LONGEST_GRANT = timedelta(days=7)
-DEFAULT_APPROVAL_TIMEOUT = timedelta(hours=1)
-DEFAULT_REVIEW_WITHIN = timedelta(hours=24)
-MAX_ROLES = 20
-MAX_PRINCIPALS = 100
-MAX_APPROVAL_STEPS = 5
-MAX_JUSTIFICATION = 1024
 NOT_PLAIN_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-MAX_COMMENT = 1024  # an approval's comment, as the CRD's maxLength
-MAX_PATTERN = 512
-K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-
-Body = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ApprovalStep:
-    """One level of approval: how many of whom, within how long of the level opening."""
-
-    approvers: tuple[str, ...]
-    min_approvals: int
-    timeout: timedelta
-
-
-@dataclass(frozen=True)
-class ApprovalRule:
-    """A grant's approval: its steps, satisfied in order (one step is the common case)."""
-
-    steps: tuple[ApprovalStep, ...]
-    # False: an extension of access that was approved needs no approval of its own.
-    for_extensions: bool = True
-
-    @property
-    def approvers(self) -> tuple[str, ...]:
-        """Everyone who may decide at some step."""
-        return tuple(dict.fromkeys(a for step in self.steps for a in step.approvers))
-
-    @property
-    def min_approvals(self) -> int:
-        return sum(step.min_approvals for step in self.steps)
-
-    def describe(self) -> str:
-        """ "2 approval(s)", or "1+2 approvals in 2 steps"."""
-        if len(self.steps) == 1:
-            return f"{self.steps[0].min_approvals} approval(s)"
-        return (
-            "+".join(str(step.min_approvals) for step in self.steps)
-            + f" approvals in {len(self.steps)} steps"
-        )
-
-
-@dataclass(frozen=True)
-class BreakGlass:
-    """Access at once, without approval, reviewed after the fact by `reviewers`."""
-
-    max_duration: timedelta
-    reviewers: tuple[str, ...]
-    review_within: timedelta
 
 
 @dataclass(frozen=True)
@@ -137,18 +94,18 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     resource = spec.get("resource")
     if (message := resource_error(resource)) is not None:
         errors.append(FieldError("spec.resource", message))
-    roles = _string_list(spec, "roles", "spec.roles", errors, required=True, limit=MAX_ROLES)
+    roles = string_list(spec, "roles", "spec.roles", errors, required=True, limit=MAX_ROLES)
     for index, role in enumerate(roles):
         if (message := role_error(role)) is not None:
             errors.append(FieldError(f"spec.roles[{index}]", message))
-    principals = _string_list(
+    principals = string_list(
         spec, "principals", "spec.principals", errors, required=True, limit=MAX_PRINCIPALS
     )
     for index, principal in enumerate(principals):
         if (message := member_error(principal)) is not None:
             errors.append(FieldError(f"spec.principals[{index}]", message))
     max_duration, default_duration, max_continuous = _durations(spec, errors)
-    justification = _mapping(spec.get("justification"))
+    justification = mapping(spec.get("justification"))
     required = justification.get("required", True)
     if not isinstance(required, bool):
         errors.append(FieldError("spec.justification.required", "must be true or false"))
@@ -156,10 +113,10 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     if pattern is not None and (message := pattern_error(pattern)) is not None:
         errors.append(FieldError("spec.justification.pattern", message))
     hint = justification.get("hint")
-    approval = _approval(spec, errors)
-    break_glass = _break_glass(spec, approval, max_duration, errors)
-    not_before = _time(spec, "notBefore", errors)
-    not_after = _time(spec, "notAfter", errors)
+    approval = parse_approval(spec, errors)
+    break_glass = parse_break_glass(spec, approval, max_duration, errors)
+    not_before = time_field(spec, "notBefore", errors)
+    not_after = time_field(spec, "notAfter", errors)
     if not_before is not None and not_after is not None and not_before >= not_after:
         errors.append(FieldError("spec.notAfter", "must be later than spec.notBefore"))
     if isinstance(resource, str) and not errors:
@@ -197,13 +154,13 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
         errors.append(FieldError("spec.grant", "must name an EligibleGrant (a lowercase Kubernetes name)"))
     roles: list[str] | None = None
     if spec.get("roles") is not None:
-        roles = _string_list(spec, "roles", "spec.roles", errors, required=True, limit=MAX_ROLES)
+        roles = string_list(spec, "roles", "spec.roles", errors, required=True, limit=MAX_ROLES)
         for index, role in enumerate(roles):
             if (message := role_error(role)) is not None:
                 errors.append(FieldError(f"spec.roles[{index}]", message))
         if len(set(roles)) != len(roles):
             errors.append(FieldError("spec.roles", "lists a role more than once"))
-    duration = _duration(spec, "duration", "spec.duration", errors, required=False)
+    duration = duration_field(spec, "duration", "spec.duration", errors, required=False)
     justification = _justification(spec, errors)
     start_time = None
     if spec.get("startTime") is not None:
@@ -218,7 +175,7 @@ def parse_request_spec(body: Body) -> tuple[RequestSpec | None, list[FieldError]
     requester = spec.get("requester")
     if requester is not None and (message := member_error(requester, REQUESTER_KINDS)) is not None:
         errors.append(FieldError("spec.requester", message))
-    groups = _string_list(spec, "requesterGroups", "spec.requesterGroups", errors, required=False, limit=500)
+    groups = string_list(spec, "requesterGroups", "spec.requesterGroups", errors, required=False, limit=500)
     for index, group in enumerate(groups):
         if (message := member_error(group, ("group",))) is not None:
             errors.append(FieldError(f"spec.requesterGroups[{index}]", message))
@@ -364,40 +321,12 @@ def _grantable_errors(resource: str, roles: list[str], approval: ApprovalRule | 
     return errors
 
 
-def _approval(spec: Body, errors: list[FieldError]) -> ApprovalRule | None:
-    raw = spec.get("approval")
-    if raw is None:
-        return None
-    approval = _mapping(raw)
-    for_extensions = approval.get("forExtensions", True)
-    if not isinstance(for_extensions, bool):
-        errors.append(FieldError("spec.approval.forExtensions", "must be true or false"))
-        for_extensions = True
-    if "steps" not in approval:  # the single-step shorthand
-        return ApprovalRule((_approval_step(approval, "spec.approval", errors),), for_extensions)
-    if "approvers" in approval or "minApprovals" in approval or "timeout" in approval:
-        errors.append(
-            FieldError("spec.approval", "give either steps or approvers/minApprovals/timeout, not both")
-        )
-    steps = approval.get("steps")
-    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_APPROVAL_STEPS:
-        errors.append(FieldError("spec.approval.steps", f"must list 1 to {MAX_APPROVAL_STEPS} steps"))
-        return ApprovalRule(())
-    return ApprovalRule(
-        tuple(
-            _approval_step(_mapping(step), f"spec.approval.steps[{index}]", errors)
-            for index, step in enumerate(steps)
-        ),
-        for_extensions,
-    )
-
-
 def _durations(
     spec: Body, errors: list[FieldError]
 ) -> tuple[timedelta | None, timedelta | None, timedelta | None]:
     """maxDuration, defaultDuration and maxContinuousDuration, each within its bounds."""
-    max_duration = _duration(spec, "maxDuration", "spec.maxDuration", errors, required=True)
-    default_duration = _duration(spec, "defaultDuration", "spec.defaultDuration", errors, required=False)
+    max_duration = duration_field(spec, "maxDuration", "spec.maxDuration", errors, required=True)
+    default_duration = duration_field(spec, "defaultDuration", "spec.defaultDuration", errors, required=False)
     for path, value in (("spec.maxDuration", max_duration), ("spec.defaultDuration", default_duration)):
         if value is not None and not SHORTEST_GRANT <= value <= LONGEST_GRANT:
             errors.append(FieldError(path, f"{format_duration(value)} must be between 5m and 168h"))
@@ -408,7 +337,7 @@ def _durations(
                 f"{format_duration(default_duration)} exceeds maxDuration {format_duration(max_duration)}",
             )
         )
-    max_continuous = _duration(
+    max_continuous = duration_field(
         spec, "maxContinuousDuration", "spec.maxContinuousDuration", errors, required=False
     )
     if (
@@ -423,115 +352,6 @@ def _durations(
             )
         )
     return max_duration, default_duration, max_continuous
-
-
-def _break_glass(
-    spec: Body, approval: ApprovalRule | None, max_duration: timedelta | None, errors: list[FieldError]
-) -> BreakGlass | None:
-    raw = spec.get("breakGlass")
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        errors.append(
-            FieldError("spec.breakGlass", "must be an object (allowed, maxDuration, reviewers, reviewWithin)")
-        )
-        return None
-    settings = raw
-    allowed = settings.get("allowed", False)
-    if not isinstance(allowed, bool):
-        errors.append(FieldError("spec.breakGlass.allowed", "must be true or false"))
-    longest = _duration(settings, "maxDuration", "spec.breakGlass.maxDuration", errors, required=False)
-    limit = max_duration or LONGEST_GRANT
-    if longest is not None and not SHORTEST_GRANT <= longest <= limit:
-        errors.append(
-            FieldError(
-                "spec.breakGlass.maxDuration",
-                f"{format_duration(longest)} must be between 5m and maxDuration",
-            )
-        )
-    reviewers = _string_list(
-        settings, "reviewers", "spec.breakGlass.reviewers", errors, required=False, limit=MAX_PRINCIPALS
-    )
-    for index, reviewer in enumerate(reviewers):
-        if (message := member_error(reviewer)) is not None:
-            errors.append(FieldError(f"spec.breakGlass.reviewers[{index}]", message))
-    if not reviewers and approval is not None:
-        reviewers = list(approval.approvers)
-    if allowed is True and not reviewers:
-        errors.append(
-            FieldError(
-                "spec.breakGlass.reviewers",
-                "name who reviews break-glass access (or give the grant an approval rule, whose approvers review)",
-            )
-        )
-    within = _duration(settings, "reviewWithin", "spec.breakGlass.reviewWithin", errors, required=False)
-    if allowed is not True:
-        return None
-    return BreakGlass(
-        longest or min(timedelta(hours=1), limit), tuple(reviewers), within or DEFAULT_REVIEW_WITHIN
-    )
-
-
-def _approval_step(approval: Body, path: str, errors: list[FieldError]) -> ApprovalStep:
-    approvers = _string_list(
-        approval, "approvers", f"{path}.approvers", errors, required=True, limit=MAX_PRINCIPALS
-    )
-    for index, approver in enumerate(approvers):
-        if (message := member_error(approver)) is not None:
-            errors.append(FieldError(f"{path}.approvers[{index}]", message))
-    min_approvals = approval.get("minApprovals", 1)
-    if not isinstance(min_approvals, int) or isinstance(min_approvals, bool) or not 1 <= min_approvals <= 10:
-        errors.append(FieldError(f"{path}.minApprovals", "must be a whole number from 1 to 10"))
-        min_approvals = 1
-    timeout = _duration(approval, "timeout", f"{path}.timeout", errors, required=False)
-    return ApprovalStep(tuple(approvers), min_approvals, timeout or DEFAULT_APPROVAL_TIMEOUT)
-
-
-def _time(spec: Body, key: str, errors: list[FieldError]) -> datetime | None:
-    raw = spec.get(key)
-    if raw is None:
-        return None
-    try:
-        return parse_time(raw)
-    except ValueError:
-        errors.append(FieldError(f"spec.{key}", "must be an RFC 3339 time like 2026-12-31T18:00:00Z"))
-        return None
-
-
-def _duration(
-    spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool
-) -> timedelta | None:
-    raw = spec.get(key)
-    if raw is None:
-        if required:
-            errors.append(FieldError(path, "is required (a duration like 2h)"))
-        return None
-    try:
-        return parse_duration(raw)
-    except DurationError as error:
-        errors.append(FieldError(path, str(error)))
-        return None
-
-
-def _string_list(
-    spec: Body, key: str, path: str, errors: list[FieldError], *, required: bool, limit: int
-) -> list[str]:
-    raw = spec.get(key)
-    if raw is None or raw == []:
-        if required:
-            errors.append(FieldError(path, "must list at least one entry"))
-        return []
-    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
-        errors.append(FieldError(path, "must be a list of strings"))
-        return []
-    if len(raw) > limit:
-        errors.append(FieldError(path, f"lists {len(raw)} entries; the limit is {limit}"))
-        return []
-    return list(raw)
-
-
-def _mapping(value: object) -> Body:
-    return value if isinstance(value, Mapping) else {}
 
 
 # -- ActivationApproval ----------------------------------------------------------------------

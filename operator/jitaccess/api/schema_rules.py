@@ -17,8 +17,7 @@ from typing import Any
 import yaml
 
 from jitaccess.api.durations import DURATION, format_duration
-from jitaccess.api.names import BASIC_ROLES, DOMAIN, EMAIL, RESOURCE, ROLE, WORKFORCE_OR_WORKLOAD
-from jitaccess.api.objects import (
+from jitaccess.api.limits import (
     K8S_NAME,
     LONGEST_GRANT,
     MAX_COMMENT,
@@ -28,6 +27,7 @@ from jitaccess.api.objects import (
     MAX_ROLES,
     SHORTEST_GRANT,
 )
+from jitaccess.api.names import BASIC_ROLES, DOMAIN, EMAIL, RESOURCE, ROLE, WORKFORCE_OR_WORKLOAD
 
 
 def _anchored(pattern: str) -> str:

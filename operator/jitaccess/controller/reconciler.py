@@ -27,12 +27,12 @@ from jitaccess.controller.iam_steps import apply_iam, clear_after_refusal, iam_p
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.notify import Sender
 from jitaccess.controller.recorder import Recorder
+from jitaccess.controller.related import related_keys, related_of
 from jitaccess.controller.scheduler import Scheduler
 from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter
-from jitaccess.policy.extensions import Related
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
@@ -222,7 +222,8 @@ class Reconciler:
                 return
             if not await self._carry_out(key, body, step):
                 return
-            self._wake_related(key, state)
+            for other in related_keys(self.cache, key, state):  # an extension and what it extends
+                self.scheduler.schedule(("request", other), self.clock.now())
         log.error("request %s/%s did not settle after %d steps", *key, MAX_STEPS)
 
     async def _decide(self, key: RequestKey, state: RequestState) -> Step:
@@ -231,45 +232,14 @@ class Reconciler:
         decisions = self.cache.decisions(key, self.config.attestation_key)
         now = self.clock.now()
         return decide(
-            state, grant, now, self.config.history_retention, decisions, error, self._related(key, state)
+            state,
+            grant,
+            now,
+            self.config.history_retention,
+            decisions,
+            error,
+            related_of(self.cache, key, state, self.config.attestation_key),
         )
-
-    def _related(self, key: RequestKey, state: RequestState) -> Related:
-        """The request this one extends (with its approvals, and whether another extension already
-        continues it), and an extension that now holds this one's access."""
-        secret = self.config.attestation_key
-        extends = state.spec.extends if state.spec is not None else None
-        before = (key[0], extends) if extends else None
-        body = self.cache.requests.get(before) if before else None
-        predecessor = read_state(body, secret) if body is not None else None
-        taken_by = None
-        if before is not None and predecessor is not None:
-            for other in self.cache.extensions_of(before):
-                if other != key and self._continues(other, before[1], predecessor.uid) is not None:
-                    taken_by = other[1]
-        successor = None
-        for other in self.cache.extensions_of(key):
-            found = self._continues(other, key[1], state.uid)
-            # It continues this very object (its sealed record says so) and shows Active: its IAM
-            # write, which replaced this one's bindings, is done. (Ending early is the safe error.)
-            if found is not None and found.shown.phase is Phase.ACTIVE:
-                successor = other[1]
-        decisions = self.cache.decisions(before, secret) if before else ()
-        return Related(predecessor, successor, decisions, taken_by)
-
-    def _continues(self, other: RequestKey, name: str, uid: str) -> RequestState | None:
-        """`other` as read now, if its sealed activation continues request `name` (`uid`)."""
-        found = read_state(self.cache.requests[other], self.config.attestation_key)
-        held = found.records.held
-        return found if held is not None and held.continues == (name, uid) else None
-
-    def _wake_related(self, key: RequestKey, state: RequestState) -> None:
-        """An extension and the request it extends judge each other: a change of one wakes the other."""
-        now = self.clock.now()
-        if state.spec is not None and state.spec.extends:
-            self.scheduler.schedule(("request", (key[0], state.spec.extends)), now)
-        for other in self.cache.extensions_of(key):
-            self.scheduler.schedule(("request", other), now)
 
     async def _refresh_inputs(self, key: RequestKey, state: RequestState) -> None:
         """The request's grant and approvals as the API holds them now, into the caches."""

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import join_errors
+from jitaccess.api.limits import MAX_COMMENT
 from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX, normal_member
 from jitaccess.api.objects import (
-    MAX_COMMENT,
     Decision,
     Grant,
     RequestSpec,

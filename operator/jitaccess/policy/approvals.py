@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jitaccess.api.approval_rules import ApprovalRule, ApprovalStep
 from jitaccess.api.durations import format_duration
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import ApprovalRule, ApprovalStep, Decision
+from jitaccess.api.objects import Decision
 from jitaccess.api.seals import digest
 from jitaccess.api.times import format_time, parse_time
 from jitaccess.policy.eligibility import is_covered
@@ -47,10 +48,6 @@ class Tally:
     @property
     def met(self) -> bool:
         return self.denied_by is None and self.waiting is None
-
-    @property
-    def deadline(self) -> datetime | None:
-        return self.waiting.deadline if self.waiting else None
 
     def summary(self) -> str:
         if self.denied_by:

@@ -18,18 +18,18 @@ read as evidence (a status that says Active, Approved or lists other bindings ch
 - An end is sealed into `jitaccess.dev/ended` after its status is shown; from then on nothing
   starts again, whatever status says.
 
-What a step is lives in `steps.py`; how a request ends in `endings.py`; what its status shows of
-its approvals in `approval_status.py`; who may end it in `ending_access.py`.
+What a step is lives in `steps.py`; how a request ends in `endings.py`; waiting for approval in
+`awaiting.py`; held access judged again in `holding.py`; what its status shows of its approvals in
+`approval_status.py` and of a break-glass review in `review_steps.py`; extensions in
+`extensions.py`; who may end it in `ending_access.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from jitaccess.api.bindings import Activation, render
-from jitaccess.api.durations import format_duration
 from jitaccess.api.errors import FieldError, join_errors
 from jitaccess.api.names import normal_member
 from jitaccess.api.objects import Decision, Grant, RequestSpec
@@ -40,25 +40,25 @@ from jitaccess.policy.approval_status import (
     approved_condition,
     counted_record,
     reports_for,
-    shows_same,
     with_approvals,
 )
-from jitaccess.policy.approvals import Subject, Tally, tally, terms_digest
+from jitaccess.policy.approvals import tally
+from jitaccess.policy.awaiting import approval_subject, await_approval
 from jitaccess.policy.break_glass import request_errors as break_glass_errors
 from jitaccess.policy.conditions import REVIEWED, set_condition
-from jitaccess.policy.eligibility import Terms, check_request, held_errors, window_errors
-from jitaccess.policy.endings import after_end, extended, finish, on_delete, revoked
+from jitaccess.policy.eligibility import Terms, check_request, window_errors
+from jitaccess.policy.endings import after_end, extended, finish, on_delete
 from jitaccess.policy.extensions import (
     Related,
-    approval_carried,
     continuing_window,
     extension_errors,
     needs_no_approval,
 )
+from jitaccess.policy.holding import ended_early, still_covered
 from jitaccess.policy.records import ACTIVATION, ENDED, Held
 from jitaccess.policy.review_steps import activated_event as break_glass_activation
-from jitaccess.policy.review_steps import review_of, review_step
-from jitaccess.policy.steps import ApprovalReport, IamChange, RequestState, Step, transition
+from jitaccess.policy.review_steps import review_obligation, review_of, review_step, reviewed_after, sooner
+from jitaccess.policy.steps import IamChange, RequestState, Step, transition
 
 # Ends judged from the grant and the approvals as the operator knows them: a cache that is not yet
 # complete (a restart, a watch that lags) must not end a request, so these are confirmed on fresh reads.
@@ -88,7 +88,7 @@ def decide(
     records = state.records
     if records.ended is not None:
         ending = after_end(state, records.ended, now, retention)
-        return _reviewed_after(ending, state, grant, now, decisions)
+        return reviewed_after(ending, state, grant, now, decisions)
     if state.deleting:
         return on_delete(state, grant, now)
     if not state.has_finalizer:
@@ -142,11 +142,11 @@ def _decide_holding(
     grant_error: str,
     related: Related,
 ) -> Step:
-    early = _ended_early(state, spec, held, grant, now, decisions, grant_error)
+    early = ended_early(state, spec, held, grant, now, decisions, grant_error)
     if early is not None:
         return early
     assert grant is not None
-    lost, reports = _still_covered(state, spec, held, grant, decisions, related)
+    lost, reports = still_covered(state, spec, held, grant, decisions, related)
     if lost:
         ended = finish(
             state,
@@ -166,81 +166,12 @@ def _decide_holding(
         look = Step(requeue_at=_next_look(held.end, grant), reports=reports)
         found = review_of(state, decisions)
         if found is not None:
-            return _sooner(look, review_step(state, found, held, now))
+            return sooner(look, review_step(state, found, held, now))
         return look
     # The record holds the window; the status does not show it Active yet (the write is due, a
     # crash came between them, or someone else wrote the status): write exactly that window
     # (an idempotent replace of this request's bindings), then show it. Never a new window.
     return replace(_write(state, grant, held, now), reports=reports)
-
-
-def _ended_early(
-    state: RequestState,
-    spec: RequestSpec,
-    held: Held,
-    grant: Grant | None,
-    now: datetime,
-    decisions: tuple[Decision, ...],
-    grant_error: str,
-) -> Step | None:
-    """Held access ended before its time: revoked, its grant gone or ended, a reviewer's Revoke."""
-    if spec.revoke:
-        reason, message, actor = revoked(state)
-        return finish(state, grant, now, Phase.REVOKED, reason, message, ended_by=actor)
-    if grant is None:
-        why = grant_error or f"EligibleGrant {spec.grant} was deleted"
-        return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_REMOVED, f"access revoked: {why}")
-    if grant.not_after is not None and grant.not_after < held.end and now >= grant.not_after:
-        message = f"access revoked: grant {grant.name} ended at {format_time(grant.not_after)}"
-        return finish(state, grant, now, Phase.REVOKED, Reason.ELIGIBILITY_EXPIRED, message)
-    found = review_of(state, decisions)
-    if found is not None and found.revoked and found.by is not None:
-        comment = f": {found.by.comment}" if found.by.comment else ""
-        message = f"revoked by reviewer {found.by.approver}{comment}"
-        return finish(state, grant, now, Phase.REVOKED, Reason.REVOKED_BY_REVIEWER, message)
-    return None
-
-
-def _still_covered(
-    state: RequestState,
-    spec: RequestSpec,
-    held: Held,
-    grant: Grant,
-    decisions: tuple[Decision, ...],
-    related: Related,
-) -> tuple[list[FieldError], tuple[ApprovalReport, ...]]:
-    """What the grant as it is now no longer covers of held access, and the approvals' reports.
-    Break-glass access is judged by the grant's break-glass rule, not its approval rule."""
-    requester = normal_member(spec.requester or "")
-    asked = held.asked_duration
-    lost = held_errors(held.resource, held.roles, asked, spec, requester, grant)
-    if held.continues is not None and held.end - held.start > grant.continuous_limit:
-        lost.append(
-            FieldError(
-                "spec.duration",
-                f"it runs without a break for {format_duration(held.end - held.start)}, longer than the grant's "
-                f"maxContinuousDuration {format_duration(grant.continuous_limit)}",
-            )
-        )
-    if spec.break_glass:
-        return lost + break_glass_errors(spec, grant, asked), ()
-    counted: Tally | None = None
-    # An extension that carried its predecessor's approval (the grant spares extensions) is judged
-    # by that approval, counted now under the rule as it is now, not by approvals of its own.
-    spared = (
-        held.continues is not None
-        and grant.approval is not None
-        and not grant.approval.for_extensions
-        and approval_carried(related.extends, related.extends_decisions, grant)
-    )
-    if grant.approval is not None and not spared:
-        subject = _subject(state, grant, held.resource, held.roles, int(asked.total_seconds()))
-        counted = tally(decisions, requester, grant.approval, subject)
-        if not counted.met:
-            lost.append(
-                FieldError("approval", f"the grant's approval rule is no longer met ({counted.summary()})")
-            )
-    return lost, reports_for(decisions, counted)
 
 
 def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, announce: bool) -> Step:
@@ -309,15 +240,6 @@ def _decide_waiting(
     return _approved_start(state, spec, grant, terms, now, decisions, extends)
 
 
-def _review_obligation(spec: RequestSpec, grant: Grant, now: datetime) -> dict[str, Any]:
-    """Break-glass access is sealed with who reviews it and by when: neither a later grant edit
-    nor a deleted grant can lift the obligation."""
-    if not spec.break_glass or grant.break_glass is None:
-        return {}
-    due = truncate_to_second(now) + grant.break_glass.review_within
-    return {"reviewers": grant.break_glass.reviewers, "review_due": due}
-
-
 def _before_judging(
     state: RequestState, spec: RequestSpec, grant: Grant | None, now: datetime, grant_error: str, judged: bool
 ) -> Step | None:
@@ -349,12 +271,12 @@ def _approved_start(
     """Start once the grant's approval rule is met; until then wait (or end: denied, timed out)."""
     assert grant.approval is not None
     requester = normal_member(spec.requester or "")
-    subject = _subject(state, grant, terms.resource, terms.roles, terms.duration_s)
+    subject = approval_subject(state, grant, terms.resource, terms.roles, terms.duration_s)
     counted = tally(decisions, requester, grant.approval, subject)
     reports = reports_for(decisions, counted)
     approved = approved_condition(counted, state, now)
     record = counted_record(decisions, counted)
-    waiting = _await(state, grant, counted, now, approved, record)
+    waiting = await_approval(state, grant, counted, now, approved, record)
     if waiting is not None:
         look = waiting.requeue_at
         if grant.not_after is not None and (look is None or grant.not_after < look):
@@ -362,66 +284,6 @@ def _approved_start(
         return replace(waiting, reports=reports, requeue_at=look)
     step = _start(state, spec, grant, terms.roles, terms.duration, counted.approved_by, now, extends)
     return replace(with_approvals(step, approved, record), reports=reports)
-
-
-def _await(
-    state: RequestState,
-    grant: Grant,
-    counted: Tally,
-    now: datetime,
-    approved: dict[str, Any],
-    record: list[dict[str, Any]],
-) -> Step | None:
-    """Denied, timed out, or still waiting for approval; None when the approval rule is met."""
-    assert grant.approval is not None
-    if counted.denied_by:
-        return with_approvals(
-            finish(state, grant, now, Phase.DENIED, Reason.DENIED, f"denied by {counted.denied_by}"),
-            approved,
-            record,
-        )
-    if counted.waiting is None:
-        return None
-    deadline = counted.waiting.deadline
-    if state.shown.phase in (Phase.SCHEDULED, Phase.ACTIVATING):
-        # It had been approved (or needed no approval) when it was scheduled: the grant changed since.
-        return with_approvals(
-            finish(
-                state,
-                grant,
-                now,
-                Phase.REJECTED,
-                Reason.ELIGIBILITY_CHANGED,
-                f"grant {grant.name} no longer allows it: its approval rule is not met ({counted.summary()})",
-            ),
-            approved,
-            record,
-        )
-    if now >= deadline:
-        return with_approvals(
-            finish(
-                state,
-                grant,
-                now,
-                Phase.EXPIRED,
-                Reason.APPROVAL_TIMEOUT,
-                f"{counted.waiting.timed_out()} ({counted.summary()})",
-            ),
-            approved,
-            record,
-        )
-    first = state.shown.phase is not Phase.AWAITING_APPROVAL
-    if not first and record == [dict(a) for a in state.shown.approvals] and shows_same(state, approved):
-        return Step(requeue_at=deadline)
-    step = transition(
-        state,
-        now,
-        Phase.AWAITING_APPROVAL,
-        Reason.APPROVAL_REQUIRED if first else Reason.APPROVAL_RECORDED,
-        _first_wait(grant) if first else counted.summary(),
-        requeue_at=deadline,
-    )
-    return with_approvals(step, approved, record)
 
 
 def _start(
@@ -471,7 +333,7 @@ def _start(
         activated_at=truncate_to_second(now),
         continues=(extends.name, extends.uid) if continuing and extends is not None else None,
         asked=duration if end - truncate_to_second(begins) != duration else None,
-        **_review_obligation(spec, grant, now),
+        **review_obligation(spec, grant, now),
     )
     return _intend(state, grant, held, now)
 
@@ -540,47 +402,6 @@ def _activation(state: RequestState, held: Held, grant: Grant | None) -> Activat
         approvers=held.approvers,
         reference=state.reference,
     )
-
-
-def _subject(
-    state: RequestState, grant: Grant, resource: str, roles: tuple[str, ...], duration_s: int
-) -> Subject:
-    assert grant.approval is not None
-    return Subject(
-        uid=state.uid,
-        digest=terms_digest(state.uid, state.spec_digest, resource, roles, duration_s),
-        opened=state.created,
-    )
-
-
-def _reviewed_after(
-    ending: Step, state: RequestState, grant: Grant | None, now: datetime, decisions: tuple[Decision, ...]
-) -> Step:
-    """An ended break-glass request is still reviewed (if it ever held access): the review after
-    its end is shown too, and the alarm when it falls overdue."""
-    held, ended = state.records.held, state.records.ended
-    if ending.changes_anything or held is None or ended is None or ended.phase is Phase.ACTIVATION_FAILED:
-        return ending
-    found = review_of(state, decisions)
-    if found is None:
-        return ending
-    return _sooner(ending, review_step(state, found, held, now))
-
-
-def _sooner(step: Step, review: Step) -> Step:
-    """The review's step if it changes anything, else `step` looking again at the sooner time."""
-    if review.changes_anything:
-        return replace(review, reports=step.reports + review.reports)
-    times = [t for t in (step.requeue_at, review.requeue_at) if t is not None]
-    return replace(step, requeue_at=min(times) if times else None, reports=step.reports + review.reports)
-
-
-def _first_wait(grant: Grant) -> str:
-    assert grant.approval is not None
-    first = grant.approval.steps[0]
-    steps = len(grant.approval.steps)
-    which = f" (step 1 of {steps})" if steps > 1 else ""
-    return f"waiting for {first.min_approvals} approval(s) from {', '.join(first.approvers)}{which}"
 
 
 def _next_look(end: datetime, grant: Grant) -> datetime:

@@ -4,13 +4,15 @@ the rules): the Reviewed condition, the Warning when access starts and when the 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from jitaccess.api.names import normal_member
-from jitaccess.api.objects import Decision
+from jitaccess.api.objects import Decision, Grant, RequestSpec
+from jitaccess.api.phases import Phase
 from jitaccess.api.reasons import Reason
-from jitaccess.api.times import format_time
+from jitaccess.api.times import format_time, truncate_to_second
 from jitaccess.policy.approvals import Subject, terms_digest
 from jitaccess.policy.break_glass import Review, review
 from jitaccess.policy.conditions import REVIEWED, set_condition
@@ -104,3 +106,34 @@ def activated_event(held: Held) -> tuple[Event, dict[str, Any]]:
         "message": f"break-glass access: review due by {format_time(held.review_due)}",
     }
     return Event("Warning", Reason.BREAK_GLASS_ACTIVATED, message), condition
+
+
+def review_obligation(spec: RequestSpec, grant: Grant, now: datetime) -> dict[str, Any]:
+    """Break-glass access is sealed with who reviews it and by when: neither a later grant edit
+    nor a deleted grant can lift the obligation."""
+    if not spec.break_glass or grant.break_glass is None:
+        return {}
+    due = truncate_to_second(now) + grant.break_glass.review_within
+    return {"reviewers": grant.break_glass.reviewers, "review_due": due}
+
+
+def reviewed_after(
+    ending: Step, state: RequestState, grant: Grant | None, now: datetime, decisions: tuple[Decision, ...]
+) -> Step:
+    """An ended break-glass request is still reviewed (if it ever held access): the review after
+    its end is shown too, and the alarm when it falls overdue."""
+    held, ended = state.records.held, state.records.ended
+    if ending.changes_anything or held is None or ended is None or ended.phase is Phase.ACTIVATION_FAILED:
+        return ending
+    found = review_of(state, decisions)
+    if found is None:
+        return ending
+    return sooner(ending, review_step(state, found, held, now))
+
+
+def sooner(step: Step, review: Step) -> Step:
+    """The review's step if it changes anything, else `step` looking again at the sooner time."""
+    if review.changes_anything:
+        return replace(review, reports=step.reports + review.reports)
+    times = [t for t in (step.requeue_at, review.requeue_at) if t is not None]
+    return replace(step, requeue_at=min(times) if times else None, reports=step.reports + review.reports)
