@@ -3,37 +3,87 @@
     kubectl jit request GRANT --role R --for 30m --reason "INC-1: ..."   (prints the request name)
     kubectl jit request GRANT --break-glass --reason "..."   (at once, no approval; reviewed afterwards)
     kubectl jit extend NAME --for 30m --reason "..."   (more time for Active access, without a gap)
-    kubectl jit approve|deny NAME [--comment TEXT]
+    kubectl jit approve|deny NAME [--comment TEXT] [--yes]   (shows what you decide on, then asks)
     kubectl jit review NAME [--revoke] --comment TEXT   (a break-glass request, as one of its reviewers)
     kubectl jit revoke NAME
     kubectl jit list [--mine | --pending-my-approval]
+    kubectl jit pending                      what awaits my approval, at which step (= list --pending-my-approval)
     kubectl jit grants                       what I may activate
     kubectl jit status NAME                  waits, with a progress line, until Active or ended
 
 Installed as the console script `kubectl-jit`, so kubectl finds it on PATH. It speaks to the
 cluster as you (your kubeconfig): the admission webhooks stamp who you are, exactly as for
 `kubectl apply`, so the plugin cannot do anything you could not do with kubectl itself.
+
+Whatever a request says is someone else's input: it is printed inert (control characters and
+terminal escapes shown escaped), and an approval is pinned to the object and the terms shown.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from kubernetes import client, config
 from kubernetes.client import ApiException
 
-from jitaccess.api.bodies import spec_of, status_of
-from jitaccess.api.objects import GROUP, VERSION, parse_grant
+from jitaccess.api.bodies import metadata_of, spec_of, status_of
+from jitaccess.api.durations import format_duration
+from jitaccess.api.names import normal_member
+from jitaccess.api.objects import (
+    GROUP,
+    NOT_PLAIN_TEXT,
+    VERSION,
+    Grant,
+    RequestSpec,
+    parse_grant,
+    parse_request_spec,
+    read_decision,
+)
 from jitaccess.api.phases import TERMINAL, Phase
+from jitaccess.api.times import parse_time
 from jitaccess.policy.admission import Caller, IdentitySettings, group_members, member_of
-from jitaccess.policy.eligibility import is_covered
+from jitaccess.policy.approvals import Subject, Tally, spec_digest, tally, terms_digest
+from jitaccess.policy.eligibility import Terms, is_covered, resolve
 
 REQUESTS, APPROVALS, GRANTS = "activationrequests", "activationapprovals", "eligiblegrants"
+DONE = {"Approve": "approved", "Deny": "denied", "Review": "reviewed", "Revoke": "revoked (as reviewer)"}
+# How an escaped character reads where a shorter spelling is familiar.
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+class Refused(Exception):
+    """Nothing was filed, for a reason the user can act on."""
+
+
+@dataclass(frozen=True)
+class Awaited:
+    """A request as an approver sees it: what it resolves to under its grant as it is now, the
+    digest that pins an approval to exactly that, and how its approval stands."""
+
+    body: Mapping[str, Any]
+    spec: RequestSpec
+    grant: Grant
+    terms: Terms
+    digest: str
+    tally: Tally
+
+    @property
+    def name(self) -> str:
+        return str(metadata_of(self.body).get("name", ""))
+
+    @property
+    def step(self) -> str:
+        waiting = self.tally.waiting
+        return f"{waiting.index + 1}/{waiting.of}" if waiting else "-"
 
 
 class Cli:
@@ -115,31 +165,43 @@ class Cli:
         )
         return name
 
-    def decide(self, request: str, decision: str, comment: str) -> str:
+    def decide(self, request: str, decision: str, comment: str, pin: Mapping[str, str] | None = None) -> str:
+        """File `decision`, pinned by `pin` (requestUID, requestDigest) to what the decider saw;
+        without one, to the object as read now."""
         name = f"{request[:200]}-{decision.lower()}-{secrets.token_hex(3)}"
-        # Pinned to the object read here: if it is deleted and created again under the same name
-        # before the decision lands, admission refuses the decision instead of applying it to the new one.
-        seen = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
+        if pin is None:
+            # Pinned to the object read here: if it is deleted and created again under the same name
+            # before the decision lands, admission refuses the decision instead of applying it to the new one.
+            seen = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
+            pin = {"requestUID": seen["metadata"]["uid"]}
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ActivationApproval",
             "metadata": {"name": name},
-            "spec": {
-                "request": request,
-                "decision": decision,
-                "comment": comment,
-                "requestUID": seen["metadata"]["uid"],
-            },
+            "spec": {"request": request, "decision": decision, "comment": comment, **pin},
         }
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, APPROVALS, body)
-        done = {
-            "Approve": "approved",
-            "Deny": "denied",
-            "Review": "reviewed",
-            "Revoke": "revoked (as reviewer)",
-        }
-        print(f"{done[decision]} {request} (activationapproval/{name})", file=self.out)
+        print(f"{DONE[decision]} {request} (activationapproval/{name})", file=self.out)
         return name
+
+    def approve(self, request: str, decision: str, comment: str, yes: bool, stdin: TextIO) -> str:
+        """Approve or Deny: show what is being decided on, ask, and file the decision pinned to
+        exactly what was shown (this object, these terms under the grant as it was read)."""
+        member, groups = self.me()
+        seen = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS, request)
+        grant = self._grant(str(spec_of(seen).get("grant") or ""))
+        awaited = judge(seen, grant, self._approvals())
+        print(f"activationrequest/{request} in {self.namespace}:", file=self.out)
+        lines = summary(seen, grant, awaited)
+        width = max(len(label) for label, _ in lines) + 2
+        for label, value in lines:
+            print(f"  {(label + ':').ljust(width)}{value}", file=self.out)
+        if (problem := refusal(seen, awaited, decision, member, groups)) is not None:
+            raise Refused(f"{request} {problem}")
+        assert awaited is not None
+        confirm(decision, request, yes, stdin, self.out)
+        pin = {"requestUID": str(metadata_of(seen).get("uid") or ""), "requestDigest": awaited.digest}
+        return self.decide(request, decision, comment, pin)
 
     def revoke(self, request: str) -> None:
         self.custom.patch_namespaced_custom_object(
@@ -147,18 +209,13 @@ class Cli:
         )
         print(f"revoking {request}; access ends as soon as the operator removes the binding", file=self.out)
 
-    def list(self, mine: bool, pending_my_approval: bool) -> list[dict[str, Any]]:
-        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS)["items"]
-        if mine or pending_my_approval:
-            member, groups = self.me()
-        if mine:
-            items = [i for i in items if spec_of(i).get("requester") == member]
+    def list(self, mine: bool, pending_my_approval: bool) -> list[Mapping[str, Any]]:
         if pending_my_approval:
-            grants = {
-                g["metadata"]["name"]: g
-                for g in self.custom.list_cluster_custom_object(GROUP, VERSION, GRANTS)["items"]
-            }
-            items = [i for i in items if self._awaits(i, grants, member, groups)]
+            return [awaited.body for awaited in self.pending()]
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS)["items"]
+        if mine:
+            member, _ = self.me()
+            items = [i for i in items if spec_of(i).get("requester") == member]
         rows = [
             [
                 i["metadata"]["name"],
@@ -173,14 +230,62 @@ class Cli:
         _table(self.out, ["NAME", "REQUESTER", "GRANT", "ROLES", "PHASE", "EXPIRES"], rows)
         return items
 
-    @staticmethod
-    def _awaits(item: dict[str, Any], grants: dict[str, Any], member: str, groups: tuple[str, ...]) -> bool:
-        if status_of(item).get("phase") != "AwaitingApproval":
-            return False
-        if spec_of(item).get("requester") == member:
-            return False  # the requester never approves their own request
-        grant, _ = parse_grant(grants.get(spec_of(item).get("grant", ""), {}))
-        return bool(grant and grant.approval and is_covered(member, groups, grant.approval.approvers))
+    def pending(self) -> list[Awaited]:
+        """The requests that wait for my approval now: at a step whose approvers include me, not
+        my own, and not already approved by me (one person counts once)."""
+        member, groups = self.me()
+        grants: dict[str, Grant] = {}
+        for body in self.custom.list_cluster_custom_object(GROUP, VERSION, GRANTS)["items"]:
+            grant, _ = parse_grant(body)
+            if grant is not None:
+                grants[grant.name] = grant
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, REQUESTS)["items"]
+        # Approvals are read only when something may be mine to approve: a requester who approves
+        # nowhere here may not read them.
+        candidates = [i for i in items if _may_approve(i, grants, member, groups)]
+        approvals = self._approvals() if candidates else []
+        mine = [
+            awaited
+            for item in candidates
+            if (awaited := judge(item, grants.get(str(spec_of(item).get("grant"))), approvals)) is not None
+            and my_turn(awaited, member, groups)
+        ]
+        mine.sort(key=lambda a: str(metadata_of(a.body).get("creationTimestamp") or ""))
+        now = datetime.now(UTC)
+        rows = [
+            [
+                awaited.name,
+                str(awaited.spec.requester or ""),
+                awaited.grant.name,
+                ",".join(awaited.terms.roles),
+                awaited.step,
+                age(metadata_of(awaited.body).get("creationTimestamp"), now),
+            ]
+            for awaited in mine
+        ]
+        _table(self.out, ["NAME", "REQUESTER", "GRANT", "ROLES", "STEP", "AGE"], rows)
+        return mine
+
+    def _grant(self, name: str) -> Grant | None:
+        try:
+            body = self.custom.get_cluster_custom_object(GROUP, VERSION, GRANTS, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return parse_grant(body)[0]
+
+    def _approvals(self) -> list[Mapping[str, Any]]:
+        try:
+            listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, APPROVALS)
+        except ApiException as error:
+            if error.status != 403:
+                raise
+            raise Refused(
+                f"you may not read activationapprovals in {self.namespace}, so you cannot approve there "
+                "(a cluster admin binds the jitaccess-approver role to approvers)"
+            ) from None
+        return list(listed["items"])
 
     def grants(self) -> list[str]:
         member, groups = self.me()
@@ -192,7 +297,13 @@ class Cli:
             names.append(grant.name)
             approval = grant.approval.describe() if grant.approval else "self"
             rows.append(
-                [grant.name, grant.resource, ",".join(grant.roles), approval, _short(grant.max_duration)]
+                [
+                    grant.name,
+                    grant.resource,
+                    ",".join(grant.roles),
+                    approval,
+                    format_duration(grant.max_duration),
+                ]
             )
         _table(self.out, ["GRANT", "RESOURCE", "ROLES", "APPROVAL", "MAX"], rows)
         return names
@@ -216,17 +327,187 @@ class Cli:
             time.sleep(poll_s)
 
 
-def _short(value: Any) -> str:
-    from jitaccess.api.durations import format_duration
+def judge(
+    body: Mapping[str, Any], grant: Grant | None, approvals: Sequence[Mapping[str, Any]]
+) -> Awaited | None:
+    """`body` under `grant` as it is now, its approvals counted as the operator counts them; None
+    when the request is malformed or the grant asks for no approval."""
+    spec, _ = parse_request_spec(body)
+    if spec is None or grant is None or grant.approval is None:
+        return None
+    metadata = metadata_of(body)
+    uid, name = str(metadata.get("uid") or ""), metadata.get("name")
+    try:
+        opened = parse_time(metadata.get("creationTimestamp"))
+    except ValueError:
+        return None
+    terms = resolve(spec, grant)
+    # The same digest admission computes: an approval naming it is refused if the request or
+    # its grant no longer resolves to what the approver was shown.
+    digest = terms_digest(uid, spec_digest(spec_of(body)), terms.resource, terms.roles, terms.duration_s)
+    # The plugin cannot check admission's seal (it has not the key), so it takes the operator's
+    # word for it (status.counted): it never shows a step as met before the operator does.
+    decisions = [
+        read_decision(approval, status_of(approval).get("counted") is True)
+        for approval in approvals
+        if spec_of(approval).get("request") == name
+    ]
+    requester = normal_member(spec.requester or "")
+    counted = tally(decisions, requester, grant.approval, Subject(uid, digest, opened))
+    return Awaited(body, spec, grant, terms, digest, counted)
 
-    return format_duration(value)
+
+def _may_approve(
+    body: Mapping[str, Any], grants: Mapping[str, Grant], member: str, groups: tuple[str, ...]
+) -> bool:
+    """Waiting for approval, not mine, and I am an approver at some step of its grant."""
+    if status_of(body).get("phase") != Phase.AWAITING_APPROVAL:
+        return False
+    if normal_member(str(spec_of(body).get("requester") or "")) == normal_member(member):
+        return False  # the requester never approves their own request
+    grant = grants.get(str(spec_of(body).get("grant")))
+    return bool(grant and grant.approval and is_covered(member, groups, grant.approval.approvers))
+
+
+def my_turn(awaited: Awaited, member: str, groups: tuple[str, ...]) -> bool:
+    """Is the step that is open mine to approve, with no approval of mine yet? (Whether the
+    request waits at all, and is not my own, the callers have asked.)"""
+    waiting = awaited.tally.waiting
+    return (
+        waiting is not None
+        and is_covered(member, groups, waiting.step.approvers)
+        and normal_member(member) not in awaited.tally.approved_by
+    )
+
+
+def refusal(
+    body: Mapping[str, Any], awaited: Awaited | None, decision: str, member: str, groups: tuple[str, ...]
+) -> str | None:
+    """Why a decision filed now could not count, or None. Admission refuses most of these too;
+    asked here so that nobody is asked to confirm a decision that would not count."""
+    phase = status_of(body).get("phase")
+    if phase != Phase.AWAITING_APPROVAL:
+        return (
+            f"is {inert(phase or 'not yet validated')}, not AwaitingApproval; "
+            f"there is nothing to {decision.lower()}"
+        )
+    if awaited is None:
+        return "cannot be decided on: its grant is gone or asks for no approval"
+    if normal_member(awaited.spec.requester or "") == normal_member(member):
+        return "is your own request; nobody approves their own request"
+    waiting = awaited.tally.waiting
+    # An eligible Deny counts at any step; an Approve only at the step that is open.
+    if decision != "Approve" or waiting is None or my_turn(awaited, member, groups):
+        return None
+    if normal_member(member) in awaited.tally.approved_by:
+        return "has your approval already; one person counts once"
+    return (
+        f"waits at step {waiting.index + 1} of {waiting.of} for {', '.join(waiting.step.approvers)}; "
+        "an approval of yours would not count there"
+    )
+
+
+def summary(body: Mapping[str, Any], grant: Grant | None, awaited: Awaited | None) -> list[tuple[str, str]]:
+    """What an approver decides on, as (label, inert text): the terms as the grant resolves them
+    when it can (they are what the approval is pinned to), else as the request spells them."""
+    spec, status = spec_of(body), status_of(body)
+    if awaited is not None:
+        roles, duration = ", ".join(awaited.terms.roles), format_duration(awaited.terms.duration)
+    else:
+        named = spec.get("roles")
+        roles = _words(named) if named else ", ".join(grant.roles) if grant else "(all of the grant's)"
+        default = format_duration(grant.default_duration) if grant else "the grant's default"
+        duration = str(spec.get("duration") or default)
+    start = f"from {spec['startTime']}" if spec.get("startTime") else "as soon as approved"
+    so_far = [
+        f"{a.get('decision', '?')} by {a.get('approver', '?')} at {a.get('time', '?')}"
+        + (f": {a['comment']}" if a.get("comment") else "")
+        for a in status.get("approvals") or []
+        if isinstance(a, Mapping)
+    ]
+    lines = [
+        ("requester", spec.get("requester", "")),
+        ("grant", spec.get("grant", "")),
+        ("resource", grant.resource if grant else "(the grant does not exist)"),
+        ("roles", roles),
+        ("window", f"{start}, for {duration}"),
+        ("justification", spec.get("justification", "")),
+        ("phase", status.get("phase") or "Pending"),
+        ("approval", awaited.tally.summary() if awaited else "(cannot be counted)"),
+        ("approvals so far", so_far[0] if so_far else "none"),
+        *(("", line) for line in so_far[1:]),
+    ]
+    return [(label, inert(value)) for label, value in lines]
+
+
+def confirm(decision: str, request: str, yes: bool, stdin: TextIO, out: TextIO) -> None:
+    """Ask on a terminal; with nobody to ask, only --yes decides, so a script says it means it."""
+    if yes:
+        return
+    if not stdin.isatty():
+        raise Refused(
+            f"stdin is not a terminal, so nobody can be asked to confirm; "
+            f"pass --yes to {decision.lower()} {request} as shown above"
+        )
+    print(f"{decision}? [y/N] ", end="", file=out, flush=True)
+    if stdin.readline().strip().lower() not in ("y", "yes"):
+        raise Refused(f"not {DONE[decision]}: nothing was filed")
+
+
+def inert(value: object) -> str:
+    """`value` safe to print on a terminal: control and invisible characters (escape sequences,
+    newlines, bidi overrides) shown escaped, so text from a request can neither restyle the
+    terminal nor forge lines of what is shown around it."""
+    return "".join(_escaped(ch) for ch in str(value))
+
+
+def _escaped(ch: str) -> str:
+    if unicodedata.category(ch) not in NOT_PLAIN_TEXT:
+        return ch
+    if ch in ESCAPES:
+        return ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def _words(value: object) -> str:
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def age(created: object, now: datetime) -> str:
+    """How long ago, spelled as kubectl's AGE column spells it (45s, 5m, 3h, 2d, 1y)."""
+    try:
+        seconds = int((now - parse_time(created)).total_seconds())
+    except ValueError:
+        return "<unknown>"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 0:
+        return "0s"  # the API server's clock is ahead of ours
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 192:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 730:
+        return f"{days}d"
+    if days < 2920:
+        return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    return f"{days // 365}y"
 
 
 def _table(out: TextIO, header: list[str], rows: list[list[str]]) -> None:
+    rows = [[inert(cell) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
     for row in [header, *rows]:
         print(
-            "   ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip(),
+            "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip(),
             file=out,
         )
 
@@ -264,15 +545,24 @@ def parser() -> argparse.ArgumentParser:
     review.add_argument("--revoke", action="store_true", help="end its access now (recorded as your review)")
     review.add_argument("--comment", required=True, help="what you found")
     for verb in ("approve", "deny"):
-        decide = commands.add_parser(verb, help=f"{verb} a request that awaits approval")
+        decide = commands.add_parser(
+            verb, help=f"{verb} a request that awaits approval (shows it first, then asks)"
+        )
         decide.add_argument("request")
         decide.add_argument("--comment", default="")
+        decide.add_argument(
+            "-y",
+            "--yes",
+            action="store_true",
+            help="do not ask; needed when stdin is not a terminal",
+        )
     revoke = commands.add_parser("revoke", help="end access early")
     revoke.add_argument("request")
     listing = commands.add_parser("list", help="requests in the namespace")
     which = listing.add_mutually_exclusive_group()
     which.add_argument("--mine", action="store_true")
     which.add_argument("--pending-my-approval", action="store_true")
+    commands.add_parser("pending", help="requests awaiting my approval (list --pending-my-approval)")
     commands.add_parser("grants", help="what I may activate")
     status = commands.add_parser("status", help="wait until a request is Active or has ended")
     status.add_argument("request")
@@ -281,7 +571,7 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, stdin: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     configuration = client.Configuration()
     config.load_kube_config(
@@ -296,32 +586,40 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         namespace = (active.get("context") or {}).get("namespace") or "default"
     cli = Cli(client.ApiClient(configuration), namespace, out)
     try:
-        if args.command == "request":
-            cli.request(args.grant, args.role, args.duration, args.reason, args.name, args.break_glass)
-        elif args.command == "extend":
-            cli.extend(args.request, args.duration, args.reason, args.name)
-        elif args.command == "review":
-            cli.decide(args.request, "Revoke" if args.revoke else "Review", args.comment)
-        elif args.command in ("approve", "deny"):
-            cli.decide(args.request, "Approve" if args.command == "approve" else "Deny", args.comment)
-        elif args.command == "revoke":
-            cli.revoke(args.request)
-        elif args.command == "list":
-            cli.list(args.mine, args.pending_my_approval)
-        elif args.command == "grants":
-            cli.grants()
-        elif args.command == "status":
-            phase = cli.status(args.request, args.timeout, args.interval)
-            return 0 if phase == "Active" else 1
+        return _run(cli, args, stdin or sys.stdin)
+    except Refused as why:
+        print(f"kubectl jit: {why}", file=sys.stderr)
+        return 1
     except ApiException as error:
-        import json
-
         try:
             message = json.loads(error.body or "{}").get("message") or error.reason
         except ValueError:
             message = error.reason
-        print(f"kubectl jit: {message}", file=sys.stderr)
+        print(f"kubectl jit: {inert(message)}", file=sys.stderr)
         return 1
+
+
+def _run(cli: Cli, args: argparse.Namespace, stdin: TextIO) -> int:
+    if args.command == "request":
+        cli.request(args.grant, args.role, args.duration, args.reason, args.name, args.break_glass)
+    elif args.command == "extend":
+        cli.extend(args.request, args.duration, args.reason, args.name)
+    elif args.command == "review":
+        cli.decide(args.request, "Revoke" if args.revoke else "Review", args.comment)
+    elif args.command in ("approve", "deny"):
+        decision = "Approve" if args.command == "approve" else "Deny"
+        cli.approve(args.request, decision, args.comment, args.yes, stdin)
+    elif args.command == "revoke":
+        cli.revoke(args.request)
+    elif args.command == "list":
+        cli.list(args.mine, args.pending_my_approval)
+    elif args.command == "pending":
+        cli.pending()
+    elif args.command == "grants":
+        cli.grants()
+    elif args.command == "status":
+        phase = cli.status(args.request, args.timeout, args.interval)
+        return 0 if phase == "Active" else 1
     return 0
 
 
