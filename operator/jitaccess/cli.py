@@ -18,6 +18,7 @@ from jitaccess.api.durations import DurationError, parse_duration
 from jitaccess.run_flags import RUN_FLAGS, add_flags
 
 if TYPE_CHECKING:
+    from jitaccess.controller.channels.setup import NotifySettings
     from jitaccess.controller.config import OperatorConfig
 
 
@@ -150,7 +151,40 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
             trusted_submitters=frozenset(args.trusted_submitter or ()),
             workload_identity_pool=args.workload_identity_pool,
             workload_identity_project_number=args.workload_identity_project_number,
+            chat_approvals=args.slack_actions_port is not None,
         ),
+        notify=notify_settings(args),
+    )
+
+
+def notify_settings(args: argparse.Namespace) -> NotifySettings:
+    """Where notices go: every flag of the notify group (secrets as file paths)."""
+    from jitaccess.controller.channels.setup import NotifySettings
+
+    if args.slack_actions_port is not None and not (args.slack_signing_secret_file and args.slack_token_file):
+        sys.exit(
+            "--slack-actions-port: Slack's clicks are accepted only with --slack-signing-secret-file (to "
+            "verify them) and --slack-token-file (to ask Slack who clicked)"
+        )
+    return NotifySettings(
+        webhook_url=args.notify_url,
+        webhook_secret_file=args.notify_signing_secret_file,
+        smtp_host=args.smtp_host,
+        smtp_port=args.smtp_port,
+        smtp_security=args.smtp_security,
+        smtp_from=args.smtp_from,
+        smtp_username=args.smtp_username,
+        smtp_password_file=args.smtp_password_file,
+        smtp_ca_file=args.smtp_ca_file,
+        group_addresses_file=args.notify_group_addresses_file,
+        slack_token_file=args.slack_token_file,
+        slack_channel=args.slack_channel,
+        slack_api_url=args.slack_api_url,
+        slack_signing_secret_file=args.slack_signing_secret_file,
+        slack_team_id=args.slack_team_id,
+        slack_actions_port=args.slack_actions_port,
+        slack_actions_cert_dir=args.slack_actions_cert_dir,
+        google_chat_webhook_file=args.google_chat_webhook_file,
     )
 
 

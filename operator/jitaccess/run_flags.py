@@ -113,8 +113,58 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--workload-identity-project-number", "the project number of that pool"),
     Flag(
         "--notify-url",
-        "POST a JSON event here on approval needed/approved/denied/activated/expired/revoked",
-        field="notify_url",
+        "POST each notice here as a CloudEvents 1.0 JSON event (type dev.jitaccess.request.KIND)",
+    ),
+    Flag(
+        "--notify-signing-secret-file",
+        "a file holding the secret that signs --notify-url events (X-Jitaccess-Signature: v1=HMAC)",
+        type=Path,
+    ),
+    Flag("--smtp-host", "send e-mail through this SMTP server (off when not given)"),
+    Flag("--smtp-port", "the SMTP server's port", default=587, type=int),
+    Flag(
+        "--smtp-security",
+        "starttls (default), tls (implicit, usually port 465) or none (a trusted relay only)",
+        default="starttls",
+        choices=("starttls", "tls", "none"),
+    ),
+    Flag("--smtp-from", "the From address of the mail", default="jitaccess@localhost"),
+    Flag("--smtp-username", "log in to the SMTP server as this user"),
+    Flag("--smtp-password-file", "a file holding the SMTP password", type=Path),
+    Flag(
+        "--smtp-ca-file",
+        "the CA certificate(s) that signed the SMTP server's (default: the system's)",
+        type=Path,
+    ),
+    Flag(
+        "--notify-group-addresses-file",
+        "YAML mapping each group member (group:sre@example.com) to the addresses that get its mail; "
+        "groups not in it are not mailed",
+        type=Path,
+    ),
+    Flag("--slack-token-file", "a file holding the Slack bot token (xoxb-...): post to Slack", type=Path),
+    Flag("--slack-channel", "the Slack channel ID for grants that name none in spec.notify.slackChannel"),
+    Flag("--slack-api-url", "the Slack Web API", default="https://slack.com/api/"),
+    Flag(
+        "--slack-signing-secret-file",
+        "a file holding the Slack app's signing secret: accept Approve/Deny clicks (with --slack-actions-port)",
+        type=Path,
+    ),
+    Flag("--slack-team-id", "accept clicks from this Slack workspace only (T...)"),
+    Flag(
+        "--slack-actions-port",
+        "serve Slack's interactivity requests (POST /slack/actions) on this port",
+        type=int,
+    ),
+    Flag(
+        "--slack-actions-cert-dir",
+        "tls.crt and tls.key for that endpoint (plain HTTP when not given)",
+        type=Path,
+    ),
+    Flag(
+        "--google-chat-webhook-file",
+        "a file holding a Google Chat incoming-webhook URL: post cards there",
+        type=Path,
     ),
     Flag(
         "--iam-write-mode",

@@ -1,15 +1,17 @@
-"""Notifications reach a real HTTP receiver on loopback, with retries, and never block reconciliation."""
+"""Notices reach a real HTTP receiver on loopback as CloudEvents, in order, retried until sent."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from jitaccess.controller.notify import HttpSender
+from jitaccess.controller.channels.setup import NotifySettings
+from jitaccess.controller.outbox import LEDGER
 from jitaccess_sandbox.runner import Sandbox
 from tests.integration.conftest import Cluster
 from tests.integration.test_processes import free_port
@@ -27,7 +29,7 @@ class Receiver:
         self.calls += 1
         if self.calls <= self.failures:
             return web.Response(status=500)
-        self.events.append(await request.json())
+        self.events.append(json.loads(await request.read()))
         return web.Response(status=204)
 
 
@@ -45,7 +47,7 @@ async def receiver():
     await runner.cleanup()
 
 
-async def until(check, timeout_s=10):
+async def until(check, timeout_s=60):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
@@ -54,31 +56,31 @@ async def until(check, timeout_s=10):
     raise AssertionError("timed out")
 
 
-async def test_delivery_is_retried(receiver):
-    receiver.failures = 2
-    sender = HttpSender(receiver.url, backoff_s=0.01)
-    task = asyncio.create_task(sender.run())
-    sender.publish({"type": "activated"})
-    await until(lambda: sender.delivered == 1)
-    task.cancel()
-    assert receiver.calls == 3 and receiver.events == [{"type": "activated"}]
+def kinds(receiver: Receiver) -> list[str]:
+    return [event["type"].removeprefix("dev.jitaccess.request.") for event in receiver.events]
 
 
-async def test_a_dead_receiver_never_blocks_and_drops_after_retries():
-    sender = HttpSender(f"http://127.0.0.1:{free_port()}/nobody", attempts=2, backoff_s=0.01, capacity=2)
-    task = asyncio.create_task(sender.run())
-    started = time.monotonic()
-    for number in range(5):
-        sender.publish({"type": "expired", "n": number})
-    assert time.monotonic() - started < 0.05  # publishing is immediate, whatever the receiver does
-    await until(lambda: sender.dropped >= 3)
-    task.cancel()
-    assert sender.delivered == 0
+async def test_a_failed_delivery_is_retried_and_recorded_once_sent(receiver, tmp_path):
+    receiver.events.clear()
+    receiver.calls, receiver.failures = 0, 1
+    async with Sandbox(tmp_path, run_operator=False, tick_s=0.05) as sandbox:
+        await sandbox.start_operator(notify=NotifySettings(webhook_url=receiver.url))
+        cluster = Cluster(sandbox)
+        await cluster.grant("retried", "projects/my-sandbox")
+        await cluster.wait_grant_ready("retried")
+        await cluster.request_as("alice@example.com", "retried-alice", "retried", duration="30m")
+        await cluster.wait_phase("retried-alice", "Active")
+        await until(lambda: kinds(receiver) == ["activated"])
+        body = await cluster.get("retried-alice")
+        ledger = json.loads(body["metadata"]["annotations"][LEDGER])
+        await until(lambda: sandbox.reconciler.outbox.outcomes["webhook", "activated", "sent"] == 1)
+    assert receiver.calls == 2  # one refused (HTTP 500), then sent
+    assert ledger["activated"]["notice"]["kind"] == "activated"
 
 
 async def test_an_approved_request_notifies_each_step(receiver, tmp_path):
     async with Sandbox(tmp_path, run_operator=False, tick_s=0.05) as sandbox:
-        await sandbox.start_operator(notify_url=receiver.url)
+        await sandbox.start_operator(notify=NotifySettings(webhook_url=receiver.url))
         cluster = Cluster(sandbox)
         await cluster.grant(
             "notified", "projects/my-sandbox", approval={"approvers": ["group:sre-leads@example.com"]}
@@ -90,10 +92,9 @@ async def test_an_approved_request_notifies_each_step(receiver, tmp_path):
         await cluster.wait_phase("notified-alice", "Active")
         cluster.advance(minutes=31)
         await cluster.wait_phase("notified-alice", "Expired")
-        await until(lambda: [e["type"] for e in receiver.events][-1:] == ["expired"])
-    kinds = [event["type"] for event in receiver.events]
-    assert kinds == ["approval-needed", "approved", "activated", "expired"]
-    activated = receiver.events[2]
+        await until(lambda: kinds(receiver)[-1:] == ["expired"])
+    assert kinds(receiver) == ["approval-needed", "approved", "activated", "expired"]
+    activated = receiver.events[2]["data"]
     assert activated["requester"] == "user:alice@example.com" and activated["approvers"] == [
         "user:bob@example.com"
     ]
@@ -103,7 +104,7 @@ async def test_an_approved_request_notifies_each_step(receiver, tmp_path):
 async def test_break_glass_alerts_the_notifier_and_its_review_too(receiver, tmp_path):
     receiver.events.clear()
     async with Sandbox(tmp_path, run_operator=False, tick_s=0.05) as sandbox:
-        await sandbox.start_operator(notify_url=receiver.url)
+        await sandbox.start_operator(notify=NotifySettings(webhook_url=receiver.url))
         cluster = Cluster(sandbox)
         glass = {"allowed": True, "reviewers": ["group:sre-leads@example.com"]}
         await cluster.grant("notified-glass", "projects/my-sandbox", breakGlass=glass)
@@ -111,7 +112,6 @@ async def test_break_glass_alerts_the_notifier_and_its_review_too(receiver, tmp_
         await cluster.request_as("alice@example.com", "glass-notified", "notified-glass", breakGlass=True)
         await cluster.wait_phase("glass-notified", "Active")
         await cluster.decide("bob@example.com", "glass-notified", "Review")
-        await until(lambda: [e["type"] for e in receiver.events][-1:] == ["reviewed"])
-    kinds = [event["type"] for event in receiver.events]
-    assert kinds == ["break-glass", "reviewed"]
-    assert "group:sre-leads@example.com must review it by" in receiver.events[0]["message"]
+        await until(lambda: kinds(receiver)[-1:] == ["reviewed"])
+    assert kinds(receiver) == ["break-glass", "reviewed"]
+    assert "group:sre-leads@example.com must review it by" in receiver.events[0]["data"]["message"]

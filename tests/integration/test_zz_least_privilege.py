@@ -25,6 +25,8 @@ RARELY_CALLED: dict[tuple[str, str, str], str] = {
         "",
     ): "admission of an approval and the sweeper read a request "
     "afresh before they act (test_approvals, test_drift)",
+    ("create", "activationapprovals.jitaccess.dev", ""): "an Approve or Deny clicked in Slack, filed as the "
+    "person Slack verified (test_chat_notifications)",
 }
 
 

@@ -20,7 +20,6 @@ SAMPLES = {
     "--webhook-host": "127.0.0.3",
     "--webhook-cert-dir": "/tmp/certs",
     "--insecure-no-admission": None,
-    "--notify-url": "http://127.0.0.1:2/hook",
     "--iam-write-mode": "per-activation",
     "--iam-writes-per-second": "3",
     "--audit-log": "off",
@@ -81,6 +80,50 @@ def test_the_rest_reach_their_settings_too(key_file):
     assert config.history_retention.total_seconds() == 7200 and not config.sweep_interval
     assert config.webhook_port == 8443 and config.lease_timings.duration.total_seconds() == 30
     assert config.attestation_key == b"k" * 64
+
+
+# Every notification flag, and a value other than its default (secrets only as file paths).
+NOTIFY_SAMPLES = {
+    "--notify-url": ("webhook_url", "http://127.0.0.1:2/hook"),
+    "--notify-signing-secret-file": ("webhook_secret_file", "/s/hmac"),
+    "--smtp-host": ("smtp_host", "smtp.example.com"),
+    "--smtp-port": ("smtp_port", "465"),
+    "--smtp-security": ("smtp_security", "tls"),
+    "--smtp-from": ("smtp_from", "jit@example.com"),
+    "--smtp-username": ("smtp_username", "jit"),
+    "--smtp-password-file": ("smtp_password_file", "/s/smtp"),
+    "--smtp-ca-file": ("smtp_ca_file", "/s/ca.crt"),
+    "--notify-group-addresses-file": ("group_addresses_file", "/s/groups.yaml"),
+    "--slack-token-file": ("slack_token_file", "/s/token"),
+    "--slack-channel": ("slack_channel", "C0123456789"),
+    "--slack-api-url": ("slack_api_url", "http://127.0.0.1:3/api/"),
+    "--slack-signing-secret-file": ("slack_signing_secret_file", "/s/signing"),
+    "--slack-team-id": ("slack_team_id", "T0001"),
+    "--slack-actions-port": ("slack_actions_port", "8444"),
+    "--slack-actions-cert-dir": ("slack_actions_cert_dir", "/s/tls"),
+    "--google-chat-webhook-file": ("google_chat_webhook_file", "/s/chat"),
+}
+
+
+def test_every_notification_flag_reaches_its_setting(key_file):
+    argv = ["--attestation-key-file", str(key_file)]
+    for name, (_, value) in NOTIFY_SAMPLES.items():
+        argv += [name, value]
+    notify = operator_config(parse(argv)).notify
+    default = operator_config(parse(["--attestation-key-file", str(key_file)])).notify
+    for name, (field, value) in NOTIFY_SAMPLES.items():
+        assert str(getattr(notify, field)) == value != str(getattr(default, field)), name
+    assert operator_config(parse(argv)).identity.chat_approvals
+    no_secret = [
+        f"{flag.name}" for flag in RUN_FLAGS if any(w in flag.name for w in ("token", "secret", "password"))
+    ]
+    assert all(name.endswith("-file") for name in no_secret), no_secret
+
+
+def test_slack_clicks_need_the_signing_secret_and_the_token(key_file):
+    with pytest.raises(SystemExit) as refused:
+        operator_config(parse(["--attestation-key-file", str(key_file), "--slack-actions-port", "8444"]))
+    assert "--slack-signing-secret-file" in str(refused.value)
 
 
 def test_each_flag_can_be_set_from_its_environment_variable(key_file, monkeypatch):

@@ -7,6 +7,7 @@ objects (is this request allowed by that grant?) lives in `policy.eligibility`.
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Grant:
     break_glass: BreakGlass | None = None  # None: break-glass requests are refused
     # The longest access may run without a gap, extensions included (default: max_duration).
     max_continuous: timedelta | None = None
+    slack_channel: str | None = None  # where its requests are announced (None: the default channel)
 
     @property
     def continuous_limit(self) -> timedelta:
@@ -117,6 +119,7 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
     break_glass = parse_break_glass(spec, approval, max_duration, errors)
     not_before = time_field(spec, "notBefore", errors)
     not_after = time_field(spec, "notAfter", errors)
+    slack_channel = _slack_channel(spec, errors)
     if not_before is not None and not_after is not None and not_before >= not_after:
         errors.append(FieldError("spec.notAfter", "must be later than spec.notBefore"))
     if isinstance(resource, str) and not errors:
@@ -139,7 +142,34 @@ def parse_grant(body: Body) -> tuple[Grant | None, list[FieldError]]:
         not_after=not_after,
         break_glass=break_glass,
         max_continuous=max_continuous,
+        slack_channel=slack_channel,
     ), []
+
+
+# A Slack conversation ID (C…, G…), as `chat.postMessage` takes it: names can be renamed away.
+SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,20}")
+
+
+def _slack_channel(spec: Body, errors: list[FieldError]) -> str | None:
+    notify = spec.get("notify")
+    if notify is None:
+        return None
+    if not isinstance(notify, Mapping):
+        errors.append(FieldError("spec.notify", "must be an object, e.g. {slackChannel: C0123456789}"))
+        return None
+    channel = notify.get("slackChannel")
+    if channel is None:
+        return None
+    if not isinstance(channel, str) or not SLACK_CHANNEL.fullmatch(channel):
+        errors.append(
+            FieldError(
+                "spec.notify.slackChannel",
+                "must be a Slack channel ID such as C0123456789 (in Slack: the channel's details, at the "
+                "bottom), not a #name, which can be renamed",
+            )
+        )
+        return None
+    return channel
 
 
 RESERVED_MARKER = "jitaccess.dev/"

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from jitaccess.clock import Clock, SystemClock
+from jitaccess.controller.channels.setup import NotifySettings
 from jitaccess.controller.leader import LeaseTimings
 from jitaccess.policy.admission import IdentitySettings
 
@@ -38,7 +39,7 @@ class OperatorConfig:
     # The operator's own Kubernetes username (the only one that may change jitaccess.dev/
     # metadata); asked of the API server (SelfSubjectReview) at start when not given.
     operator_username: str = ""
-    notify_url: str | None = None  # where lifecycle notifications are posted (JSON)
+    notify: NotifySettings = field(default_factory=NotifySettings)  # who is told, and how
     # IAM writes: "batched" coalesces changes per resource under a rate limit;
     # "per-activation" is one read-modify-write per request, as Google's JIT Access does.
     iam_write_mode: str = "batched"

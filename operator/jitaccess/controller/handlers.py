@@ -15,8 +15,8 @@ from kubernetes import client
 
 from jitaccess.api.objects import GROUP, VERSION
 from jitaccess.controller.metrics import serve_metrics
-from jitaccess.controller.notify import HttpSender
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.controller.slack_actions import serve_slack_actions
 
 
 def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:
@@ -67,8 +67,14 @@ def _register_start_and_stop(
             memo.metrics = await serve_metrics(
                 reconciler, reconciler.config.metrics_port, reconciler.config.metrics_host
             )
-        if isinstance(reconciler.recorder.notifier, HttpSender):
-            memo.notifier = asyncio.create_task(reconciler.recorder.notifier.run(), name="jitaccess-notifier")
+        notify = reconciler.config.notify
+        if reconciler.slack_actions is not None and notify.slack_actions_port is not None:
+            memo.slack_actions = await serve_slack_actions(
+                reconciler.slack_actions,
+                notify.slack_actions_port,
+                notify.slack_actions_host,
+                notify.slack_actions_cert_dir,
+            )
         await _lead_or_stand_by(reconciler, memo)
 
     @kopf.on.cleanup(registry=registry)
@@ -76,11 +82,12 @@ def _register_start_and_stop(
         reconciler.scheduler.pause()
         await _stop(memo, "elector", "sweeper", "scheduler")
         await reconciler.recorder.flush()
+        await reconciler.stop_notices(grace_s=5.0)  # what is being sent may finish; the rest stays queued
         if reconciler.elector is not None:
             await reconciler.elector.release()  # after the work stopped: the successor starts at once
-        await _stop(memo, "notifier")
-        if memo.get("metrics") is not None:
-            await memo.metrics.cleanup()
+        for server in ("metrics", "slack_actions"):
+            if memo.get(server) is not None:
+                await memo[server].cleanup()
 
 
 async def _lead_or_stand_by(reconciler: Reconciler, memo: kopf.Memo) -> None:
@@ -97,6 +104,7 @@ async def _lead_or_stand_by(reconciler: Reconciler, memo: kopf.Memo) -> None:
     async def stand_by() -> None:
         reconciler.scheduler.pause()  # first: nothing new starts, whatever the cancellation does
         await _stop(memo, "sweeper", "scheduler")
+        await reconciler.stop_notices()
 
     if reconciler.elector is None:
         await lead()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from typing import Any
@@ -67,6 +68,23 @@ class Kube:
             name,
             patch,
         )
+
+    async def create_approval(
+        self, namespace: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, str]:
+        """File an ActivationApproval; (None, the API server's reason) when it is refused."""
+        try:
+            created = await self._call(
+                self.custom.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "activationapprovals",
+                body,
+            )
+        except ApiException as error:
+            return None, _reason(error)
+        return created, ""
 
     async def patch_approval_status(
         self, namespace: str, name: str, status: dict[str, Any]
@@ -172,3 +190,12 @@ class Kube:
             if error.status == 404:
                 return None
             raise
+
+
+def _reason(error: ApiException) -> str:
+    """The message of a refusal, as the API server (or a webhook through it) worded it."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or error.reason or f"HTTP {error.status}")

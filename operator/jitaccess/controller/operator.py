@@ -13,12 +13,14 @@ from pathlib import Path
 import kopf
 from kubernetes import client, config
 
+from jitaccess.controller.channels import read_secret
+from jitaccess.controller.channels.setup import build_channels
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.handlers import build_registry
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.leader import LeaderElector
-from jitaccess.controller.notify import HttpSender
 from jitaccess.controller.reconciler import Reconciler
+from jitaccess.controller.slack_actions import SlackActions
 from jitaccess.controller.tls import make_serving_certificate
 from jitaccess.controller.webhooks import register_webhooks
 from jitaccess.iam.batcher import BatchingWriter
@@ -70,10 +72,15 @@ def build(
         if settings.leader_election
         else None
     )
-    notifier = HttpSender(settings.notify_url) if settings.notify_url else None
     reconciler = Reconciler(
-        settings, kube, iam_writer(settings, store), notifier=notifier, elector=elector, store=store
+        settings,
+        kube,
+        iam_writer(settings, store),
+        channels=build_channels(settings.notify, settings.clock),
+        elector=elector,
+        store=store,
     )
+    reconciler.slack_actions = slack_actions(settings, kube)
     if not settings.attestation_key:
         raise ValueError(
             "an attestation key is required (--attestation-key-file); without one nothing admitted can be "
@@ -83,6 +90,18 @@ def build(
     if settings.webhook_port is not None:
         register_webhooks(registry, reconciler, settings.identity, settings.attestation_key, settings.clock)
     return reconciler, registry
+
+
+def slack_actions(settings: OperatorConfig, kube: Kube) -> SlackActions | None:
+    """The Approve/Deny endpoint, when Slack's clicks are accepted (a signing secret and a port)."""
+    notify = settings.notify
+    if notify.slack_actions_port is None:
+        return None
+    secret = read_secret(str(notify.slack_signing_secret_file or ""), "--slack-signing-secret-file")
+    client = notify.slack_client()
+    if secret is None or client is None:
+        raise ValueError("--slack-actions-port needs --slack-signing-secret-file and --slack-token-file")
+    return SlackActions(kube, client, secret, settings.clock, notify.slack_team_id)
 
 
 def iam_writer(settings: OperatorConfig, store: PolicyStore) -> IamWriter:

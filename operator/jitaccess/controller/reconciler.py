@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,13 +22,15 @@ from jitaccess.api.times import parse_time
 from jitaccess.controller.approval_sync import adopt_approvals, report_approvals
 from jitaccess.controller.audit import AuditLog
 from jitaccess.controller.cache import Cache, RequestKey, key_of
+from jitaccess.controller.channels import Channel
 from jitaccess.controller.config import OperatorConfig
 from jitaccess.controller.iam_steps import apply_iam, clear_after_refusal, iam_problem, with_reason
 from jitaccess.controller.kube import Kube
-from jitaccess.controller.notify import Sender
+from jitaccess.controller.outbox import Outbox
 from jitaccess.controller.recorder import Recorder
 from jitaccess.controller.related import related_keys, related_of
 from jitaccess.controller.scheduler import Scheduler
+from jitaccess.controller.slack_actions import SlackActions
 from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.store import PolicyStore
@@ -62,7 +64,7 @@ class Reconciler:
         *,
         cache: Cache | None = None,
         metrics: Metrics | None = None,
-        notifier: Sender | None = None,
+        channels: Sequence[Channel] = (),
         elector: LeaderElector | None = None,
         store: PolicyStore | None = None,
     ) -> None:
@@ -72,15 +74,19 @@ class Reconciler:
         self.writer = writer
         self.cache = cache or Cache()
         self.metrics = metrics or Metrics()
+        # Notices are sent once each, by whichever replica leads (the outbox says which were).
+        self.outbox = Outbox(kube, channels, self._notice_inputs) if channels else None
+        self._adopted: set[RequestKey] = set()  # requests whose persisted notices this term has looked at
         self.recorder = Recorder(
             kube,
             self.clock,
             config.attestation_key,
             self._resource_of,
             AuditLog.to(config.audit_log),
-            notifier,
+            self.outbox,
         )
         self.elector = elector
+        self.slack_actions: SlackActions | None = None  # Approve/Deny clicks, when Slack's are accepted
         self.failures: dict[Hashable, int] = {}
         # Requests deleted while they held access without the operator's finalizer: (resource, owners).
         self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
@@ -156,6 +162,22 @@ class Reconciler:
         self.observe_grant(body)
         return self.cache.grants.get(name)
 
+    def _notice_inputs(
+        self, key: RequestKey
+    ) -> tuple[dict[str, Any] | None, RequestState | None, Grant | None]:
+        body = self.cache.requests.get(key)
+        if body is None:
+            return None, None, None
+        state = read_state(body, self.config.attestation_key)
+        grant = self.cache.grants.get(state.spec.grant) if state.spec is not None else None
+        return body, state, grant
+
+    async def stop_notices(self, grace_s: float = 0.0) -> None:
+        """As this replica stops leading: the next leader sends what is still queued."""
+        self._adopted.clear()
+        if self.outbox is not None:
+            await self.outbox.stop(grace_s)
+
     def _resource_of(self, grant: str) -> str | None:
         found = self.cache.grants.get(grant)
         return found.resource if found is not None else None
@@ -202,6 +224,9 @@ class Reconciler:
 
     async def reconcile_request(self, key: RequestKey) -> None:
         await adopt_approvals(self.kube, self.cache, key)
+        if self.outbox is not None and key not in self._adopted and key in self.cache.requests:
+            self._adopted.add(key)  # notices queued (or being sent) under an earlier leader
+            self.outbox.resume({key: self.cache.requests[key]})
         confirmed = False
         for _ in range(MAX_STEPS):
             body = self.cache.requests.get(key)

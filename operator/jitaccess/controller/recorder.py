@@ -1,9 +1,9 @@
-"""Telling people what happened: Events on the request, the audit log, notifications.
+"""Telling people what happened: Events on the request, the audit log, notices.
 
 Each is written from the operator's sealed records and the status a step itself wrote, never
 from the status as stored (anyone who may write status could have put an approver there). The
 audit line is written at once, since it is the durable record; Events are posted off the hot
-path, in order per request; notifications go to the configured sender.
+path, in order per request; notices go to the outbox, which sends each once.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jitaccess.api.bodies import spec_of, status_of
-from jitaccess.api.reasons import Reason
+from jitaccess.api.bodies import spec_of
 from jitaccess.clock import Clock
 from jitaccess.controller.audit import AuditLog, Told, audit_record, told
 from jitaccess.controller.cache import RequestKey, key_of
 from jitaccess.controller.kube import Kube
-from jitaccess.controller.notify import KINDS, NoSender, Sender, notification
-from jitaccess.policy.conditions import APPROVED
-from jitaccess.policy.steps import Event, Step
+from jitaccess.controller.outbox import Outbox
+from jitaccess.policy.notices import notices_for
+from jitaccess.policy.steps import Event, Step, read_state
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +33,12 @@ class Recorder:
         attestation_key: bytes,
         resource_of: Callable[[str], str | None],
         audit: AuditLog | None = None,
-        notifier: Sender | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.kube, self.clock, self.key = kube, clock, attestation_key
         self.resource_of = resource_of  # a grant's name -> its resource, for records before a write
         self.audit = audit
-        self.notifier: Sender = notifier or NoSender()
+        self.outbox = outbox
         self._posts: dict[RequestKey, asyncio.Task[None]] = {}
 
     def event(self, body: Mapping[str, Any], event: Event, written: Mapping[str, Any] | None = None) -> None:
@@ -60,18 +59,12 @@ class Recorder:
         task.add_done_callback(lambda done: self._posted(key, done))
 
     def notify(self, before: Mapping[str, Any], body: Mapping[str, Any], step: Step) -> None:
-        """Notifications for the step that turned `before` into `body`: approved, and its Event's kind."""
-        assert step.event is not None and step.status is not None
-        account = self._account(body, step.status)
-        if _approved(step.status.get("conditions") or []) and not _approved(
-            status_of(before).get("conditions") or []
-        ):
-            self.notifier.publish(
-                notification("approved", body, Reason.APPROVED, "the request was approved", account)
-            )
-        kind = KINDS.get(step.event.reason)
-        if kind is not None:
-            self.notifier.publish(notification(kind, body, step.event.reason, step.event.message, account))
+        """The notices of the step that turned `before` into `body`, to the outbox."""
+        if self.outbox is None:
+            return
+        notices = notices_for(read_state(before, self.key), step, self.clock.now())
+        if notices:
+            self.outbox.submit(key_of(body), notices)
 
     async def flush(self, timeout_s: float = 5.0) -> None:
         """At shutdown: give the Events still being posted a moment to land."""
@@ -88,9 +81,3 @@ class Recorder:
             del self._posts[key]
         if not task.cancelled() and task.exception() is not None:
             log.warning("posting an Event for %s/%s failed: %s", *key, task.exception())
-
-
-def _approved(conditions: Any) -> bool:
-    return any(
-        isinstance(c, Mapping) and c.get("type") == APPROVED and c.get("status") == "True" for c in conditions
-    )

@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # steps reads admission's seal
     from jitaccess.policy.steps import RequestState
 
 ATTESTATION = "jitaccess.dev/admitted"
+# On an approval the operator filed for a person a chat service verified ("slack:TEAM/USER").
+CHAT_IDENTITY = "jitaccess.dev/chat-identity"
 _SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
 
@@ -62,6 +64,8 @@ class IdentitySettings:
     trusted_submitters: frozenset[str] = frozenset()
     workload_identity_pool: str | None = None  # PROJECT_ID.svc.id.goog
     workload_identity_project_number: str | None = None
+    # The operator files approvals for people Slack verified (its interactivity endpoint is on).
+    chat_approvals: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,11 +195,38 @@ def admit_approval_identity(
     if not isinstance(spec, Mapping):
         return Admission(False, "spec: must be an object with request and decision")
     stamped = {f"metadata.annotations[{ATTESTATION}]"}
+    from_chat = bool(operator) and caller.username == operator and CHAT_IDENTITY in _annotations(new)
+    if from_chat:
+        stamped.add(f"metadata.annotations[{CHAT_IDENTITY}]")
     if reserved := [change for change in reserved_changes({}, new) if change not in stamped]:
         return Admission(False, f"{reserved[0]}: is set by the jitaccess operator; leave it out")
+    if from_chat:
+        return _chat_approver(spec, settings)
     # Nobody approves in someone else's name: a decision counts only from the approver's own login.
     stamp, refusal = _identity(dict(spec), caller, IdentitySettings(), "approver", "approverGroups")
     return Admission(False, refusal) if refusal else Admission(True, stamp=stamp)
+
+
+def _chat_approver(spec: Mapping[str, Any], settings: IdentitySettings) -> Admission:
+    """An Approve or Deny the operator files for a person its chat endpoint verified: judged on
+    that person alone, as a user (a chat service proves an e-mail address, not group membership)."""
+    if not settings.chat_approvals:
+        return Admission(False, "approvals from chat are not enabled on this operator")
+    if spec.get("decision") not in ("Approve", "Deny"):
+        return Admission(False, "spec.decision: only Approve or Deny may come from chat")
+    if spec.get("approverGroups"):
+        return Admission(
+            False, "spec.approverGroups: a chat identity proves no group membership; leave it out"
+        )
+    approver = spec.get("approver")
+    if not isinstance(approver, str) or not approver.startswith("user:") or not EMAIL.fullmatch(approver[5:]):
+        return Admission(False, "spec.approver: must be the user: member the chat service verified")
+    return Admission(True, stamp={"approver": normal_member(approver), "approverGroups": []})
+
+
+def _annotations(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    annotations = metadata_of(body).get("annotations")
+    return annotations if isinstance(annotations, Mapping) else {}
 
 
 def _identity(

@@ -4,6 +4,7 @@ timed out, or no longer allowed). Used by the lifecycle; pure.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -76,7 +77,7 @@ def await_approval(
         first_wait(grant) if first else counted.summary(),
         requeue_at=deadline,
     )
-    return with_approvals(step, approved, record)
+    return replace(with_approvals(step, approved, record), waiting=counted.waiting)
 
 
 def approval_subject(

@@ -18,7 +18,7 @@ from jitaccess.api.phases import TERMINAL, Phase, phase_of
 from jitaccess.api.reasons import Reason
 from jitaccess.api.times import parse_time
 from jitaccess.policy.admission import attestation_valid
-from jitaccess.policy.approvals import spec_digest
+from jitaccess.policy.approvals import Waiting, spec_digest
 from jitaccess.policy.conditions import READY, REVOCATION_FAILING, set_condition
 from jitaccess.policy.records import (
     ACTIVATION,
@@ -128,6 +128,7 @@ class Step:
     delete: bool = False
     reports: tuple[ApprovalReport, ...] = ()
     notes: tuple[str, ...] = ()
+    waiting: Waiting | None = None  # the approval step that waits, whose approvers are told
 
     @property
     def ending(self) -> Ended | None:
