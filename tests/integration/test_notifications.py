@@ -9,8 +9,10 @@ import time
 import pytest
 import pytest_asyncio
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 
 from jitaccess.controller.channels.setup import NotifySettings
+from jitaccess.controller.metrics import ReconcilerCollector
 from jitaccess.controller.outbox import LEDGER
 from jitaccess_sandbox.runner import Sandbox
 from tests.integration.conftest import Cluster
@@ -74,8 +76,16 @@ async def test_a_failed_delivery_is_retried_and_recorded_once_sent(receiver, tmp
         body = await cluster.get("retried-alice")
         ledger = json.loads(body["metadata"]["annotations"][LEDGER])
         await until(lambda: sandbox.reconciler.outbox.outcomes["webhook", "activated", "sent"] == 1)
+        exposed = generate_latest_for(sandbox.reconciler)
     assert receiver.calls == 2  # one refused (HTTP 500), then sent
     assert ledger["activated"]["notice"]["kind"] == "activated"
+    assert 'jitaccess_notifications_total{channel="webhook",kind="activated",outcome="sent"} 1.0' in exposed
+
+
+def generate_latest_for(reconciler) -> str:
+    registry = CollectorRegistry()
+    registry.register(ReconcilerCollector(reconciler))
+    return generate_latest(registry).decode()
 
 
 async def test_an_approved_request_notifies_each_step(receiver, tmp_path):

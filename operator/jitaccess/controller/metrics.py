@@ -31,6 +31,7 @@ class ReconcilerCollector(Collector):
         yield from self._requests_and_work()
         yield from self._iam()
         yield from self._admission()
+        yield from self._notices()
 
     def _requests_and_work(self) -> Iterator[Family]:
         reconciler = self.reconciler
@@ -141,6 +142,29 @@ class ReconcilerCollector(Collector):
         for (webhook, decision), count in sorted(reconciler.metrics.webhook_decisions.items()):
             decisions.add_metric([webhook, decision], count)
         yield decisions
+
+    def _notices(self) -> Iterator[Family]:
+        reconciler = self.reconciler
+        sent = CounterMetricFamily(
+            "jitaccess_notifications",
+            "Notices by channel, kind and outcome (sent, failed, in-doubt: being sent when a leader "
+            "stopped, never resent; nobody: no channel had anyone to tell)",
+            labels=["channel", "kind", "outcome"],
+        )
+        if reconciler.outbox is not None:
+            for (channel, kind, outcome), count in sorted(reconciler.outbox.outcomes.items()):
+                sent.add_metric([channel, kind, outcome], count)
+        yield sent
+        clicks = CounterMetricFamily(
+            "jitaccess_slack_actions",
+            "Slack button clicks by outcome (recorded, refused by admission, forged, replayed, "
+            "other-workspace, unknown-person, ignored)",
+            labels=["outcome"],
+        )
+        if reconciler.slack_actions is not None:
+            for outcome, count in sorted(reconciler.slack_actions.outcomes.items()):
+                clicks.add_metric([outcome], count)
+        yield clicks
 
 
 def _histogram(name: str, documentation: str, distribution: Distribution) -> HistogramMetricFamily:
