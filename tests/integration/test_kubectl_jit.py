@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from jitaccess.kubectl_jit import age, main
+from jitaccess.kubectl_jit import main
+from jitaccess.kubectl_review import age
 from tests.integration.conftest import GROUP, VERSION, until
 from tests.integration.test_kubectl import KUBECTL
 

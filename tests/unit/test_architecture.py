@@ -25,7 +25,8 @@ ALLOWED = {
     "clock": set(),
     "controller": {"api", "policy", "iam", "clock", "stats"},
     "migrate": {"api", "iam"},
-    "kubectl_jit": {"api", "policy"},
+    "kubectl_jit": {"api", "policy", "kubectl_review"},
+    "kubectl_review": {"api", "policy"},
     "run_flags": set(),
 }
 
