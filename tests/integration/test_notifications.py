@@ -125,3 +125,20 @@ async def test_break_glass_alerts_the_notifier_and_its_review_too(receiver, tmp_
         await until(lambda: kinds(receiver)[-1:] == ["reviewed"])
     assert kinds(receiver) == ["break-glass", "reviewed"]
     assert "group:sre-leads@example.com must review it by" in receiver.events[0]["data"]["message"]
+
+
+async def test_a_deleted_request_is_still_told_of_its_end(receiver, tmp_path):
+    receiver.events.clear()
+    receiver.calls, receiver.failures = 0, 0
+    async with Sandbox(tmp_path, run_operator=False, tick_s=0.05) as sandbox:
+        await sandbox.start_operator(notify=NotifySettings(webhook_url=receiver.url))
+        cluster = Cluster(sandbox)
+        await cluster.grant("deleted-told", "projects/my-sandbox")
+        await cluster.wait_grant_ready("deleted-told")
+        await cluster.request_as("alice@example.com", "deleted-alice", "deleted-told", duration="30m")
+        await cluster.wait_phase("deleted-alice", "Active")
+        await cluster.delete("deleted-alice", user="alice@example.com")
+        await cluster.wait_gone("deleted-alice")
+        await until(lambda: kinds(receiver) == ["activated", "revoked"])
+        assert receiver.events[1]["data"]["reason"] == "Deleted"
+        await until(lambda: not sandbox.reconciler.outbox._known)  # nothing kept for it once told

@@ -35,6 +35,8 @@ from jitaccess.policy.steps import RequestState
 log = logging.getLogger(__name__)
 LEDGER = "jitaccess.dev/notified"
 QUEUED, SENDING, SENT, FAILED, IN_DOUBT, NOBODY = "queued", "sending", "sent", "failed", "in-doubt", "nobody"
+RECORDED, GONE, ERROR = "recorded", "gone", "error"
+PERSIST_ATTEMPTS = 3
 Ledger = dict[str, dict[str, Any]]
 
 
@@ -68,6 +70,8 @@ class Outbox:
         self._slots = {name: asyncio.Semaphore(concurrency) for name in self.channels}
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: dict[tuple[RequestKey, str], asyncio.Task[None]] = {}  # per request and channel
+        self._known: dict[RequestKey, tuple[dict[str, Any] | None, RequestState | None, Grant | None]] = {}
+        self._forgotten: set[RequestKey] = set()  # deleted, kept until their last send is done
 
     def submit(self, key: RequestKey, notices: Sequence[Notice]) -> None:
         """Record the notices and send them, in the background: never waits, never raises."""
@@ -103,8 +107,8 @@ class Outbox:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        self._ledgers.clear()
-        self._last.clear()
+        for kept in (self._ledgers, self._last, self._known, self._forgotten):
+            kept.clear()
 
     async def settled(self) -> None:
         """Until nothing is being recorded or sent (for shutdown and tests)."""
@@ -128,13 +132,31 @@ class Outbox:
                 fresh += [(notice, name) for name in wanted]
                 if not wanted:
                     self.outcomes["none", notice.kind, NOBODY] += 1
-            if not await self._persist(key, ledger):
-                return
+            if await self._persist(key, ledger) == ERROR:
+                return  # not recorded, so not sent: a duplicate later would be worse than this loss
         for notice, name in fresh:
             self._send_in_order(key, notice.key, name)
 
+    def _inputs(self, key: RequestKey) -> tuple[dict[str, Any] | None, RequestState | None, Grant | None]:
+        """The request as known now, or as last known (a request deleted meanwhile is still told
+        of its end)."""
+        found = self.read(key)
+        if found[0] is not None:
+            self._known[key] = found
+            return found
+        return self._known.get(key, found)
+
+    def forget(self, key: RequestKey) -> None:
+        """The request is gone: drop what is kept for it once nothing is being sent for it."""
+        if any(k == key for k, _ in self._last):
+            self._forgotten.add(key)
+            return
+        for kept in (self._known, self._ledgers, self._locks):
+            kept.pop(key, None)  # type: ignore[attr-defined]
+        self._forgotten.discard(key)
+
     def _wanted(self, key: RequestKey, notice: Notice) -> list[str]:
-        _, state, grant = self.read(key)
+        _, state, grant = self._inputs(key)
         account = told(notice, state, grant) if state is not None else None
         if account is None:
             return []
@@ -155,37 +177,37 @@ class Outbox:
                     *key,
                     name,
                 )
-            if doubtful and not await self._persist(key, ledger):
+            if doubtful and await self._persist(key, ledger) == ERROR:
                 return
         for notice_key, name in queued:
             self._send_in_order(key, notice_key, name)
 
     async def _mark(
         self, key: RequestKey, notice_key: str, name: str, state: str, detail: Mapping[str, Any]
-    ) -> bool:
+    ) -> str:
         async with self._lock(key):
             ledger = self._ledger(key)
             ledger[notice_key]["channels"][name] = {"state": state, **detail}
             return await self._persist(key, ledger)
 
-    async def _persist(self, key: RequestKey, ledger: Ledger) -> bool:
-        """Write the ledger; False when the request is gone (nothing more to send for it)."""
-        patch = {
-            "metadata": {"annotations": {LEDGER: json.dumps(ledger, separators=(",", ":"), sort_keys=True)}}
-        }
-        try:
-            updated = await self.kube.patch_request(key[0], key[1], patch)
-        except Exception as error:
-            log.warning("could not record notices on %s/%s: %s", *key, error)
-            return False
-        if updated is None:
-            self._ledgers.pop(key, None)
-            return False
-        return True
+    async def _persist(self, key: RequestKey, ledger: Ledger) -> str:
+        """Write the ledger: RECORDED, GONE (the request was deleted: there is nothing left that a
+        later leader could send again from) or ERROR (the API would not take it, after retries)."""
+        value = json.dumps(ledger, separators=(",", ":"), sort_keys=True)
+        patch = {"metadata": {"annotations": {LEDGER: value}}}
+        for attempt in range(PERSIST_ATTEMPTS):
+            try:
+                updated = await self.kube.patch_request(key[0], key[1], patch)
+            except Exception as error:
+                log.warning("could not record notices on %s/%s (attempt %d): %s", *key, attempt + 1, error)
+                await asyncio.sleep(self.backoff_s * 2**attempt)
+                continue
+            return RECORDED if updated is not None else GONE
+        return ERROR
 
     def _ledger(self, key: RequestKey) -> Ledger:
         if key not in self._ledgers:
-            body, _, _ = self.read(key)
+            body, _, _ = self._inputs(key)
             self._ledgers[key] = read_ledger(body or {})
         return self._ledgers[key]
 
@@ -206,9 +228,14 @@ class Outbox:
 
         task = self._spawn(send(), f"{name} {notice_key} {key[0]}/{key[1]}")
         self._last[key, name] = task
-        task.add_done_callback(
-            lambda done: self._last.pop((key, name), None) if self._last.get((key, name)) is done else None
-        )
+
+        def sent(done: asyncio.Task[None]) -> None:
+            if self._last.get((key, name)) is done:
+                del self._last[key, name]
+            if key in self._forgotten:
+                self.forget(key)
+
+        task.add_done_callback(sent)
 
     async def _deliver(self, key: RequestKey, notice_key: str, name: str) -> None:
         channel = self.channels[name]

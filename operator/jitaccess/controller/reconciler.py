@@ -116,6 +116,9 @@ class Reconciler:
         known = self.cache.drop_request(body)
         self.scheduler.cancel(("request", key))
         self.metrics.revocations_failing.discard(key)
+        self._adopted.discard(key)
+        if self.outbox is not None:
+            self.outbox.forget(key)
         records = read_records(metadata_of(known), self.config.attestation_key)
         if records.held is not None and records.ended is None:
             # Deleted while holding access, without our finalizer (stripped by someone who got past
