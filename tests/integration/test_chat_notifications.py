@@ -449,3 +449,44 @@ async def test_cloudevents_are_signed_and_google_chat_gets_cards(tmp_path, secre
     assert query["key"] == "k" and query["threadKey"].startswith("jitaccess-")
     shown = json.dumps(card)
     assert "<b>INC-1</b>" not in shown and "&lt;b&gt;INC-1&lt;/b&gt;" in shown
+
+
+async def test_mail_over_implicit_tls_reaches_mapped_groups(secrets_dir, tmp_path):
+    box = Mailbox()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(secrets_dir / "tls" / "tls.crt", secrets_dir / "tls" / "tls.key")
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=free_port(),
+        ssl_context=context,
+        authenticator=_authenticate,
+        auth_require_tls=False,  # it is TLS from the first byte; aiosmtpd only knows STARTTLS as such
+    )
+    controller.start()
+    groups = tmp_path / "groups.yaml"
+    groups.write_text("group:sre-leads@example.com: [lead@example.com, oncall@example.com]\n")
+    settings = NotifySettings(
+        smtp_host="127.0.0.1",
+        smtp_port=controller.port,
+        smtp_security="tls",
+        smtp_username=SMTP_USER,
+        smtp_password_file=secrets_dir / "smtp-password",
+        smtp_ca_file=secrets_dir / "tls" / "ca.crt",
+        group_addresses_file=groups,
+    )
+    try:
+        async with Sandbox(tmp_path / "sandbox", run_operator=False, tick_s=0.05) as sandbox:
+            await sandbox.start_operator(notify=settings)
+            cluster = Cluster(sandbox)
+            await cluster.grant(
+                "tls-mail", "projects/my-sandbox", approval={"approvers": ["group:sre-leads@example.com"]}
+            )
+            await cluster.wait_grant_ready("tls-mail")
+            await cluster.request_as("alice@example.com", "tls-mail-alice", "tls-mail", duration="30m")
+            await cluster.wait_phase("tls-mail-alice", "AwaitingApproval")
+            await eventually(lambda: box.messages, "mail to the group's readers")
+    finally:
+        controller.stop()
+    assert sorted(box.envelopes[0]) == ["lead@example.com", "oncall@example.com"]
+    assert "tls-mail-alice" in box.messages[0].get_body(("plain",)).get_content()

@@ -97,6 +97,10 @@ class EmailChannel:
                 refused = server.send_message(message, to_addrs=recipients)
         except smtplib.SMTPAuthenticationError as error:
             raise Undeliverable(f"the SMTP server refused the login: {error.smtp_code}") from error
+        except smtplib.SMTPNotSupportedError as error:
+            raise Undeliverable(
+                f"the SMTP server does not offer it ({error}); check --smtp-security"
+            ) from error
         except smtplib.SMTPRecipientsRefused as error:
             raise Undeliverable(f"every recipient was refused: {', '.join(error.recipients)}") from error
         return dict(refused)
