@@ -161,10 +161,13 @@ def notify_settings(args: argparse.Namespace) -> NotifySettings:
     """Where notices go: every flag of the notify group (secrets as file paths)."""
     from jitaccess.controller.channels.setup import NotifySettings
 
-    if args.slack_actions_port is not None and not (args.slack_signing_secret_file and args.slack_token_file):
+    if args.slack_actions_port is not None and not (
+        args.slack_signing_secret_file and args.slack_token_file and args.slack_team_id
+    ):
         sys.exit(
             "--slack-actions-port: Slack's clicks are accepted only with --slack-signing-secret-file (to "
-            "verify them) and --slack-token-file (to ask Slack who clicked)"
+            "verify them), --slack-token-file (to ask Slack who clicked) and --slack-team-id (the one "
+            "workspace whose members may decide)"
         )
     return NotifySettings(
         webhook_url=args.notify_url,

@@ -400,6 +400,13 @@ class Decision:
     attested: bool
     request_uid: str = ""
     request_digest: str = ""
+    # Filed by the operator for a person a chat service verified (an e-mail address, nothing more).
+    via_chat: bool = False
+
+
+# On an approval the operator filed for a person a chat service verified ("slack:TEAM/USER"):
+# only the operator may set it (a jitaccess.dev/ annotation).
+CHAT_IDENTITY = "jitaccess.dev/chat-identity"
 
 
 def read_decision(body: Mapping[str, Any], attested: bool) -> Decision:
@@ -414,4 +421,5 @@ def read_decision(body: Mapping[str, Any], attested: bool) -> Decision:
         attested=attested,
         request_uid=str(spec.get("requestUID") or ""),
         request_digest=str(spec.get("requestDigest") or ""),
+        via_chat=CHAT_IDENTITY in (metadata.get("annotations") or {}),
     )

@@ -7,7 +7,7 @@ nothing for them: no counters to bump per request, no locks.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -28,12 +28,13 @@ class ReconcilerCollector(Collector):
         self.reconciler = reconciler
 
     def collect(self) -> Iterator[Family]:
-        yield from self._requests_and_work()
+        yield from self._requests()
+        yield from self._work()
         yield from self._iam()
         yield from self._admission()
         yield from self._notices()
 
-    def _requests_and_work(self) -> Iterator[Family]:
+    def _requests(self) -> Iterator[Family]:
         reconciler = self.reconciler
         phases = Counter(
             str(status_of(body).get("phase") or "New") for body in reconciler.cache.requests.values()
@@ -64,6 +65,24 @@ class ReconcilerCollector(Collector):
             "jitaccess_grants", "EligibleGrants known to the operator", value=len(reconciler.cache.grants)
         )
         yield GaugeMetricFamily(
+            "jitaccess_active_activations",
+            "Requests whose access is granted now",
+            value=phases.get("Active", 0),
+        )
+        yield _histogram(
+            "jitaccess_activation_latency_seconds",
+            "From a request's creation to its Active status write",
+            reconciler.metrics.activation_latency,
+        )
+        yield _histogram(
+            "jitaccess_expiry_lag_seconds",
+            "From a request's expiresAt to the status write that says its binding is gone",
+            reconciler.metrics.expiry_lag,
+        )
+
+    def _work(self) -> Iterator[Family]:
+        reconciler = self.reconciler
+        yield GaugeMetricFamily(
             "jitaccess_leader",
             "1 on the replica that reconciles (holds the Lease, or runs without leader election), else 0",
             value=1 if reconciler.leading else 0,
@@ -81,21 +100,14 @@ class ReconcilerCollector(Collector):
         yield CounterMetricFamily(
             "jitaccess_reconciles", "Reconciles run", value=reconciler.metrics.reconciles
         )
-        yield GaugeMetricFamily(
-            "jitaccess_active_activations",
-            "Requests whose access is granted now",
-            value=phases.get("Active", 0),
+        errors = CounterMetricFamily(
+            "jitaccess_reconcile_errors",
+            "Reconciles that raised (retried with backoff), by item kind: request, grant, orphan",
+            labels=["kind"],
         )
-        yield _histogram(
-            "jitaccess_activation_latency_seconds",
-            "From a request's creation to its Active status write",
-            reconciler.metrics.activation_latency,
-        )
-        yield _histogram(
-            "jitaccess_expiry_lag_seconds",
-            "From a request's expiresAt to the status write that says its binding is gone",
-            reconciler.metrics.expiry_lag,
-        )
+        for kind, count in sorted(reconciler.metrics.reconcile_errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
 
     def _iam(self) -> Iterator[Family]:
         reconciler = self.reconciler
@@ -120,6 +132,12 @@ class ReconcilerCollector(Collector):
         for (method, outcome), count in sorted(reconciler.writer.outcomes.items()):
             outcomes.add_metric([method, outcome], count)
         yield outcomes
+        yield _histograms(
+            "jitaccess_iam_call_duration_seconds",
+            "Seconds an IAM policy call took (getIamPolicy, setIamPolicy), whatever its outcome",
+            "method",
+            reconciler.writer.durations,
+        )
         sizes = reconciler.writer.batch_sizes
         if sizes is not None:
             yield _histogram("jitaccess_iam_batch_size", "Changes written in one read-modify-write", sizes)
@@ -142,6 +160,12 @@ class ReconcilerCollector(Collector):
         for (webhook, decision), count in sorted(reconciler.metrics.webhook_decisions.items()):
             decisions.add_metric([webhook, decision], count)
         yield decisions
+        yield _histograms(
+            "jitaccess_webhook_duration_seconds",
+            "Seconds an admission webhook's handler took to answer (allowed, denied or failed)",
+            "webhook",
+            reconciler.metrics.webhook_duration,
+        )
 
     def _notices(self) -> Iterator[Family]:
         reconciler = self.reconciler
@@ -171,6 +195,16 @@ def _histogram(name: str, documentation: str, distribution: Distribution) -> His
     return HistogramMetricFamily(
         name, documentation, buckets=distribution.cumulative(), sum_value=distribution.total
     )
+
+
+def _histograms(
+    name: str, documentation: str, label: str, distributions: Mapping[str, Distribution]
+) -> HistogramMetricFamily:
+    """One histogram family, a series per value of `label`."""
+    family = HistogramMetricFamily(name, documentation, labels=[label])
+    for value, distribution in sorted(distributions.items()):
+        family.add_metric([value], distribution.cumulative(), sum_value=distribution.total)
+    return family
 
 
 def metrics_app(reconciler: Reconciler) -> web.Application:

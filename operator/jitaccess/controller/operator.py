@@ -99,8 +99,10 @@ def slack_actions(settings: OperatorConfig, kube: Kube) -> SlackActions | None:
         return None
     secret = read_secret(str(notify.slack_signing_secret_file or ""), "--slack-signing-secret-file")
     client = notify.slack_client()
-    if secret is None or client is None:
-        raise ValueError("--slack-actions-port needs --slack-signing-secret-file and --slack-token-file")
+    if secret is None or client is None or not notify.slack_team_id:
+        raise ValueError(
+            "--slack-actions-port needs --slack-signing-secret-file, --slack-token-file and --slack-team-id"
+        )
     return SlackActions(kube, client, secret, settings.clock, notify.slack_team_id)
 
 

@@ -27,7 +27,7 @@ from jitaccess.api.bodies import metadata_of
 from jitaccess.api.objects import Grant
 from jitaccess.api.times import parse_time
 from jitaccess.controller.cache import RequestKey
-from jitaccess.controller.channels import Channel, Undeliverable
+from jitaccess.controller.channels import Channel, Retryable, Undeliverable
 from jitaccess.controller.kube import Kube
 from jitaccess.policy.notices import Notice, notice_from_record, told
 from jitaccess.policy.steps import RequestState
@@ -72,11 +72,12 @@ class Outbox:
         self._last: dict[tuple[RequestKey, str], asyncio.Task[None]] = {}  # per request and channel
         self._known: dict[RequestKey, tuple[dict[str, Any] | None, RequestState | None, Grant | None]] = {}
         self._forgotten: set[RequestKey] = set()  # deleted, kept until their last send is done
+        self._working: dict[RequestKey, int] = {}  # tasks recording or sending for each request
 
     def submit(self, key: RequestKey, notices: Sequence[Notice]) -> None:
         """Record the notices and send them, in the background: never waits, never raises."""
         if notices and self.channels:
-            self._spawn(self._record(key, notices), f"notices {key[0]}/{key[1]}")
+            self._spawn(self._record(key, notices), f"notices {key[0]}/{key[1]}", key)
 
     def resume(self, bodies: Mapping[RequestKey, Mapping[str, Any]]) -> None:
         """As a replica becomes the leader: send what is queued; what was being sent when the last
@@ -96,7 +97,7 @@ class Outbox:
                 if isinstance(sent, dict) and sent.get("state") == QUEUED and name in self.channels
             ]
             if doubtful or queued:
-                self._spawn(self._resume(key, doubtful, queued), f"resume notices {key[0]}/{key[1]}")
+                self._spawn(self._resume(key, doubtful, queued), f"resume notices {key[0]}/{key[1]}", key)
 
     async def stop(self, grace_s: float = 0.0) -> None:
         """Stop sending: after `grace_s` for what is under way, the rest is cancelled (what was
@@ -107,7 +108,7 @@ class Outbox:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        for kept in (self._ledgers, self._last, self._known, self._forgotten):
+        for kept in (self._ledgers, self._last, self._known, self._forgotten, self._working):
             kept.clear()
 
     async def settled(self) -> None:
@@ -148,7 +149,7 @@ class Outbox:
 
     def forget(self, key: RequestKey) -> None:
         """The request is gone: drop what is kept for it once nothing is being sent for it."""
-        if any(k == key for k, _ in self._last):
+        if self._working.get(key):
             self._forgotten.add(key)
             return
         for kept in (self._known, self._ledgers, self._locks):
@@ -186,9 +187,11 @@ class Outbox:
         self, key: RequestKey, notice_key: str, name: str, state: str, detail: Mapping[str, Any]
     ) -> str:
         async with self._lock(key):
-            ledger = self._ledger(key)
-            ledger[notice_key]["channels"][name] = {"state": state, **detail}
-            return await self._persist(key, ledger)
+            entry = self._ledger(key).get(notice_key)
+            if entry is None:
+                return GONE  # the request went, and what was kept for it with it
+            entry.setdefault("channels", {})[name] = {"state": state, **detail}
+            return await self._persist(key, self._ledger(key))
 
     async def _persist(self, key: RequestKey, ledger: Ledger) -> str:
         """Write the ledger: RECORDED, GONE (the request was deleted: there is nothing left that a
@@ -226,14 +229,12 @@ class Outbox:
                 await asyncio.wait([previous])
             await self._deliver(key, notice_key, name)
 
-        task = self._spawn(send(), f"{name} {notice_key} {key[0]}/{key[1]}")
+        task = self._spawn(send(), f"{name} {notice_key} {key[0]}/{key[1]}", key)
         self._last[key, name] = task
 
         def sent(done: asyncio.Task[None]) -> None:
             if self._last.get((key, name)) is done:
                 del self._last[key, name]
-            if key in self._forgotten:
-                self.forget(key)
 
         task.add_done_callback(sent)
 
@@ -265,8 +266,8 @@ class Outbox:
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the receiver's fault or the network's: try again
-                problem = f"{type(error).__name__}: {error}"
+            except Exception as error:  # the receiver's or the network's fault: try again
+                problem = str(error) if isinstance(error, Retryable) else type(error).__name__
                 log.info(
                     "%s notice for %s/%s not sent (attempt %d): %s", channel.name, *key, attempt + 1, problem
                 )
@@ -275,9 +276,21 @@ class Outbox:
         log.warning("%s notice for %s/%s not sent: %s", channel.name, *key, problem)
         return FAILED, {"error": problem[:300]}
 
-    def _spawn(self, work: Any, name: str) -> asyncio.Task[None]:
+    def _spawn(self, work: Any, name: str, key: RequestKey) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
+        self._working[key] = self._working.get(key, 0) + 1
+
+        def finished(done: asyncio.Task[None]) -> None:
+            left = self._working.get(key, 1) - 1
+            if left:
+                self._working[key] = left
+                return
+            self._working.pop(key, None)
+            if key in self._forgotten:
+                self.forget(key)
+
+        task.add_done_callback(finished)
         task.add_done_callback(self._done)
         return task
 

@@ -220,6 +220,7 @@ class Reconciler:
                     await self.reconcile_grant(key)
                 self.failures.pop(item, None)
             except Exception as error:
+                self.metrics.reconcile_errors[kind] += 1
                 attempts = self.failures[item] = self.failures.get(item, 0) + 1
                 delay = _backoff(attempts)
                 log.warning("reconciling %s failed (%s); retrying in %s", item, error, delay)

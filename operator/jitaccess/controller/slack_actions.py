@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import ssl
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,11 @@ from slack_sdk.signature import Clock as SlackClock
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from jitaccess.api.objects import GROUP, VERSION
+from jitaccess.api.names import EMAIL
+from jitaccess.api.objects import CHAT_IDENTITY, GROUP, VERSION
 from jitaccess.clock import Clock
 from jitaccess.controller.channels.slack import APPROVE, DENY
 from jitaccess.controller.kube import Kube
-from jitaccess.policy.admission import CHAT_IDENTITY
 
 log = logging.getLogger(__name__)
 PATH = "/slack/actions"
@@ -52,12 +51,14 @@ class _SlackClock(SlackClock):
 
 class SlackActions:
     def __init__(
-        self, kube: Kube, client: AsyncWebClient, signing_secret: str, clock: Clock, team_id: str | None
+        self, kube: Kube, client: AsyncWebClient, signing_secret: str, clock: Clock, team_id: str
     ) -> None:
+        if not team_id:
+            raise ValueError("Slack clicks are accepted from one workspace only: give --slack-team-id")
         self.kube, self.client, self.clock, self.team_id = kube, client, clock, team_id
         self.verifier = SignatureVerifier(signing_secret, _SlackClock(clock))
         self.outcomes: Counter[str] = Counter()
-        self._seen: dict[str, float] = {}  # signature digest -> when it may be forgotten
+        self._seen: dict[str, float] = {}  # signature digest -> when Slack's window for it has closed
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY)
@@ -69,16 +70,18 @@ class SlackActions:
         if not self._authentic(body, request.headers):
             self.outcomes["forged"] += 1
             return web.Response(status=401, text="the request does not carry a valid Slack signature")
-        if not self._first_time(request.headers.get("X-Slack-Signature", "")):
+        if not self._first_time(
+            request.headers.get("X-Slack-Signature", ""), request.headers.get("X-Slack-Request-Timestamp", "")
+        ):
             self.outcomes["replayed"] += 1
             return web.Response(status=409, text="this request was already received")
         try:
             payload = json.loads(parse_qs(body.decode())["payload"][0])
             click = _click(payload)
-        except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
+        except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError, RecursionError):
             self.outcomes["ignored"] += 1
             return web.Response(status=200)  # not a button of ours: nothing to do
-        if self.team_id and click["team"] != self.team_id:
+        if click["team"] != self.team_id:
             self.outcomes["other-workspace"] += 1
             return web.Response(status=403, text="clicks from this Slack workspace are not accepted")
         await self._act(click)
@@ -92,13 +95,16 @@ class SlackActions:
         except ValueError:
             return False  # a timestamp that is not a number
 
-    def _first_time(self, signature: str) -> bool:
-        now = time.monotonic()
+    def _first_time(self, signature: str, timestamp: str) -> bool:
+        """Remembered until Slack's window for its timestamp has closed (a click stamped in the
+        future stays valid that much longer), so no replay is ever taken twice by this replica;
+        across replicas the approval's name, one per person and decision, stops it."""
+        now = self.clock.now().timestamp()
         self._seen = {k: until for k, until in self._seen.items() if until > now}
         digest = hashlib.sha256(signature.encode()).hexdigest()
         if digest in self._seen:
             return False
-        self._seen[digest] = now + REPLAY_WINDOW_S
+        self._seen[digest] = max(now, float(timestamp)) + REPLAY_WINDOW_S
         return True
 
     async def _act(self, click: dict[str, Any]) -> None:
@@ -123,6 +129,9 @@ class SlackActions:
             answer = await self.client.users_info(user=user)
         except SlackApiError as error:
             return None, f"Slack could not say who you are ({error.response.get('error')})"
+        except Exception as error:  # Slack unreachable: the clicker is told, the endpoint answers
+            log.warning("users.info failed: %s", type(error).__name__)
+            return None, "Slack could not be asked who you are; try again, or use kubectl jit approve"
         person = answer.get("user") or {}
         if person.get("deleted") or person.get("is_bot") or person.get("is_app_user"):
             return None, "only people with an active Slack account may decide"
@@ -131,6 +140,10 @@ class SlackActions:
         email = (person.get("profile") or {}).get("email")
         if not isinstance(email, str) or "@" not in email:
             return None, "your Slack profile has no e-mail address (the app needs users:read.email)"
+        # Checked as given, before any case folding: str.lower() maps look-alikes (the Kelvin
+        # sign K) onto ASCII letters, which would make one person's address another's.
+        if not email.isascii() or not EMAIL.fullmatch(email):
+            return None, "your Slack e-mail address is not a plain address jitaccess can match"
         return f"user:{email.lower()}", ""
 
     async def _tell(self, click: dict[str, Any], text: str) -> None:

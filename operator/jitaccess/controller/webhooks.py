@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from jitaccess.api.bodies import metadata_of, spec_of, status_of
-from jitaccess.api.objects import GROUP, VERSION, is_kubernetes_name
+from jitaccess.api.objects import CHAT_IDENTITY, GROUP, VERSION, is_kubernetes_name
 from jitaccess.clock import Clock
 from jitaccess.controller.reconciler import Reconciler
 from jitaccess.policy.admission import (
@@ -49,16 +50,20 @@ Handler = Callable[..., Awaitable[None]]
 
 
 def counted(reconciler: Reconciler, webhook: str) -> Callable[[Handler], Handler]:
-    """Count each admission decision of `webhook` (allowed or denied) for /metrics."""
+    """Count each admission decision of `webhook` (allowed or denied) and time its handler (every
+    answer, errors too: the API server waits for all of them) for /metrics."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def decide(**kwargs: Any) -> None:
+            started = time.monotonic()
             try:
                 await handler(**kwargs)
             except kopf.AdmissionError:
                 reconciler.metrics.webhook_decisions[webhook, "denied"] += 1
                 raise
+            finally:
+                reconciler.metrics.webhook_latency(webhook).observe(time.monotonic() - started)
             reconciler.metrics.webhook_decisions[webhook, "allowed"] += 1
 
         return decide
@@ -194,7 +199,8 @@ class AdmissionWebhooks:
             await self.reconciler.grant(grant_name) if isinstance(grant_name, str) and grant_name else None
         )
         held = read_records(metadata_of(request), self.key).held if request is not None else None
-        verdict = admit_approval(spec, request, grant, held)
+        chat = CHAT_IDENTITY in (metadata_of(raw).get("annotations") or {})
+        verdict = admit_approval(spec, request, grant, held, via_chat=chat)
         if not verdict.allowed:
             raise kopf.AdmissionError(verdict.message, code=403)
         patch.setdefault("spec", {}).update({**decision.stamp, **verdict.stamp})

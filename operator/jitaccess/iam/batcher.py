@@ -73,6 +73,10 @@ class BatchingWriter:
     def outcomes(self) -> Counter[tuple[str, str]]:
         return self.cycle.outcomes
 
+    @property
+    def durations(self) -> dict[str, Distribution]:
+        return self.cycle.durations
+
     def queued(self, resource: str) -> int:
         """Changes for `resource` waiting for its next cycle (not counting one in flight)."""
         queue = self._queues.get(resource)

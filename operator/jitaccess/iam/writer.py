@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import requests
 from google.api_core import exceptions as google_errors
@@ -30,7 +31,7 @@ from google.type import expr_pb2
 
 from jitaccess.api.bindings import Binding, Reference, parse_reference
 from jitaccess.iam.store import PolicyStore
-from jitaccess.stats import Distribution
+from jitaccess.stats import LATENCY_BUCKETS, Distribution
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 RETRIED_CLIENT_ERRORS = (google_errors.Conflict, google_errors.TooManyRequests)
 UNAVAILABLE = (google_errors.ServerError, requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 REMEMBERED_POLICIES = 256  # policies kept for their etag (each up to Google's 64 KB cap)
+METHODS = ("getIamPolicy", "setIamPolicy")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ class IamWriter(Protocol):
     @property
     def batch_sizes(self) -> Distribution | None:
         """Changes per read-modify-write, where writes are batched."""
+        ...
+
+    @property
+    def durations(self) -> dict[str, Distribution]:
+        """Seconds each IAM call took, by method, whatever its outcome."""
         ...
 
     async def apply(
@@ -128,6 +136,9 @@ class ReadModifyWrite:
         self.stats = {"get": 0, "set": 0, "conflicts": 0, "quota": 0}
         # (method, outcome): ok, conflict (409), quota (429), unavailable (5xx, network), refused (4xx)
         self.outcomes: Counter[tuple[str, str]] = Counter()
+        # Seconds per call by method, failures too, as the event loop waits for it (a call queued
+        # for a worker thread counts its wait).
+        self.durations = {method: Distribution(LATENCY_BUCKETS) for method in METHODS}
 
     async def run(self, resource: str, changes: Sequence[Change], *, token_held: bool = False) -> Outcome:
         """Apply every change in order in one write; idempotent; a no-op is not written.
@@ -152,7 +163,7 @@ class ReadModifyWrite:
                     return Outcome(ok=True)
                 self.stats["set"] += 1
                 method = "setIamPolicy"
-                self._remember(resource, await asyncio.to_thread(self.store.set, resource, policy))
+                self._remember(resource, await self._timed(method, self.store.set, resource, policy))
                 self.outcomes["setIamPolicy", "ok"] += 1
                 return Outcome(ok=True, wrote=True)
             except google_errors.ClientError as error:
@@ -188,9 +199,17 @@ class ReadModifyWrite:
 
     async def _get(self, resource: str) -> policy_pb2.Policy:
         self.stats["get"] += 1
-        policy = await asyncio.to_thread(self.store.get, resource)
+        policy = await self._timed("getIamPolicy", self.store.get, resource)
         self.outcomes["getIamPolicy", "ok"] += 1
         return policy
+
+    async def _timed(self, method: str, call: Callable[..., T], *args: object) -> T:
+        """`call` in a worker thread (the client is synchronous), its time kept under `method`."""
+        started = time.monotonic()
+        try:
+            return await asyncio.to_thread(call, *args)
+        finally:
+            self.durations[method].observe(time.monotonic() - started)
 
     async def _back_off(self, error: Exception, attempt: int) -> None:
         if isinstance(error, google_errors.Conflict):
@@ -234,6 +253,10 @@ class PolicyWriter:
     @property
     def batch_sizes(self) -> Distribution | None:
         return None  # one change per write
+
+    @property
+    def durations(self) -> dict[str, Distribution]:
+        return self.cycle.durations
 
     async def apply(
         self, resource: str, owners: Sequence[Reference], hold: Sequence[Binding] = ()

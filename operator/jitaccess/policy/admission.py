@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from jitaccess.api.errors import join_errors
 from jitaccess.api.limits import MAX_COMMENT
 from jitaccess.api.names import EMAIL, GOOGLE_SERVICE_ACCOUNT_SUFFIX, normal_member
 from jitaccess.api.objects import (
+    CHAT_IDENTITY,
     Decision,
     Grant,
     RequestSpec,
@@ -46,8 +47,6 @@ if TYPE_CHECKING:  # steps reads admission's seal
     from jitaccess.policy.steps import RequestState
 
 ATTESTATION = "jitaccess.dev/admitted"
-# On an approval the operator filed for a person a chat service verified ("slack:TEAM/USER").
-CHAT_IDENTITY = "jitaccess.dev/chat-identity"
 _SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
 
@@ -312,7 +311,11 @@ def approval_spec_error(spec: Mapping[str, Any]) -> str | None:
 
 
 def admit_approval(
-    spec: Mapping[str, Any], request: Mapping[str, Any] | None, grant: Grant | None, held: Held | None = None
+    spec: Mapping[str, Any],
+    request: Mapping[str, Any] | None,
+    grant: Grant | None,
+    held: Held | None = None,
+    via_chat: bool = False,
 ) -> Admission:
     """May this (already stamped) approval be given? The tally's own rules, refused early with a
     reason; and the request it is about, pinned: its uid and the digest of what is being approved.
@@ -344,7 +347,7 @@ def admit_approval(
     if parsed is None or terms is None:
         return Admission(False, f"spec.request: {name} is not eligible any more ({join_errors(errors)})")
     requester = str(parsed.requester or "")
-    decision = _as_decision(spec)
+    decision = replace(_as_decision(spec), via_chat=via_chat)
     if (reason := eligibility_problem(decision, requester, grant.approval)) is not None:
         return Admission(False, f"spec.approver: {reason}")
     return _pinned(spec, str(name), uid, _subject_digest(request, uid, terms))

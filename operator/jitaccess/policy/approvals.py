@@ -94,6 +94,17 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     return digest("request-spec/v1", {k: v for k, v in spec.items() if k != "revoke"})
 
 
+def decides_for(decision: Decision, approvers: tuple[str, ...]) -> bool:
+    """Is the decision's author among `approvers`? A decision made in chat proves one e-mail
+    address, so it counts only where that very `user:` is listed: not by a `domain:` (a second
+    chat account such as alice+chat@ would be in the domain) nor by a group."""
+    if decision.via_chat:
+        return normal_member(decision.approver) in {
+            normal_member(a) for a in approvers if a.startswith("user:")
+        }
+    return is_covered(decision.approver, decision.approver_groups, approvers)
+
+
 def eligibility_problem(decision: Decision, requester: str, approval: ApprovalRule) -> str | None:
     """Why this approver cannot decide on this requester's request under `approval` (at any of
     its steps), or None. Admission refuses the same cases when the approval is filed."""
@@ -101,7 +112,7 @@ def eligibility_problem(decision: Decision, requester: str, approval: ApprovalRu
         return "it names no approver"
     if normal_member(decision.approver) == normal_member(requester):
         return f"{decision.approver} is the requester, who cannot approve their own request"
-    if not is_covered(decision.approver, decision.approver_groups, approval.approvers):
+    if not decides_for(decision, approval.approvers):
         return f"{decision.approver} is not among the approvers ({', '.join(approval.approvers)})"
     if decision.decision not in ("Approve", "Deny"):
         return f"decision {decision.decision!r} is neither Approve nor Deny"
@@ -156,7 +167,7 @@ def tally(decisions: Iterable[Decision], requester: str, approval: ApprovalRule,
         for decision in list(pending):
             if len(have) == step.min_approvals:
                 break
-            if not is_covered(decision.approver, decision.approver_groups, step.approvers):
+            if not decides_for(decision, step.approvers):
                 continue  # for another step
             pending.remove(decision)
             person, when = normal_member(decision.approver), _created(decision)

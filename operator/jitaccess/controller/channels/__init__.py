@@ -3,7 +3,9 @@
 Each channel turns a `Told` (policy/notices.py: the facts, who is told, how they act) into its
 own message and sends it; the outbox (controller/outbox.py) decides when, retries, and records
 what was sent. A channel raises `Undeliverable` for what no retry can fix (a bad address, a
-revoked token) and anything else for what may pass.
+revoked token) and `Retryable` (or anything else) for what may pass. The messages of those two
+are recorded on the request, which anyone who may read it sees, so they never carry a URL, a
+token or a server's answer; of any other error only its type is recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +18,17 @@ from jitaccess.policy.notices import Told
 
 class Undeliverable(Exception):
     """Sending cannot succeed by trying again (configuration or address), so it is not retried."""
+
+
+class Retryable(Exception):
+    """Sending failed in a way that may pass (a 5xx, a timeout): tried again later."""
+
+
+def http_problem(status: int, service: str) -> Exception:
+    """The error for an HTTP answer, naming only its status (the URL may hold a key)."""
+    if status in (400, 401, 403, 404, 410, 413):
+        return Undeliverable(f"{service} refused it: HTTP {status}")
+    return Retryable(f"{service} answered HTTP {status}")
 
 
 class Channel(Protocol):

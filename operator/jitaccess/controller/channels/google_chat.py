@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from jitaccess.controller.channels import Undeliverable
+from jitaccess.controller.channels import http_problem
 from jitaccess.controller.channels.render import facts, inert
 from jitaccess.policy.notices import Told
 
@@ -31,9 +31,8 @@ class GoogleChatChannel:
         }
         async with aiohttp.ClientSession(timeout=self.timeout) as session:
             async with session.post(self.url, params=params, json=card(told)) as answer:
-                if answer.status in (400, 401, 403, 404):
-                    raise Undeliverable(f"Google Chat refused it: HTTP {answer.status}")
-                answer.raise_for_status()
+                if answer.status >= 300:
+                    raise http_problem(answer.status, "Google Chat")
                 posted = await answer.json(content_type=None)
         return {"message": str((posted or {}).get("name", ""))}
 

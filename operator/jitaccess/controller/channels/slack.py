@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from jitaccess.controller.channels import Undeliverable
+from jitaccess.controller.channels import Retryable, Undeliverable
 from jitaccess.controller.channels.render import facts, inert
 from jitaccess.policy.notices import Told
 
@@ -78,10 +78,10 @@ class SlackChannel:
                 )
             return {"channel": posted["channel"], "ts": posted["ts"]}
         except SlackApiError as error:
-            code = str(error.response.get("error", ""))
+            code = str(error.response.get("error", ""))[:80]
             if code in PERMANENT:
                 raise Undeliverable(f"Slack refused it: {code}") from error
-            raise
+            raise Retryable(f"Slack answered {code or 'an error'}") from error
 
 
 def thread_of(ledger: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -20,7 +20,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from jitaccess.api.objects import GROUP, VERSION
 from jitaccess.clock import Clock
-from jitaccess.controller.channels import Undeliverable
+from jitaccess.controller.channels import http_problem
 from jitaccess.policy.notices import Told
 
 TYPE_PREFIX = "dev.jitaccess.request."
@@ -63,7 +63,6 @@ class WebhookChannel:
         headers, body = self.request(told)
         async with aiohttp.ClientSession(timeout=self.timeout) as session:
             async with session.post(self.url, data=body, headers=headers) as answer:
-                if answer.status in (400, 401, 403, 404, 410, 413):
-                    raise Undeliverable(f"the webhook refused it: HTTP {answer.status}")
-                answer.raise_for_status()
+                if answer.status >= 300:
+                    raise http_problem(answer.status, "the webhook")
         return {}
