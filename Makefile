@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo sandbox test test-envtest soak lint format bench clean
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: install demo sandbox test test-envtest soak lint format bench clean lock image release
 
 $(STAMP): pyproject.toml sandbox/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -44,5 +46,21 @@ format: $(STAMP)
 	$(BIN)/ruff format operator sandbox tests benchmarks
 	$(BIN)/ruff check --fix operator sandbox tests benchmarks
 
+# The image's lock file: every runtime dependency, transitive ones too, pinned with its hashes.
+lock: $(STAMP)
+	$(BIN)/pip install --quiet pip-tools==7.6.2
+	cd requirements && ../$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file operator.txt ../pyproject.toml
+
+image:
+	docker build -t jitaccess:$(VERSION) .
+
+# One version's artefacts in dist/: install-VERSION.yaml (kubectl apply -f), the wheels.
+release: $(STAMP)
+	mkdir -p dist
+	$(BIN)/kubectl kustomize manifests > dist/install-$(VERSION).yaml
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox
+	@echo "dist/install-$(VERSION).yaml and the wheels are ready; tag it: git tag -a v$(VERSION) -m 'jitaccess $(VERSION)'"
+
 clean:
-	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache
+	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache dist

@@ -84,3 +84,21 @@ resource "google_organization_iam_member" "operator" {
   role   = local.role
   member = local.member
 }
+
+# A private cluster's control plane reaches nodes only on 443 and 10250 unless told otherwise; the
+# admission webhooks listen on 9443 (manifests/deployment.yaml), and with failurePolicy Fail an
+# unreachable webhook refuses every ActivationRequest and ActivationApproval.
+resource "google_compute_firewall" "webhook" {
+  count       = var.private_cluster_network != null && var.control_plane_cidr != null ? 1 : 0
+  project     = var.project_id
+  name        = "jitaccess-webhook-from-control-plane"
+  network     = var.private_cluster_network
+  description = "GKE control plane to the jitaccess admission webhooks (TCP 9443)"
+  direction   = "INGRESS"
+  allow {
+    protocol = "tcp"
+    ports    = ["9443"]
+  }
+  source_ranges = [var.control_plane_cidr]
+  target_tags   = length(var.node_network_tags) > 0 ? var.node_network_tags : null
+}

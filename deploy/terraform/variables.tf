@@ -40,3 +40,21 @@ variable "service_account_id" {
   type        = string
   default     = "jitaccess-operator"
 }
+
+variable "private_cluster_network" {
+  description = "Private GKE clusters only: the VPC network of the cluster. With control_plane_cidr, a firewall rule lets the control plane call the admission webhooks on port 9443 (GKE opens only 443 and 10250 to nodes); without it every request is refused (failurePolicy Fail)."
+  type        = string
+  default     = null
+}
+
+variable "control_plane_cidr" {
+  description = "Private GKE clusters only: the control plane's range (the cluster's master_ipv4_cidr_block, e.g. 172.16.0.0/28)."
+  type        = string
+  default     = null
+}
+
+variable "node_network_tags" {
+  description = "Private GKE clusters only: the network tags of the cluster's nodes, to aim the webhook firewall rule at them (empty: every instance of the network)."
+  type        = list(string)
+  default     = []
+}

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jitaccess import __version__
 from jitaccess.api.durations import DurationError, parse_duration
 from jitaccess.run_flags import RUN_FLAGS, add_flags
 
@@ -27,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="jitaccess", description="Just-In-Time access to Google Cloud on Kubernetes"
     )
+    top.add_argument("--version", action="version", version=f"jitaccess {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
@@ -100,17 +102,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    await run_configured(operator_config(args), args)
+
+
+async def run_configured(settings: OperatorConfig, args: argparse.Namespace) -> None:
+    """Run the operator as configured (the sandbox's test runner swaps its clocks in first)."""
     # `kill -USR1 <pid>` prints every thread's stack to stderr: how to see where a stuck operator is.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from jitaccess.controller.operator import kubernetes_configuration, run_operator
 
-    settings = operator_config(args)
     await run_operator(settings, kubernetes_configuration(args.kubeconfig, args.context))
 
 
 def operator_config(args: argparse.Namespace) -> OperatorConfig:
     """The operator's configuration from `jitaccess run`'s flags; exits naming a bad flag."""
-    from jitaccess.clock import OffsetFileClock
     from jitaccess.controller.config import OperatorConfig
     from jitaccess.controller.leader import LeaseTimings
     from jitaccess.policy.admission import IdentitySettings
@@ -132,14 +137,8 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
     key = _attestation_key(args)
     namespaces = tuple(args.namespace or ())
     direct = {flag.field: getattr(args, flag.dest) for flag in RUN_FLAGS if flag.field}
-    clocks = {
-        name: OffsetFileClock(path)
-        for name, path in (("clock", args.clock_offset_file), ("lease_clock", args.lease_clock_offset_file))
-        if path
-    }
     return OperatorConfig(
         **direct,
-        **clocks,
         namespaces=namespaces,
         all_namespaces=args.all_namespaces or not namespaces,
         history_retention=retention,

