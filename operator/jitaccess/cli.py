@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.activations,
             )
         )
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.log_format)
     try:
         asyncio.run(_run(args))
     except KeyboardInterrupt:
@@ -219,15 +219,11 @@ def _flag_duration(flag: str, text: str) -> timedelta:
         sys.exit(f"{flag}: {error}{hint}")
 
 
-def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        logging.getLogger("kopf").setLevel(logging.ERROR)
-        # kopf logs every refused admission as an error; refusing is the webhooks' job, not a failure.
-        logging.getLogger("kopf.objects").setLevel(logging.CRITICAL)
+def configure_logging(verbose: bool, form: str = "text") -> None:
+    """The operator's log lines (controller/logs.py), imported late: `--version` stays light."""
+    from jitaccess.controller.logs import configure_logging as configure
+
+    configure(verbose, form)
 
 
 def _sandbox(arguments: list[str]) -> None:

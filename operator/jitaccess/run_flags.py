@@ -227,7 +227,14 @@ RUN_FLAGS: tuple[Flag, ...] = (
         type=float,
         field="tick_s",
     ),
-    Flag("--verbose", "log at INFO, and kopf's own logs", switch=True, short="-v"),
+    Flag(
+        "--log-format",
+        "json: one JSON object a line on stdout, in Cloud Logging's structured format (severity, "
+        "message, time, labels replica and leader); text: for a terminal, on stderr",
+        default="json",
+        choices=("json", "text"),
+    ),
+    Flag("--verbose", "also kopf's own logs", switch=True, short="-v"),
 )
 
 

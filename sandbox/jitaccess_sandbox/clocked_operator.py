@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = replace(settings, clock=OffsetFileClock(moved.clock_offset_file))
     if moved.lease_clock_offset_file:
         settings = replace(settings, lease_clock=OffsetFileClock(moved.lease_clock_offset_file))
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, args.log_format)
     try:
         asyncio.run(run_configured(settings, args))
     except KeyboardInterrupt:

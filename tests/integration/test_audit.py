@@ -10,12 +10,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 FIELDS = {
     "time", "severity", "message", "event", "phase", "outcome", "request", "grant", "requester",
     "roles", "resource", "justification", "approvers", "start", "end", "endedAt", "actor",
+    "logging.googleapis.com/labels",
 }  # fmt: skip
 
 
 def audit_lines(cluster, name: str) -> list[dict]:
     lines = [json.loads(line) for line in cluster.sandbox.audit_log.read_text().splitlines()]
     assert all(set(line) == FIELDS for line in lines)  # stable: exactly the documented fields
+    # Told apart from the operator's own log lines on the same stdout by a Cloud Logging label.
+    assert all(line["logging.googleapis.com/labels"]["jitaccess.dev/log"] == "audit" for line in lines)
     return [line for line in lines if line["request"]["name"] == name]
 
 

@@ -110,6 +110,9 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
                     str(cert_dir),
                     "--trusted-submitter",
                     "admin",
+                    "--leader-elect",
+                    "--leader-election-identity",
+                    "process-operator",
                 ],
                 stdout=logs["operator"],
                 stderr=subprocess.STDOUT,
@@ -181,6 +184,21 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
         assert 'jitaccess_iam_calls_total{method="setIamPolicy"} 1.0' in scraped
         assert "jitaccess_grants 1.0" in scraped
         assert urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz").read() == b"ok\n"
+        logs["operator"].flush()
+        lines = [
+            json.loads(line)
+            for line in (tmp_path / "operator.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        # Its own lines, for Cloud Logging: severity honoured, the leader found by its label.
+        (leading,) = [line for line in lines if "is the leader" in line.get("message", "")]
+        assert leading["severity"] == "INFO" and leading["logger"] == "jitaccess.controller.leader"
+        labels = leading["logging.googleapis.com/labels"]
+        assert labels["jitaccess.dev/log"] == "operator" and labels["leader"] == "true" and labels["replica"]
+        audit = [
+            line for line in lines if line["logging.googleapis.com/labels"]["jitaccess.dev/log"] == "audit"
+        ]
+        assert audit and all(line["severity"] in ("NOTICE", "WARNING", "ALERT") for line in audit)
     finally:
         for process in reversed(started):
             process.terminate()

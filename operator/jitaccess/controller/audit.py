@@ -22,6 +22,7 @@ from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.phases import Phase
 from jitaccess.api.reasons import ALERTS
 from jitaccess.api.times import format_time
+from jitaccess.controller.logs import LABELS, STREAM, replica
 from jitaccess.policy.records import read_records
 from jitaccess.policy.steps import Event
 
@@ -108,6 +109,8 @@ def audit_record(body: Mapping[str, Any], event: Event, now: datetime, account: 
         "endedAt": account.ended_at,
         # Who ended it, when that was someone (revoke or delete), as Kubernetes authenticated them.
         "actor": account.actor,
+        # Apart from the operator's own log lines on the same stdout: labels."jitaccess.dev/log"="audit".
+        LABELS: {STREAM: "audit", "replica": replica()},
     }
 
 

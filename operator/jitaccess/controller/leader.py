@@ -27,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from jitaccess.clock import Clock
+from jitaccess.controller.logs import set_leading
 
 log = logging.getLogger(__name__)
 CONFLICT = 409
@@ -90,8 +91,9 @@ class LeaderElector:
         while True:
             await self._campaign()
             self.leading = True
+            set_leading(True)
             self.terms += 1
-            log.warning("%s is the leader (lease %s/%s)", self.identity, self.namespace, self.name)
+            log.info("%s is the leader (lease %s/%s)", self.identity, self.namespace, self.name)
             try:
                 await on_started()
                 await self._hold()
@@ -104,6 +106,7 @@ class LeaderElector:
                 )
             finally:
                 self.leading = False
+                set_leading(False)
                 await on_stopped()
 
     async def release(self, attempts: int = 3) -> None:
@@ -136,7 +139,7 @@ class LeaderElector:
                 log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, error)
                 return
             self._seen = None
-            log.warning("%s released the lease %s/%s", self.identity, self.namespace, self.name)
+            log.info("%s released the lease %s/%s", self.identity, self.namespace, self.name)
             return
         log.warning("could not release the lease %s/%s: it kept changing", self.namespace, self.name)
 
@@ -207,7 +210,7 @@ class LeaderElector:
             assert self._seen_at is not None
             if now < self._seen_at + seen.duration:
                 return False
-            log.warning("the lease %s/%s of %r expired; taking it", self.namespace, self.name, seen.holder)
+            log.info("the lease %s/%s of %r expired; taking it", self.namespace, self.name, seen.holder)
         spec = lease.spec
         taking = seen.holder != self.identity
         transitions = (spec.lease_transitions or 0) + (1 if taking and seen.holder else 0)
