@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from kubernetes.client import ApiException
@@ -61,3 +63,26 @@ async def test_metrics_count_what_happened(cluster):
     # A histogram's buckets are cumulative and end in +Inf, which equals its count.
     inf = after[("jitaccess_activation_latency_seconds_bucket", (("le", "+Inf"),))]
     assert inf == after[("jitaccess_activation_latency_seconds_count", ())]
+
+
+async def test_activation_latency_does_not_count_the_wait_for_approvers(cluster):
+    """Measured from when the request could start: 50 minutes waiting for bob is not the
+    operator's latency (the SlowActivations alert would fire for every approved request)."""
+    distribution = cluster.sandbox.reconciler.metrics.activation_latency
+    await cluster.grant(
+        "metered-approved", cluster.project(), approval={"approvers": ["user:bob@example.com"]}
+    )
+    await cluster.wait_grant_ready("metered-approved")
+    await cluster.request_as("alice@example.com", "metered-waits", "metered-approved", duration="30m")
+    await cluster.wait_phase("metered-waits", "AwaitingApproval")
+    cluster.advance(minutes=50)
+    count, total = distribution.count, distribution.total
+    await cluster.decide("bob@example.com", "metered-waits")
+    await cluster.wait_phase("metered-waits", "Active")
+    # Observed by the operator right after its status write returns: wait for that, not a time.
+    for _ in range(400):
+        if distribution.count > count:
+            break
+        await asyncio.sleep(0.05)
+    assert distribution.count == count + 1
+    assert distribution.total - total < 60  # seconds, not the 3,000 of the wait

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bindings import Reference
@@ -35,6 +35,7 @@ from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter
+from jitaccess.policy.conditions import APPROVED
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
@@ -404,8 +405,8 @@ class Reconciler:
         phase, now = status.get("phase"), self.clock.now()
         try:
             if phase == Phase.ACTIVE.value:
-                created = parse_time(metadata_of(body).get("creationTimestamp"))
-                self.metrics.activation_latency.observe(max(0.0, (now - created).total_seconds()))
+                since = _could_start_at(body, status)
+                self.metrics.activation_latency.observe(max(0.0, (now - since).total_seconds()))
             elif phase == Phase.EXPIRED.value:
                 expires = parse_time(status.get("expiresAt") or status_of(body).get("expiresAt"))
                 self.metrics.expiry_lag.observe(max(0.0, (now - expires).total_seconds()))
@@ -449,6 +450,20 @@ def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         and shown.get(c.get("type"), {}).get("reason") == c.get("reason")
         for c in status.get("conditions") or []
     )
+
+
+def _could_start_at(body: Mapping[str, Any], status: Mapping[str, Any]) -> datetime:
+    """When the request could have become Active: created, approved and its startTime reached,
+    whichever came last (waiting for people or for the start is not the operator's latency)."""
+    moments = [parse_time(metadata_of(body).get("creationTimestamp"))]
+    start = spec_of(body).get("startTime")
+    if start:
+        moments.append(parse_time(start))
+    conditions = [*(status.get("conditions") or []), *(status_of(body).get("conditions") or [])]
+    approved = next((c for c in conditions if isinstance(c, Mapping) and c.get("type") == APPROVED), None)
+    if approved is not None and approved.get("status") == "True" and approved.get("lastTransitionTime"):
+        moments.append(parse_time(approved["lastTransitionTime"]))
+    return max(moments)
 
 
 def _backoff(attempts: int) -> timedelta:
