@@ -74,7 +74,7 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--history-retention", "how long terminal requests are kept (a duration)", default="720h"),
     Flag(
         "--metrics-port",
-        "serve Prometheus /metrics and /healthz on this port",
+        "serve Prometheus /metrics, /healthz and /readyz on this port",
         type=int,
         field="metrics_port",
     ),

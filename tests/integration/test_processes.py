@@ -184,6 +184,8 @@ def test_operator_cluster_and_emulator_as_three_processes(tmp_path):
         assert 'jitaccess_iam_calls_total{method="setIamPolicy"} 1.0' in scraped
         assert "jitaccess_grants 1.0" in scraped
         assert urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz").read() == b"ok\n"
+        # Ready: the grants are listed and the webhook server answers (the probe the Deployment uses).
+        assert urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz").read() == b"ok\n"
         logs["operator"].flush()
         lines = [
             json.loads(line)

@@ -63,6 +63,10 @@ def _register_start_and_stop(
         if not reconciler.config.operator_username:
             reconciler.config.operator_username = await reconciler.kube.who_am_i()
         await reconciler.load_grants()  # before any request is judged (a restart must revoke nothing)
+        reconciler.health.grants_loaded = True
+        memo.heartbeat = asyncio.create_task(reconciler.health.beat(), name="jitaccess-heartbeat")
+        if webhook_server is not None:
+            reconciler.health.webhook = (reconciler.config.webhook_host, reconciler.config.webhook_port or 0)
         if reconciler.config.metrics_port is not None:
             memo.metrics = await serve_metrics(
                 reconciler, reconciler.config.metrics_port, reconciler.config.metrics_host
@@ -80,7 +84,8 @@ def _register_start_and_stop(
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
         reconciler.scheduler.pause()
-        await _stop(memo, "elector", "sweeper", "scheduler")
+        reconciler.health.scheduler = None
+        await _stop(memo, "elector", "sweeper", "scheduler", "heartbeat")
         await reconciler.recorder.flush()
         await reconciler.stop_notices(grace_s=5.0)  # what is being sent may finish; the rest stays queued
         if reconciler.elector is not None:
@@ -98,11 +103,13 @@ async def _lead_or_stand_by(reconciler: Reconciler, memo: kopf.Memo) -> None:
         reconciler.scheduler.resume()
         reconciler.resync()
         memo.scheduler = asyncio.create_task(reconciler.scheduler.run(), name="jitaccess-scheduler")
+        reconciler.health.scheduler = memo.scheduler
         if reconciler.sweeper is not None:
             memo.sweeper = asyncio.create_task(reconciler.sweeper.run(), name="jitaccess-sweeper")
 
     async def stand_by() -> None:
         reconciler.scheduler.pause()  # first: nothing new starts, whatever the cancellation does
+        reconciler.health.scheduler = None
         await _stop(memo, "sweeper", "scheduler")
         await reconciler.stop_notices()
 

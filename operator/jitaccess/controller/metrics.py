@@ -217,11 +217,17 @@ def metrics_app(reconciler: Reconciler) -> web.Application:
         return response
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        problem = reconciler.health.problem()
+        return web.Response(text="ok\n") if problem is None else web.Response(status=503, text=problem + "\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        problem = await reconciler.health.unready()
+        return web.Response(text="ok\n") if problem is None else web.Response(status=503, text=problem + "\n")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 

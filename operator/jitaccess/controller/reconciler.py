@@ -24,6 +24,7 @@ from jitaccess.controller.audit import AuditLog
 from jitaccess.controller.cache import Cache, RequestKey, key_of
 from jitaccess.controller.channels import Channel
 from jitaccess.controller.config import OperatorConfig
+from jitaccess.controller.health import Health
 from jitaccess.controller.iam_steps import apply_iam, clear_after_refusal, iam_problem, with_reason
 from jitaccess.controller.kube import Kube
 from jitaccess.controller.outbox import Outbox
@@ -88,6 +89,7 @@ class Reconciler:
         )
         self.elector = elector
         self.slack_actions: SlackActions | None = None  # Approve/Deny clicks, when Slack's are accepted
+        self.health = Health()
         self.failures: dict[Hashable, int] = {}
         # Requests deleted while they held access without the operator's finalizer: (resource, owners).
         self.orphans: dict[RequestKey, tuple[str, tuple[Reference, ...]]] = {}
