@@ -55,12 +55,18 @@ lock: $(STAMP)
 image:
 	docker build -t jitaccess:$(VERSION) .
 
-# One version's artefacts in dist/: install-VERSION.yaml (kubectl apply -f), the wheels.
+# One version's artefacts in dist/: install-VERSION.yaml (kubectl apply -f), the wheels, the
+# krew archive of kubectl jit and its manifest (krew-jit.yaml, with the archive's sha256).
 release: $(STAMP)
-	mkdir -p dist
+	rm -rf dist && mkdir -p dist/krew
 	$(BIN)/kubectl kustomize manifests > dist/install-$(VERSION).yaml
-	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox
-	@echo "dist/install-$(VERSION).yaml and the wheels are ready; tag it: git tag -a v$(VERSION) -m 'jitaccess $(VERSION)'"
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist . ./sandbox ./kubectl-jit
+	cp LICENSE dist/kubectl_jit-$(VERSION)-py3-none-any.whl dist/krew/
+	cp kubectl-jit/launcher.sh dist/krew/kubectl-jit && cp kubectl-jit/launcher.sh dist/krew/kubectl_complete-jit
+	tar -czf dist/kubectl-jit-$(VERSION).tar.gz -C dist/krew .
+	sed -e '/# PLACEHOLDER/d' -e "s/^\(      sha256: \).*/\1\"$$(sha256sum dist/kubectl-jit-$(VERSION).tar.gz | cut -d' ' -f1)\"/" \
+		kubectl-jit/krew.yaml > dist/krew-jit.yaml
+	@echo "dist/ is ready; tag it: git tag -a v$(VERSION) -m 'jitaccess $(VERSION)'"
 
 clean:
 	rm -rf $(VENV) .sandbox .sandbox-demo .pytest_cache dist

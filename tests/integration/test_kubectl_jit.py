@@ -1,12 +1,15 @@
 """`kubectl jit` driven against the sandbox as the people of the sandbox: alice asks,
 bob approves or denies, alice follows, lists and revokes. One test goes through kubectl itself,
 which finds the plugin on PATH as any installed kubectl plugin. An approver sees what waits for
-them at which step, and what they approve before they approve it."""
+them at which step, and what they approve before they approve it. It behaves as a kubectl
+plugin: flags anywhere, -o json|yaml|name|wide, -A, `show` as describe, errors as kubectl's
+one line, completion through kubectl's plugin protocol."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import subprocess
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from jitaccess.kubectl_jit import main
 from jitaccess.kubectl_review import age
@@ -55,6 +59,29 @@ async def jit(cluster, user: str, *args: str, stdin: io.StringIO | None = None) 
     argv = ["--kubeconfig", str(cluster.sandbox.kubeconfig), "--context", user, *args]
     code = await asyncio.to_thread(main, argv, out, stdin or io.StringIO(""))
     return code, out.getvalue()
+
+
+async def jit_as_kubectl(cluster, user: str, *args: str) -> tuple[int, str, str]:
+    """`args` with the kubectl flags after the command, as people type them; (code, out, err)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = [*args, "--kubeconfig", str(cluster.sandbox.kubeconfig), "--context", user]
+    code = await asyncio.to_thread(main, argv, out, io.StringIO(""), err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def facts_of(shown: str) -> dict[str, str]:
+    """What `show` said, by label (the unindented `Label: value` lines)."""
+    return dict(re.findall(r"^([A-Z][A-Za-z -]*):[ \t]+(\S.*)$", shown, re.MULTILINE))
+
+
+def section(shown: str, title: str) -> list[list[str]]:
+    """The rows of one of `show`'s indented tables (after its header and underline)."""
+    rows = []
+    for line in shown.split(f"\n{title}:\n", 1)[1].splitlines()[2:]:
+        if not line.startswith("  ") or line.startswith("  ("):
+            break
+        rows.append(re.split(r" {3,}", line.strip()))
+    return rows
 
 
 def summary_of(said: str) -> dict[str, str]:
@@ -332,9 +359,228 @@ async def test_a_hostile_justification_is_printed_inert(cluster):
     )
     assert shown["approval"] == "(cannot be counted)"  # the forged line is part of the justification
 
+    code, described = await jit(cluster, BOB, "show", "alice-hostile")
+    assert code == 0 and not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", described), repr(described)
+    assert facts_of(described)["Justification"] == shown["justification"]
+    for output, read in (("json", json.loads), ("yaml", yaml.safe_load)):
+        code, printed = await jit(cluster, BOB, "show", "alice-hostile", "-o", output)
+        assert code == 0 and not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", printed), repr(printed)
+        assert read(printed)["spec"]["justification"] == hostile  # escaped, not changed
+
 
 async def approvals_of(cluster, request: str) -> list[dict]:
     listed = await asyncio.to_thread(
         cluster.custom.list_namespaced_custom_object, GROUP, VERSION, "team-sre", "activationapprovals"
     )
     return [a for a in listed["items"] if a["spec"]["request"] == request]
+
+
+async def test_output_formats_and_flags_after_the_command(cluster):
+    project = cluster.project()
+    await cluster.grant("jit-out", project, roles=["roles/compute.admin"])
+    await cluster.wait_grant_ready("jit-out")
+    code, said, _ = await jit_as_kubectl(
+        cluster,
+        ALICE,
+        "request",
+        "jit-out",
+        "--reason",
+        "INC-20: outputs",
+        "--name",
+        "alice-out",
+        "-o",
+        "name",
+    )
+    assert (code, said) == (0, "activationrequest.jitaccess.dev/alice-out\n")
+    await cluster.wait_phase("alice-out", "Active")
+
+    code, listed, _ = await jit_as_kubectl(cluster, ALICE, "list", "-o", "json", "-n", "team-sre")
+    document = json.loads(listed)
+    assert code == 0 and (document["apiVersion"], document["kind"]) == ("v1", "List")
+    [mine] = [item for item in document["items"] if item["metadata"]["name"] == "alice-out"]
+    assert mine["kind"] == "ActivationRequest" and mine["status"]["phase"] == "Active"
+    code, listed = await jit(cluster, ALICE, "-o", "yaml", "list")
+    assert code == 0 and "alice-out" in [i["metadata"]["name"] for i in yaml.safe_load(listed)["items"]]
+    code, names, _ = await jit_as_kubectl(cluster, ALICE, "list", "-oname")
+    assert "activationrequest.jitaccess.dev/alice-out" in names.splitlines()
+    code, wide, _ = await jit_as_kubectl(cluster, ALICE, "list", "-o", "wide")
+    assert rows(wide)["NAME"][-4:] == ["DURATION", "START", "REASON", "AGE"]
+    assert rows(wide)["alice-out"][-2] == "Activated"
+    code, grants, _ = await jit_as_kubectl(cluster, ALICE, "grants", "--output=json")
+    assert "jit-out" in [g["metadata"]["name"] for g in json.loads(grants)["items"]]
+    code, shown, _ = await jit_as_kubectl(cluster, ALICE, "show", "alice-out", "-o", "json")
+    assert code == 0 and json.loads(shown)["metadata"]["name"] == "alice-out"  # the object, not a List
+    code, followed, _ = await jit_as_kubectl(cluster, ALICE, "status", "alice-out", "-o", "yaml")
+    assert code == 0 and yaml.safe_load(followed)["status"]["phase"] == "Active"  # no progress lines
+
+    # The later flag wins: bob before the command, alice after it.
+    argv = [
+        "--kubeconfig",
+        str(cluster.sandbox.kubeconfig),
+        "--context",
+        BOB,
+        "list",
+        "--mine",
+        "--context",
+        ALICE,
+    ]
+    out = io.StringIO()
+    assert await asyncio.to_thread(main, argv, out, io.StringIO(""), io.StringIO()) == 0
+    assert "alice-out" in rows(out.getvalue())
+
+
+async def test_a_generated_name_and_a_scheduled_start(cluster):
+    project = cluster.project()
+    await cluster.grant(
+        "jit.names", project, roles=["roles/compute.admin"], approval={"approvers": [f"user:{BOB}"]}
+    )
+    await cluster.wait_grant_ready("jit.names")
+    code, said, err = await jit_as_kubectl(
+        cluster, ALICE, "request", "jit.names", "--reason", "INC-21: later", "--start", "+2h", "-o", "name"
+    )
+    assert code == 0, err
+    name = said.strip().removeprefix("activationrequest.jitaccess.dev/")
+    assert re.fullmatch(r"alice-jit-names-[0-9a-f]{6}", name), name  # who and what, as a DNS label
+    body = await cluster.wait_phase(name, "AwaitingApproval")
+    start = datetime.fromisoformat(body["spec"]["startTime"])
+    assert abs(start - (datetime.now(UTC) + timedelta(hours=2))) < timedelta(seconds=30)
+
+
+async def test_errors_are_one_kubectl_line_and_never_a_traceback(cluster):
+    code, out, err = await jit_as_kubectl(cluster, "nope", "list")
+    assert (code, out, err) == (1, "", 'error: context "nope" does not exist\n')
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            str(BIN / "kubectl-jit"),
+            "list",
+            "--kubeconfig",
+            str(cluster.sandbox.kubeconfig),
+            "--context",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (1, 'error: context "nope" does not exist\n')
+
+    code, _, err = await jit_as_kubectl(cluster, ALICE, "show", "nothere")
+    assert (code, err) == (
+        1,
+        'Error from server (NotFound): activationrequests.jitaccess.dev "nothere" not found\n',
+    )
+    code, _, err = await jit_as_kubectl(cluster, CAROL, "list", "-n", "kube-system")
+    assert code == 1 and err.startswith("Error from server (Forbidden): ") and err.count("\n") == 1
+    project = cluster.project()
+    await cluster.grant("jit-errors", project)
+    await cluster.wait_grant_ready("jit-errors")
+    code, _, err = await jit_as_kubectl(
+        cluster, ALICE, "request", "jit-errors", "--reason", "x", "--name", "Bad_Name"
+    )
+    assert code == 1 and err.startswith("Error from server (Invalid): ") and "Bad_Name" in err
+    assert err.count("\n") == 1
+    code, _, err = await jit_as_kubectl(
+        cluster, ALICE, "request", "jit-errors", "--for", "9h", "--reason", "x"
+    )
+    assert (
+        code == 1 and err.startswith("Error from server (") and "maxDuration" in err and err.count("\n") == 1
+    )
+
+
+async def test_show_tells_the_whole_story(cluster):
+    project = cluster.project()
+    await cluster.grant(
+        "jit-story", project, roles=["roles/compute.admin"], approval={"approvers": [f"user:{BOB}"]}
+    )
+    await cluster.wait_grant_ready("jit-story")
+    await jit(
+        cluster,
+        ALICE,
+        "request",
+        "jit-story",
+        "--for",
+        "25m",
+        "--reason",
+        "INC-22: the story",
+        "--name",
+        "alice-story",
+    )
+    await cluster.wait_phase("alice-story", "AwaitingApproval")
+    code, _ = await jit(cluster, BOB, "approve", "alice-story", "--comment", "go ahead", "--yes")
+    assert code == 0
+    await cluster.wait_phase("alice-story", "Active")
+    await cluster.wait_event("alice-story", "Activated")
+
+    code, shown = await jit(cluster, BOB, "show", "alice-story")
+    facts = facts_of(shown)
+    assert code == 0 and {k: facts[k] for k in ("Name", "Namespace", "Phase", "Requester", "Grant")} == {
+        "Name": "alice-story",
+        "Namespace": "team-sre",
+        "Phase": "Active",
+        "Requester": "user:alice@example.com",
+        "Grant": "jit-story",
+    }
+    assert (facts["Resource"], facts["Roles"], facts["Window"]) == (
+        project,
+        "roles/compute.admin",
+        "as soon as approved, for 25m",
+    )
+    assert facts["Justification"] == "INC-22: the story" and facts["Expires"]
+    assert facts["Approval"] == "1 of 1 approval(s) (user:bob@example.com)"
+    [approval] = section(shown, "Approvals")
+    assert approval[:2] == ["Approve", "user:bob@example.com"] and approval[3] == "yes"
+    assert approval[4].startswith("counts") and approval[-1] == "go ahead"
+    ready = [row for row in section(shown, "Conditions") if row[0] == "Ready"]
+    assert ready and ready[0][1:3] == ["True", "Activated"]
+    assert "Activated" in [row[1] for row in section(shown, "Events")]
+
+    # alice may not read the decisions: she sees those that count, from the request's status.
+    code, hers = await jit(cluster, ALICE, "show", "alice-story")
+    assert code == 0 and section(hers, "Approvals")[0][:2] == ["Approve", "user:bob@example.com"]
+    assert "you may not read its activationapprovals" in hers
+
+
+async def test_all_namespaces(cluster):
+    project = cluster.project()
+    await cluster.grant("jit-all", project, approval={"approvers": [f"user:{BOB}"]})
+    await cluster.wait_grant_ready("jit-all")
+    await jit(cluster, ALICE, "request", "jit-all", "--reason", "INC-23: everywhere", "--name", "alice-all")
+    await cluster.wait_phase("alice-all", "AwaitingApproval")
+    code, everything, _ = await jit_as_kubectl(cluster, "admin", "list", "-A")
+    assert code == 0 and rows(everything)["NAMESPACE"][:2] == ["NAMESPACE", "NAME"]
+    assert rows(everything)["team-sre"]  # rows start with their namespace
+    assert any(line.split()[:2] == ["team-sre", "alice-all"] for line in everything.splitlines())
+    # alice may list neither all namespaces nor the namespaces: her kubeconfig's, and a warning.
+    code, hers, warned = await jit_as_kubectl(cluster, ALICE, "list", "-A", "-o", "name")
+    assert code == 0 and "activationrequest.jitaccess.dev/alice-all" in hers.splitlines()
+    assert warned.startswith("warning: ") and "team-sre" in warned
+    code, bobs, _ = await jit_as_kubectl(cluster, BOB, "pending", "-A")
+    assert code == 0 and any(line.split()[:2] == ["team-sre", "alice-all"] for line in bobs.splitlines())
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl")
+async def test_kubectl_completes_jit_through_kubectl_complete_jit(cluster, tmp_path):
+    """kubectl 1.26+ runs `kubectl_complete-jit WORDS...` from PATH to complete `kubectl jit`."""
+    project = cluster.project()
+    await cluster.grant("jit-complete", project, approval={"approvers": [f"user:{BOB}"]})
+    await cluster.wait_grant_ready("jit-complete")
+    await jit(cluster, ALICE, "request", "jit-complete", "--reason", "INC-24: tab", "--name", "alice-tab")
+    await cluster.wait_phase("alice-tab", "AwaitingApproval")
+    helper = tmp_path / "kubectl_complete-jit"
+    helper.write_text(f'#!/bin/sh\nexec "{BIN / "kubectl-jit"}" __complete "$@"\n')
+    helper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    async def offered(*words: str) -> list[str]:
+        command = [KUBECTL, "__complete", "jit", "--kubeconfig", str(cluster.sandbox.kubeconfig), *words]
+        done = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, env=env, timeout=60
+        )
+        return done.stdout.splitlines()
+
+    approvable = await offered("--context", BOB, "approve", "alice-t")
+    assert approvable == ["alice-tab", ":4"]
+    assert "alice-out" not in await offered("--context", BOB, "approve", "")  # Active: nothing to approve
+    assert "jit-complete" in await offered("--context", ALICE, "request", "")
+    assert "show" in await offered("")

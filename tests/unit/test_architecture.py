@@ -25,7 +25,17 @@ ALLOWED = {
     "clock": set(),
     "controller": {"api", "policy", "iam", "clock", "stats"},
     "migrate": {"api", "iam"},
-    "kubectl_jit": {"api", "policy", "kubectl_review"},
+    "kubectl_jit": {
+        "api",
+        "policy",
+        "kubectl_review",
+        "kubectl_commands",
+        "kubectl_output",
+        "kubectl_completion",
+    },
+    "kubectl_commands": {"api", "policy", "kubectl_review", "kubectl_output"},
+    "kubectl_completion": {"api", "kubectl_commands", "kubectl_output"},
+    "kubectl_output": {"api", "kubectl_review"},
     "kubectl_review": {"api", "policy"},
     "run_flags": set(),
 }

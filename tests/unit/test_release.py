@@ -3,9 +3,12 @@ and a security team look for, and `make release` rendering one install.yaml per 
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -58,6 +61,21 @@ def test_make_release_renders_one_install_yaml_for_the_version(tmp_path):
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"/jitaccess:{VERSION}")
     assert (ROOT / "dist" / f"jitaccess-{VERSION}-py3-none-any.whl").exists()
+    # kubectl jit for krew: the manifest names the archive built, by its digest.
+    archive = ROOT / "dist" / f"kubectl-jit-{VERSION}.tar.gz"
+    krew = yaml.safe_load((ROOT / "dist" / "krew-jit.yaml").read_text())
+    (platform,) = krew["spec"]["platforms"]
+    assert platform["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert platform["uri"].endswith(archive.name)
+    # Unpacked as krew does, the launcher installs the wheel it carries and runs it.
+    unpacked = tmp_path / "krew"
+    with tarfile.open(archive) as bundle:
+        bundle.extractall(unpacked, filter="data")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    ran = subprocess.run(
+        [str(unpacked / "kubectl-jit"), "--version"], capture_output=True, text=True, env=env
+    )
+    assert ran.returncode == 0 and VERSION in ran.stdout + ran.stderr, ran.stderr[-2000:]
 
 
 def test_the_image_lock_pins_every_dependency_with_hashes_and_agrees_with_pyproject():
