@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+
 def _installed_version() -> str:
     """One source: pyproject.toml's [project] version, as installed (the image tag follows it);
     the plugin alone is the kubectl-jit distribution, built from the same source."""

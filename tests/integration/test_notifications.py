@@ -49,13 +49,13 @@ async def receiver():
     await runner.cleanup()
 
 
-async def until(check, timeout_s=60):
+async def until(check, timeout_s=60, what=lambda: ""):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
         await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
+    raise AssertionError(f"timed out: {what()}")
 
 
 def kinds(receiver: Receiver) -> list[str]:
@@ -139,6 +139,6 @@ async def test_a_deleted_request_is_still_told_of_its_end(receiver, tmp_path):
         await cluster.wait_phase("deleted-alice", "Active")
         await cluster.delete("deleted-alice", user="alice@example.com")
         await cluster.wait_gone("deleted-alice")
-        await until(lambda: kinds(receiver) == ["activated", "revoked"])
+        await until(lambda: kinds(receiver) == ["activated", "revoked"], what=lambda: kinds(receiver))
         assert receiver.events[1]["data"]["reason"] == "Deleted"
         await until(lambda: not sandbox.reconciler.outbox._known)  # nothing kept for it once told

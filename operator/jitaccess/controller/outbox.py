@@ -243,15 +243,15 @@ class Outbox:
         async with self._slots[name]:
             entry = self._ledger(key).get(notice_key) or {}
             notice = notice_from_record(entry.get("notice") or {}, parse_time)
-            _, state, grant = self.read(key)
+            _, state, grant = self._inputs(key)
             account = told(notice, state, grant) if notice is not None and state is not None else None
             if notice is None or account is None:
                 await self._mark(
                     key, notice_key, name, FAILED, {"error": "the request cannot be read any more"}
                 )
                 return
-            if not await self._mark(key, notice_key, name, SENDING, {}):
-                return
+            if await self._mark(key, notice_key, name, SENDING, {}) == ERROR:
+                return  # still queued on the request: the next leader sends it
             state_after, detail = await self._attempts(channel, account, key)
             await self._mark(key, notice_key, name, state_after, detail)
             self.outcomes[name, notice.kind, state_after] += 1
