@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -270,3 +272,45 @@ async def test_timings_that_would_let_two_leaders_overlap_are_refused():
         LeaseTimings(duration=timedelta(seconds=10), renew_deadline=timedelta(seconds=10))
     with pytest.raises(ValueError, match="retry period"):
         LeaseTimings(retry_period=timedelta(seconds=0))
+
+
+class LateAnswers(client.CoordinationV1Api):
+    """The real client over the real connection, whose Lease writes are answered late: the API
+    takes each write at once, the replica hears of it `late_s` after (a loaded API server, or a
+    loaded replica whose thread is not scheduled)."""
+
+    late_s = 0.0
+
+    def patch_namespaced_lease(self, *args: Any, **kwargs: Any) -> Any:
+        answer = super().patch_namespaced_lease(*args, **kwargs)
+        time.sleep(self.late_s)
+        return answer
+
+
+async def test_a_late_answered_renewal_that_landed_is_not_a_lost_lease(sandbox):
+    """Under load a single replica logged that it lost the lease to itself, and stood down: its
+    renewals landed, their answers came after it had given up on them. A renewal found in the
+    lease, sent within the renew deadline, counts."""
+    lease = f"late-{next(_leases)}"
+    configuration = kubernetes_configuration(sandbox.kubeconfig, context=OPERATOR_USER)
+    configuration.retries = 0
+    api = LateAnswers(client.ApiClient(configuration))
+    leader = elector(sandbox, lease, "replica-a", api)
+    standby = elector(sandbox, lease, "replica-b")
+    async with leading(leader) as stopped:
+        api.late_s = 0.3  # every answer after the 0.05 s the renewal is given
+        for _ in range(4):  # 16 s: past the deadline of the last renewal it *heard* of
+            leader.clock.advance(timedelta(seconds=4))
+            # Until a renewal sent at the new time has landed (a condition, not a time).
+            for _ in range(400):
+                if (await read_lease(sandbox, lease)).spec.renew_time >= leader.clock.now() - timedelta(
+                    seconds=1
+                ):
+                    break
+                await asyncio.sleep(0.05)
+        assert leader.leading and not stopped.is_set()
+        assert (await read_lease(sandbox, lease)).spec.holder_identity == "replica-a"
+        assert not await standby.try_acquire_or_renew()
+        api.late_s = 0.0
+        await asyncio.sleep(0.3)
+        assert leader.leading and not stopped.is_set()

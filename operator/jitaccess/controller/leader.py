@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubernetes import client
@@ -78,6 +78,7 @@ class LeaderElector:
         self._seen: _Seen | None = None
         self._seen_at: datetime | None = None
         self._renewed_at: datetime | None = None
+        self._attempt: tuple[str, datetime] | None = None  # the renewTime last sent, and when
 
     @property
     def holder(self) -> str:
@@ -159,10 +160,9 @@ class LeaderElector:
             while not await self._renew():
                 if self.holder and self.holder != self.identity:
                     return  # taken: somebody else acts now
-                remaining = self._time_to_deadline()
-                if remaining <= 0:
+                if self._time_to_deadline() <= 0 and not await self._landed():
                     return
-                await asyncio.sleep(min(retry_s, remaining))
+                await asyncio.sleep(min(retry_s, max(self._time_to_deadline(), 0.0)) or retry_s)
 
     async def _renew(self) -> bool:
         """One renewal, given no longer than the time left before the renew deadline."""
@@ -173,6 +173,35 @@ class LeaderElector:
                 return await self._try_safely()
         except TimeoutError:
             return False
+
+    async def _landed(self) -> bool:
+        """Did a renewal whose answer came too late (a loaded API server or replica) land after
+        all? If the lease, read afresh, still carries the renewTime of our last attempt, nobody
+        wrote since, and a standby counts its lease duration from no earlier than the moment we
+        sent it: that moment is our last renewal. Our own renewal is not a lost lease."""
+        if self._attempt is None:
+            return False
+        sent, at = self._attempt
+        try:
+            async with asyncio.timeout(self._timeout):
+                lease = await asyncio.to_thread(self._read)
+        except Exception as error:  # as unreachable as the renewals were
+            log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+            return False
+        spec = lease.spec if lease is not None else None
+        if spec is None or spec.holder_identity != self.identity or _stamp(spec.renew_time) != sent:
+            return False
+        self._observe(lease, self.clock.now())
+        self._renewed_at = max(self._renewed_at or at, at)
+        if self._time_to_deadline() <= 0:
+            return False
+        log.info(
+            "%s's late renewal of the lease %s/%s landed; it leads on",
+            self.identity,
+            self.namespace,
+            self.name,
+        )
+        return True
 
     def _time_to_deadline(self) -> float:
         assert self._renewed_at is not None
@@ -218,6 +247,7 @@ class LeaderElector:
             "metadata": {"resourceVersion": seen.version},  # a precondition: 409 if anyone wrote since
             "spec": self._record(now, acquired=taking, transitions=transitions),
         }
+        self._attempt = (patch["spec"]["renewTime"], now)
         try:
             updated = await asyncio.to_thread(self._patch, patch)
         except ApiException as error:
@@ -276,6 +306,11 @@ class LeaderElector:
             return False
         self._renewed_at = now
         return True
+
+
+def _stamp(value: Any) -> str:
+    """A renewTime as the client returns it (a datetime) or as it was sent (a string)."""
+    return _micro_time(value.astimezone(UTC)) if isinstance(value, datetime) else str(value or "")
 
 
 def _micro_time(moment: datetime) -> str:
