@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -43,6 +44,24 @@ class SweepReport:
     unproven: int = 0  # bindings that name a request of ours but carry no MAC made with our key
 
 
+@dataclass
+class Cadence:
+    """Every `interval_s`, counted from the interval already begun: kept across leadership terms,
+    so a replica that loses and retakes the lease within an interval does not start the wait
+    afresh (under load a flapping leader would never sweep)."""
+
+    interval_s: float
+    started: float | None = None  # time.monotonic() when the current interval began
+
+    def wait_s(self, now: float) -> float:
+        if self.started is None:
+            self.started = now
+        return max(0.0, self.started + self.interval_s - now)
+
+    def begin(self, now: float) -> None:
+        self.started = now
+
+
 class Sweeper:
     """Given what it uses: the policies (store), the requests (kube, cache), the writer that owns
     IAM writes, the recorder, the configuration, and the per-request locks the reconciler holds."""
@@ -61,13 +80,15 @@ class Sweeper:
         self.store, self.kube, self.writer, self.cache = store, kube, writer, cache
         self.recorder, self.config, self.lock_for = recorder, config, lock_for
         self.interval = interval
+        self.cadence = Cadence(interval.total_seconds())
         self.sweeps = 0
         self.removed = 0
         self.unproven = 0
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval.total_seconds())
+            await asyncio.sleep(self.cadence.wait_s(time.monotonic()))
+            self.cadence.begin(time.monotonic())
             try:
                 report = await self.sweep()
             except Exception as error:  # a failed sweep is retried at the next interval
