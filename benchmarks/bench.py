@@ -1,21 +1,28 @@
-"""`make bench`: the operator under load, batched IAM writes against one write per activation.
+"""`make bench`: the operator under load, batched IAM writes against one write per activation,
+both against the floor of the platform.
 
-Each scenario runs twice, against a fresh world each time: the sandbox Kubernetes API (HTTPS,
-admission webhooks on) and the IAM emulator (Google-like latency and quota) in this process, and
-the operator as a process of its own (`jitaccess run`), exactly as deployed. Requests are created
-over HTTP as distinct users (engineer0@example.com, …); latency is measured from the moment the
-create is sent to the moment a watch sees the request Active.
+Each scenario runs in three modes, against a fresh world each time: the sandbox Kubernetes API
+(HTTPS, admission webhooks on) and the IAM emulator (Google-like latency and quota) in this
+process, and the operator as a process of its own (`jitaccess run`), exactly as deployed, with
+batched IAM writes or one read-modify-write per activation; or, as the floor, the minimal operator
+of floor_operator.py (the same admission, one status patch per request, no IAM). Requests are
+created over HTTP as distinct users (engineer0@example.com, …); latency is measured from the
+moment the create is sent to the moment a watch sees the request Active. CPU is measured over
+the same window: the operator process's from /proc, this process's (the load, the sandbox API
+and the emulator) apart.
 
     python benchmarks/bench.py [--scenarios "burst-500-1 steady-50"] [--latency-ms 100]
 
 Prints a table and writes benchmarks/results/<scenario>.json (the batched run at the top level,
-the per-activation baseline under "baseline", and their ratios).
+the per-activation baseline under "baseline", the floor under "floor", and the ratios: batched
+over baseline, and each mode over the floor under "ratios"."over_floor").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -32,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from resource import RUSAGE_SELF, getrusage
 from typing import Any
 
 import aiohttp
@@ -48,7 +56,15 @@ API = "/apis/jitaccess.dev/v1alpha1"
 NAMESPACE = "team-sre"
 ROLE = "roles/compute.admin"
 RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ("batched", "per-activation")
+MODES = ("floor", "batched", "per-activation")
+FLOOR_OPERATOR = Path(__file__).resolve().parent / "floor_operator.py"
+# Scenarios the floor has no counterpart for, and why.
+FLOOR_NOT_APPLICABLE = {
+    "expiry": "the floor never expires anything (no IAM, no expiry), so it has no expiry lag to compare",
+    "scale": "the floor keeps no state and writes no IAM; there is nothing for it to reconcile on a restart",
+}
+# The engineers who file the requests: a group of their own, allowed to file requests in NAMESPACE.
+ENGINEERS = "engineers@example.com"
 EXPIRY_SHORTEST_S, EXPIRY_LONGEST_S = 15, 44
 log = logging.getLogger("bench")
 
@@ -122,6 +138,7 @@ class World:
         self.session: aiohttp.ClientSession | None = None
         self.peak_rss_kib = 0
         self.operator_cpu_s: dict[int, float] = {}  # per operator process (scale restarts it)
+        self.window: Window | None = None  # what was measured while requests were created and served
 
     @property
     def emulator(self) -> Emulator:
@@ -133,6 +150,8 @@ class World:
 
     async def __aenter__(self) -> World:
         await self.sandbox.__aenter__()
+        # Engineers are given tokens as they first call (see `token`); a copy, not the runner's USERS.
+        self.sandbox.api.users = dict(self.sandbox.api.users)
         self.key_file.write_bytes(self.key)
         self.emulator.resources.update(self.resources)
         self.emulator.configure(
@@ -145,6 +164,9 @@ class World:
         context = ssl.create_default_context(cadata=self.sandbox._api_tls.ca_pem.decode())
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=64), timeout=aiohttp.ClientTimeout(total=120)
+        )
+        await self.call(
+            "POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/rolebindings", requesters()
         )
         for index, resource in enumerate(self.resources):
             await self.call("POST", f"{API}/eligiblegrants", grant_body(index, resource))
@@ -164,37 +186,51 @@ class World:
             method,
             self.sandbox.k8s_url + path,
             json=body,
-            headers={"Authorization": f"Bearer {self.sandbox.tokens[user]}"},
+            headers={"Authorization": f"Bearer {self.token(user)}"},
         ) as response:
             answer = await response.json(content_type=None)
             if response.status >= 300:
                 raise RuntimeError(f"{method} {path}: {response.status} {answer.get('message')}")
             return answer
 
+    def token(self, user: str) -> str:
+        """The user's bearer token; an engineer's is made (in the sandbox API's token file) at first use."""
+        token = self.sandbox.tokens.get(user)
+        if token is None:
+            token = self.sandbox.tokens[user] = secrets.token_urlsafe(24)
+            self.sandbox.api.tokens[token] = user
+            self.sandbox.api.users[user] = [ENGINEERS]
+        return token
+
     async def start_operator(self) -> float:
-        """Start `jitaccess run`; returns the time it was started (the webhooks are live after)."""
+        """Start `jitaccess run` (or the floor); returns the time it was started (the webhooks are live after)."""
         started = time.time()
+        floor = self.mode == "floor"
         profile = (
             ["-m", "cProfile", "-o", str(self.settings.profile_dir / f"operator-{self.mode}.prof")]
             if self.settings.profile_dir
             else []
         )
+        program = [str(FLOOR_OPERATOR)] if floor else ["-m", "jitaccess.cli"]
         command = [
-            sys.executable, *profile, "-m", "jitaccess.cli",
+            sys.executable, *profile, *program,
             "run",
             "--kubeconfig", str(self.sandbox.kubeconfig),
             "--context", "admin",
             "--iam-endpoint", self.sandbox.iam_url,
-            "--iam-write-mode", self.mode,
             "--attestation-key-file", str(self.key_file),
             "--webhook-host", "127.0.0.1",
             "--webhook-port", str(self.sandbox.webhook_port),
             "--webhook-cert-dir", str(self.sandbox.webhook_cert_dir),
-            "--metrics-host", "127.0.0.1",
-            "--metrics-port", str(self.metrics_port),
-            "--leader-elect",  # as deployed: the Lease is taken (at once) before any work
-            "--leader-election-identity", "jitaccess-bench",
         ]  # fmt: skip
+        if not floor:  # the floor takes no Lease and serves no /metrics (floor_operator.py says why)
+            command += [
+                "--iam-write-mode", self.mode,
+                "--metrics-host", "127.0.0.1",
+                "--metrics-port", str(self.metrics_port),
+                "--leader-elect",  # as deployed: the Lease is taken (at once) before any work
+                "--leader-election-identity", "jitaccess-bench",
+            ]  # fmt: skip
         log_file = open(self.directory / "operator.log", "ab")
         self.operator = subprocess.Popen(
             [*command, *(["-v"] if self.settings.verbose else [])],
@@ -205,7 +241,8 @@ class World:
         log_file.close()
         try:
             await _wait_for_port(self.sandbox.webhook_port, timeout_s=60)
-            await _wait_for_port(self.metrics_port, timeout_s=60)
+            if not floor:
+                await _wait_for_port(self.metrics_port, timeout_s=60)
             await self.sandbox.wait_for_admission()
         except TimeoutError:
             tail = (self.directory / "operator.log").read_text()[-2000:]
@@ -228,14 +265,63 @@ class World:
         """The operator's peak resident memory (VmHWM), the figure the target is about, and its CPU time."""
         if self.operator is None:
             return
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks = os.sysconf("SC_CLK_TCK")
-            self.operator_cpu_s[self.operator.pid] = (int(fields[11]) + int(fields[12])) / ticks
+        cpu = self.operator_cpu()
+        if cpu is not None:
+            self.operator_cpu_s[self.operator.pid] = cpu
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{self.operator.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
+
+    def operator_cpu(self) -> float | None:
+        """CPU seconds the operator process has used so far (utime + stime of /proc/PID/stat, all threads)."""
+        if self.operator is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def api_calls(self) -> collections.Counter[tuple[str, str, str, str]] | None:
+        """Every call the sandbox API served so far, by (user, verb, resource, subresource); None
+        on an API server that does not count them."""
+        api = getattr(self.sandbox, "api", None)
+        return collections.Counter(api.served) if api is not None else None
+
+    def open_window(self) -> None:
+        self.window = Window(time.time(), self.operator_cpu(), harness_cpu(), self.api_calls())
+
+    async def close_window(self, settled: bool) -> None:
+        """End the measured window; when every request settled, first let the operator finish what
+        follows (Events, the grants' counts), at most a few seconds, so its CPU is all counted."""
+        window = self.window
+        if window is None:
+            return
+        if settled:
+            await self.quiesce()
+        window.ended = time.time()
+        before, after = window.operator_cpu, self.operator_cpu()
+        window.operator_cpu = after - before if before is not None and after is not None else None
+        window.harness_cpu = harness_cpu() - window.harness_cpu
+        calls = self.api_calls()
+        if calls is not None and window.calls is not None:
+            # The operator runs as admin (as the harness's setup and watch do, before the window opens).
+            window.calls = collections.Counter(
+                {k: n for k, n in (calls - window.calls).items() if k[0] == "admin" and k[2] != "namespaces"}
+            )
+        window.closed = True
+
+    async def quiesce(self, step_s: float = 0.25, limit_s: float = 5.0) -> None:
+        """Until the operator used at most one clock tick of CPU in `step_s` (or `limit_s` passed)."""
+        deadline = time.monotonic() + limit_s
+        last = self.operator_cpu()
+        while last is not None and time.monotonic() < deadline:
+            await asyncio.sleep(step_s)
+            now = self.operator_cpu()
+            if now is None or now - last <= 1.0 / os.sysconf("SC_CLK_TCK"):
+                return
+            last = now
 
     async def metrics(self) -> dict[str, float]:
         assert self.session is not None
@@ -254,7 +340,9 @@ class World:
         assert self.session is not None
         path = f"{self.sandbox.k8s_url}{API}/namespaces/{NAMESPACE}/activationrequests?watch=true&timeoutSeconds=3600"
         async with self.session.get(
-            path, headers={"Authorization": "Bearer sandbox:admin"}, timeout=aiohttp.ClientTimeout(total=None)
+            path,
+            headers={"Authorization": f"Bearer {self.token('admin')}"},
+            timeout=aiohttp.ClientTimeout(total=None),
         ) as response:
             async for line in response.content:
                 if not line.strip():
@@ -300,6 +388,40 @@ class World:
             observed.changed.set()
 
 
+@dataclass
+class Window:
+    """From the first create to the last request settled: the operator's CPU, this process's CPU
+    (the load, the sandbox API and the emulator) and the operator's API calls. Totals so far
+    while open; what was spent in the window once closed."""
+
+    started: float
+    operator_cpu: float | None
+    harness_cpu: float
+    calls: collections.Counter[tuple[str, str, str, str]] | None
+    ended: float = 0.0
+    closed: bool = False
+
+
+def harness_cpu() -> float:
+    usage = getrusage(RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def requesters() -> dict[str, Any]:
+    """The engineers may file requests in NAMESPACE, as README's installation binds requesters."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "bench-requesters", "namespace": NAMESPACE},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "jitaccess-requester",
+        },
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": ENGINEERS}],
+    }
+
+
 def grant_body(index: int, resource: str) -> dict[str, Any]:
     return {
         "apiVersion": "jitaccess.dev/v1alpha1",
@@ -338,6 +460,7 @@ async def run_scenario(scenario: Scenario, mode: str, settings: Settings) -> dic
                 kubernetes_calls_per_activation={k: round(v, 2) for k, v in sorted(operator_calls.items())},
                 operator_cpu_s=round(sum(world.operator_cpu_s.values()), 1),
                 harness_cpu_s=round(time.process_time() - harness_cpu, 1),
+                **window_figures(world.window, result.get("activations") or 0),
                 scenario=scenario.name,
                 mode=mode,
                 emulator_latency_ms=settings.latency_ms,
@@ -352,9 +475,12 @@ async def with_watch(world: World, body: Callable[[Observed], Awaitable[None]]) 
     watcher = asyncio.create_task(world.watch(observed))
     try:
         await asyncio.sleep(0.2)  # the watch is established before anything is created
+        world.open_window()
         await body(observed)
     finally:
         observed.ended = time.time()
+        settled = all(name in observed.active or name in observed.failed for name in observed.created)
+        await world.close_window(settled)
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
             await watcher
@@ -542,6 +668,37 @@ def activation_figures(world: World, observed: Observed, count: int) -> dict[str
     return figures
 
 
+def window_figures(window: Window | None, activations: int) -> dict[str, Any]:
+    """CPU and API calls in the measured window, and per activation (for the floor: per request
+    it marked Active). None where there was no window (scale) or nothing was activated."""
+    if window is None or not window.closed:
+        return dict.fromkeys(
+            (
+                "window_s",
+                "operator_cpu_window_s",
+                "operator_cpu_per_activation_ms",
+                "harness_cpu_window_s",
+                "harness_cpu_per_activation_ms",
+                "operator_api_calls",
+                "api_calls_per_activation",
+            )
+        )
+    calls = sum(window.calls.values()) if window.calls is not None else None
+
+    def per(total: float | None, scale: float = 1.0, digits: int = 2) -> float | None:
+        return round(total * scale / activations, digits) if total is not None and activations else None
+
+    return {
+        "window_s": round(window.ended - window.started, 2),
+        "operator_cpu_window_s": round(window.operator_cpu, 2) if window.operator_cpu is not None else None,
+        "operator_cpu_per_activation_ms": per(window.operator_cpu, 1000.0),
+        "harness_cpu_window_s": round(window.harness_cpu, 2),
+        "harness_cpu_per_activation_ms": per(window.harness_cpu, 1000.0),
+        "operator_api_calls": calls,
+        "api_calls_per_activation": per(calls),
+    }
+
+
 def iam_figures(world: World) -> dict[str, Any]:
     calls = world.emulator.calls
     return {
@@ -591,6 +748,9 @@ COLUMNS = (
     ("lag p50", 8),
     ("lag p99", 8),
     ("RSS MiB", 8),
+    ("cpu ms", 7),  # operator CPU per activation (the floor: per request), in the window
+    ("h-cpu ms", 9),  # this process's: the load, the sandbox API and the emulator
+    ("api/act", 8),  # the operator's calls to the Kubernetes API per activation, in the window
 )
 
 
@@ -618,6 +778,9 @@ def row(result: dict[str, Any]) -> str:
         lag.get("p50"),
         lag.get("p99"),
         result.get("peak_rss_mib"),
+        result.get("operator_cpu_per_activation_ms"),
+        result.get("harness_cpu_per_activation_ms"),
+        result.get("api_calls_per_activation"),
     )
     return " ".join(_cell(value, width) for value, (_, width) in zip(cells, COLUMNS, strict=True))
 
@@ -627,12 +790,18 @@ def _cell(value: Any, width: int) -> str:
     return text.rjust(width) if isinstance(value, int | float) else text.ljust(width)
 
 
+def _ratio(
+    mine: dict[str, Any], theirs: dict[str, Any], get: Callable[[dict[str, Any]], Any]
+) -> float | None:
+    a, b = get(mine), get(theirs)
+    if not isinstance(a, int | float) or not isinstance(b, int | float) or not b:
+        return None
+    return round(a / b, 4)
+
+
 def ratios(batched: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
     def ratio(get: Callable[[dict[str, Any]], Any]) -> float | None:
-        mine, theirs = get(batched), get(baseline)
-        if not isinstance(mine, int | float) or not isinstance(theirs, int | float) or not theirs:
-            return None
-        return round(mine / theirs, 4)
+        return _ratio(batched, baseline, get)
 
     return {
         "latency_p50": ratio(lambda r: (r.get("latency_s") or {}).get("p50")),
@@ -643,6 +812,79 @@ def ratios(batched: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float
         "expiry_lag_p99": ratio(lambda r: (r.get("expiry_lag_s") or {}).get("p99")),
         "peak_rss": ratio(lambda r: r.get("peak_rss_mib")),
     }
+
+
+def over_floor(run: dict[str, Any], floor: dict[str, Any]) -> dict[str, float | None]:
+    """A mode's figures over the floor's: latency, operator CPU per activation over the floor's per
+    request, this process's CPU likewise, and the operator's API calls per activation."""
+
+    def ratio(get: Callable[[dict[str, Any]], Any]) -> float | None:
+        return _ratio(run, floor, get)
+
+    return {
+        "latency_p50": ratio(lambda r: (r.get("latency_s") or {}).get("p50")),
+        "latency_p99": ratio(lambda r: (r.get("latency_s") or {}).get("p99")),
+        "cpu_per_activation": ratio(lambda r: r.get("operator_cpu_per_activation_ms")),
+        "harness_cpu_per_activation": ratio(lambda r: r.get("harness_cpu_per_activation_ms")),
+        "api_calls_per_activation": ratio(lambda r: r.get("api_calls_per_activation")),
+    }
+
+
+def document_of(scenario: Scenario, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The scenario's JSON: the batched run at the top level (else the first run), the baseline
+    under "baseline", the floor under "floor" (or why there is none), and the ratios."""
+    first = results.get("batched") or next(iter(results.values()), None)
+    document: dict[str, Any] = dict(first) if first is not None else {"scenario": scenario.name}
+    if "batched" in results and "per-activation" in results:
+        document["baseline"] = results["per-activation"]
+        document["ratios"] = ratios(results["batched"], results["per-activation"])
+    floor = results.get("floor")
+    others = {mode: run for mode, run in results.items() if mode != "floor"}
+    if floor is not None:
+        document["floor"] = floor
+        if others:
+            document.setdefault("ratios", {})["over_floor"] = {
+                mode: over_floor(run, floor) for mode, run in others.items()
+            }
+    elif scenario.kind in FLOOR_NOT_APPLICABLE:
+        document["floor"] = {
+            "scenario": scenario.name,
+            "mode": "floor",
+            "skipped": FLOOR_NOT_APPLICABLE[scenario.kind],
+        }
+    return document
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+async def run_modes(scenario: Scenario, modes: list[str], settings: Settings, out: Path) -> dict[str, Any]:
+    """Run `scenario` in each mode, print a row each and the ratios, write out/<name>.json."""
+    results: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        if mode == "floor" and scenario.kind in FLOOR_NOT_APPLICABLE:
+            print(f"{scenario.name:13} {'floor':14} n/a: {FLOOR_NOT_APPLICABLE[scenario.kind]}", flush=True)
+            continue
+        results[mode] = await run_scenario(scenario, mode, settings)
+        print(row(results[mode]), flush=True)
+    document = document_of(scenario, results)
+    ratios_found = document.get("ratios") or {}
+    if "baseline" in document:
+        plain = {k: v for k, v in ratios_found.items() if k != "over_floor"}
+        print(f"{'':13} {'ratio b/base':14} " + json.dumps(plain), flush=True)
+    for mode, figures in (ratios_found.get("over_floor") or {}).items():
+        print(
+            f"{'':13} {mode[:8] + '/floor':14} "
+            f"p50 {_times(figures['latency_p50'])}  p99 {_times(figures['latency_p99'])}  "
+            f"cpu/act {_times(figures['cpu_per_activation'])}  "
+            f"harness cpu/act {_times(figures['harness_cpu_per_activation'])}  "
+            f"api/act {_times(figures['api_calls_per_activation'])}",
+            flush=True,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{scenario.name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    return document
 
 
 async def main() -> int:
@@ -667,6 +909,9 @@ async def main() -> int:
     unknown = [name for name in names if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    wrong = [mode for mode in args.modes.split() if mode not in MODES]
+    if wrong:
+        parser.error(f"unknown mode(s) {', '.join(wrong)}; known: {', '.join(MODES)}")
     settings = Settings(args.latency_ms, args.steady_seconds, args.deadline, args.verbose, args.profile)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -678,16 +923,7 @@ async def main() -> int:
     )
     began = time.monotonic()
     for name in names:
-        results: dict[str, dict[str, Any]] = {}
-        for mode in args.modes.split():
-            results[mode] = await run_scenario(SCENARIOS[name], mode, settings)
-            print(row(results[mode]), flush=True)
-        document = dict(results.get("batched") or next(iter(results.values())))
-        if "batched" in results and "per-activation" in results:
-            document["baseline"] = results["per-activation"]
-            document["ratios"] = ratios(results["batched"], results["per-activation"])
-            print(f"{'':13} {'ratio b/base':14} " + json.dumps(document["ratios"]), flush=True)
-        (args.out / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+        await run_modes(SCENARIOS[name], args.modes.split(), settings, args.out)
     print(f"\n{len(names)} scenario(s) in {time.monotonic() - began:.0f}s; results in {args.out}")
     return 0
 
