@@ -6,8 +6,10 @@ sandbox sends no notices: jitaccess_notifications_total is declared, with none).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -166,6 +168,9 @@ async def test_a_reconcile_that_raises_is_counted_by_kind(cluster, metrics_port)
         finally:
             cluster.sandbox.api.admission.enabled = True
             await cluster.sandbox.in_operator(_call(reconciler.scheduler.resume, reconciler.resync))
+            # A pause that outlasted a tick ended the scheduler's loop, as a lost lease does: start
+            # it again as a new term would (else /healthz says, rightly, that it stopped).
+            await cluster.sandbox.in_operator(_restart_scheduler(reconciler))
 
         async def counted() -> bool:
             now = await scrape(metrics_port)
@@ -182,6 +187,14 @@ async def test_a_reconcile_that_raises_is_counted_by_kind(cluster, metrics_port)
         return gone and value(await scrape(metrics_port), "jitaccess_revocations_failing") == 0
 
     await until(removed, "the orphan's binding removed once IAM allows it", timeout_s=20, every_s=0.1)
+
+
+async def _restart_scheduler(reconciler: Any) -> None:
+    running = reconciler.health.scheduler
+    if running is not None and running.done():
+        reconciler.health.scheduler = asyncio.create_task(
+            reconciler.scheduler.run(), name="jitaccess-scheduler"
+        )
 
 
 async def _call(*functions: Callable[[], object]) -> None:
