@@ -96,21 +96,23 @@ def secrets_dir(tmp_path_factory) -> Path:
     return folder
 
 
+def smtp_server(box: Mailbox, secrets_dir: Path, **options: object) -> Controller:
+    """A real SMTP server on loopback with the test certificate and AUTH; `tls_context=None` for
+    STARTTLS, `ssl_context=None` for implicit TLS (the None is replaced by the certificate)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(secrets_dir / "tls" / "tls.crt", secrets_dir / "tls" / "tls.key")
+    tls = {name: context for name in ("tls_context", "ssl_context") if name in options}
+    controller = Controller(
+        box, hostname="127.0.0.1", port=free_port(), authenticator=_authenticate, **{**options, **tls}
+    )
+    controller.start()
+    return controller
+
+
 @pytest.fixture(scope="module")
 def mailbox(secrets_dir):
     box = Mailbox()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(secrets_dir / "tls" / "tls.crt", secrets_dir / "tls" / "tls.key")
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=context,
-        require_starttls=True,
-        authenticator=_authenticate,
-        auth_require_tls=True,
-    )
-    controller.start()
+    controller = smtp_server(box, secrets_dir, tls_context=None, require_starttls=True, auth_require_tls=True)
     box.port = controller.port
     yield box
     box.hold.set()
@@ -453,17 +455,8 @@ async def test_cloudevents_are_signed_and_google_chat_gets_cards(tmp_path, secre
 
 async def test_mail_over_implicit_tls_reaches_mapped_groups(secrets_dir, tmp_path):
     box = Mailbox()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(secrets_dir / "tls" / "tls.crt", secrets_dir / "tls" / "tls.key")
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=free_port(),
-        ssl_context=context,
-        authenticator=_authenticate,
-        auth_require_tls=False,  # it is TLS from the first byte; aiosmtpd only knows STARTTLS as such
-    )
-    controller.start()
+    # TLS from the first byte; aiosmtpd counts only STARTTLS as TLS for AUTH.
+    controller = smtp_server(box, secrets_dir, ssl_context=None, auth_require_tls=False)
     groups = tmp_path / "groups.yaml"
     groups.write_text("group:sre-leads@example.com: [lead@example.com, oncall@example.com]\n")
     settings = NotifySettings(

@@ -20,17 +20,17 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jitaccess.api.bodies import metadata_of
 from jitaccess.api.objects import Grant
 from jitaccess.api.times import parse_time
-from jitaccess.controller.cache import RequestKey
+from jitaccess.controller.cache import Cache, RequestKey
 from jitaccess.controller.channels import Channel, Retryable, Undeliverable
 from jitaccess.controller.kube import Kube
 from jitaccess.policy.notices import Notice, notice_from_record, told
-from jitaccess.policy.steps import RequestState
+from jitaccess.policy.steps import RequestState, read_state
 
 log = logging.getLogger(__name__)
 LEDGER = "jitaccess.dev/notified"
@@ -54,7 +54,8 @@ class Outbox:
         self,
         kube: Kube,
         channels: Sequence[Channel],
-        read: Callable[[RequestKey], tuple[dict[str, Any] | None, RequestState | None, Grant | None]],
+        cache: Cache,
+        attestation_key: bytes,
         *,
         attempts: int = 5,
         backoff_s: float = 2.0,
@@ -62,7 +63,7 @@ class Outbox:
     ) -> None:
         self.kube = kube
         self.channels = {channel.name: channel for channel in channels}
-        self.read = read  # a request's body, state and grant, as the operator knows them now
+        self.cache, self.key = cache, attestation_key
         self.attempts, self.backoff_s = attempts, backoff_s
         self.outcomes: Counter[tuple[str, str, str]] = Counter()  # (channel, kind, outcome)
         self._ledgers: dict[RequestKey, Ledger] = {}
@@ -73,11 +74,28 @@ class Outbox:
         self._known: dict[RequestKey, tuple[dict[str, Any] | None, RequestState | None, Grant | None]] = {}
         self._forgotten: set[RequestKey] = set()  # deleted, kept until their last send is done
         self._working: dict[RequestKey, int] = {}  # tasks recording or sending for each request
+        self._adopted: set[RequestKey] = set()  # requests whose recorded notices this term looked at
 
     def submit(self, key: RequestKey, notices: Sequence[Notice]) -> None:
         """Record the notices and send them, in the background: never waits, never raises."""
         if notices and self.channels:
             self._spawn(self._record(key, notices), f"notices {key[0]}/{key[1]}", key)
+
+    def adopt(self, key: RequestKey) -> None:
+        """Once a term, on a request's first reconcile: send what an earlier leader left queued."""
+        body = self.cache.requests.get(key)
+        if body is not None and key not in self._adopted:
+            self._adopted.add(key)
+            self.resume({key: body})
+
+    def read(self, key: RequestKey) -> tuple[dict[str, Any] | None, RequestState | None, Grant | None]:
+        """A request's body, state and grant, as the operator knows them now."""
+        body = self.cache.requests.get(key)
+        if body is None:
+            return None, None, None
+        state = read_state(body, self.key)
+        grant = self.cache.grants.get(state.spec.grant) if state.spec is not None else None
+        return body, state, grant
 
     def resume(self, bodies: Mapping[RequestKey, Mapping[str, Any]]) -> None:
         """As a replica becomes the leader: send what is queued; what was being sent when the last
@@ -108,7 +126,7 @@ class Outbox:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        for kept in (self._ledgers, self._last, self._known, self._forgotten, self._working):
+        for kept in (self._ledgers, self._last, self._known, self._forgotten, self._working, self._adopted):
             kept.clear()
 
     async def settled(self) -> None:
@@ -149,6 +167,7 @@ class Outbox:
 
     def forget(self, key: RequestKey) -> None:
         """The request is gone: drop what is kept for it once nothing is being sent for it."""
+        self._adopted.discard(key)
         if self._working.get(key):
             self._forgotten.add(key)
             return

@@ -11,14 +11,13 @@ import asyncio
 import logging
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from jitaccess.api.bindings import Reference
 from jitaccess.api.bodies import metadata_of, spec_of, status_of
 from jitaccess.api.objects import Grant
 from jitaccess.api.phases import TERMINAL, Phase
-from jitaccess.api.times import parse_time
 from jitaccess.controller.approval_sync import adopt_approvals, report_approvals
 from jitaccess.controller.audit import AuditLog
 from jitaccess.controller.cache import Cache, RequestKey, key_of
@@ -36,7 +35,6 @@ from jitaccess.controller.sweeper import Sweeper
 from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter
-from jitaccess.policy.conditions import APPROVED
 from jitaccess.policy.grants import grant_status
 from jitaccess.policy.lifecycle import ENDS_BY_ELIGIBILITY, decide
 from jitaccess.policy.records import (
@@ -77,8 +75,7 @@ class Reconciler:
         self.cache = cache or Cache()
         self.metrics = metrics or Metrics()
         # Notices are sent once each, by whichever replica leads (the outbox says which were).
-        self.outbox = Outbox(kube, channels, self._notice_inputs) if channels else None
-        self._adopted: set[RequestKey] = set()  # requests whose persisted notices this term has looked at
+        self.outbox = Outbox(kube, channels, self.cache, config.attestation_key) if channels else None
         self.recorder = Recorder(
             kube,
             self.clock,
@@ -119,7 +116,6 @@ class Reconciler:
         known = self.cache.drop_request(body)
         self.scheduler.cancel(("request", key))
         self.metrics.revocations_failing.discard(key)
-        self._adopted.discard(key)
         if self.outbox is not None:
             self.outbox.forget(key)
         records = read_records(metadata_of(known), self.config.attestation_key)
@@ -168,19 +164,8 @@ class Reconciler:
         self.observe_grant(body)
         return self.cache.grants.get(name)
 
-    def _notice_inputs(
-        self, key: RequestKey
-    ) -> tuple[dict[str, Any] | None, RequestState | None, Grant | None]:
-        body = self.cache.requests.get(key)
-        if body is None:
-            return None, None, None
-        state = read_state(body, self.config.attestation_key)
-        grant = self.cache.grants.get(state.spec.grant) if state.spec is not None else None
-        return body, state, grant
-
     async def stop_notices(self, grace_s: float = 0.0) -> None:
         """As this replica stops leading: the next leader sends what is still queued."""
-        self._adopted.clear()
         if self.outbox is not None:
             await self.outbox.stop(grace_s)
 
@@ -231,9 +216,8 @@ class Reconciler:
 
     async def reconcile_request(self, key: RequestKey) -> None:
         await adopt_approvals(self.kube, self.cache, key)
-        if self.outbox is not None and key not in self._adopted and key in self.cache.requests:
-            self._adopted.add(key)  # notices queued (or being sent) under an earlier leader
-            self.outbox.resume({key: self.cache.requests[key]})
+        if self.outbox is not None:
+            self.outbox.adopt(key)  # notices queued (or being sent) under an earlier leader
         confirmed = False
         for _ in range(MAX_STEPS):
             body = self.cache.requests.get(key)
@@ -364,7 +348,7 @@ class Reconciler:
         updated = await self.kube.patch_request_status(key[0], key[1], status)
         self.cache.remember(key, updated)
         if updated is not None:
-            self._measure(body, status)
+            self.metrics.status_written(body, status, self.clock.now())
         if updated is not None and status.get("phase") in _COUNTED_PHASES:
             # The grant's activeRequests count: one status write a second at most, however busy.
             self.scheduler.schedule(
@@ -401,19 +385,6 @@ class Reconciler:
             *key,
             resource,
         )
-
-    def _measure(self, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-        """Activation latency and expiry lag, at the status write that ends each."""
-        phase, now = status.get("phase"), self.clock.now()
-        try:
-            if phase == Phase.ACTIVE.value:
-                since = _could_start_at(body, status)
-                self.metrics.activation_latency.observe(max(0.0, (now - since).total_seconds()))
-            elif phase == Phase.EXPIRED.value:
-                expires = parse_time(status.get("expiresAt") or status_of(body).get("expiresAt"))
-                self.metrics.expiry_lag.observe(max(0.0, (now - expires).total_seconds()))
-        except ValueError:
-            return  # no timestamp to measure from (a request seeded without one)
 
     def lock_for(self, item: Hashable) -> asyncio.Lock:
         """The lock a reconcile of `item` holds; the sweeper takes it to act on the same request."""
@@ -452,20 +423,6 @@ def _shows(body: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
         and shown.get(c.get("type"), {}).get("reason") == c.get("reason")
         for c in status.get("conditions") or []
     )
-
-
-def _could_start_at(body: Mapping[str, Any], status: Mapping[str, Any]) -> datetime:
-    """When the request could have become Active: created, approved and its startTime reached,
-    whichever came last (waiting for people or for the start is not the operator's latency)."""
-    moments = [parse_time(metadata_of(body).get("creationTimestamp"))]
-    start = spec_of(body).get("startTime")
-    if start:
-        moments.append(parse_time(start))
-    conditions = [*(status.get("conditions") or []), *(status_of(body).get("conditions") or [])]
-    approved = next((c for c in conditions if isinstance(c, Mapping) and c.get("type") == APPROVED), None)
-    if approved is not None and approved.get("status") == "True" and approved.get("lastTransitionTime"):
-        moments.append(parse_time(approved["lastTransitionTime"]))
-    return max(moments)
 
 
 def _backoff(attempts: int) -> timedelta:
