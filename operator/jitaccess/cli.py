@@ -151,6 +151,7 @@ def operator_config(args: argparse.Namespace) -> OperatorConfig:
             workload_identity_pool=args.workload_identity_pool,
             workload_identity_project_number=args.workload_identity_project_number,
             chat_approvals=args.slack_actions_port is not None,
+            console_submitters=frozenset(args.console_submitter or ()),
         ),
         notify=notify_settings(args),
     )

@@ -71,6 +71,13 @@ RUN_FLAGS: tuple[Flag, ...] = (
         repeat=True,
         env="JITACCESS_TRUSTED_SUBMITTERS",
     ),
+    Flag(
+        "--console-submitter",
+        "Kubernetes username of the jitaccess console (its service account), which files requests, "
+        "approvals and revocations for the person Identity-Aware Proxy verified",
+        repeat=True,
+        env="JITACCESS_CONSOLE_SUBMITTERS",
+    ),
     Flag("--history-retention", "how long terminal requests are kept (a duration)", default="720h"),
     Flag(
         "--metrics-port",

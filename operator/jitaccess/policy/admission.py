@@ -65,6 +65,13 @@ class IdentitySettings:
     workload_identity_project_number: str | None = None
     # The operator files approvals for people Slack verified (its interactivity endpoint is on).
     chat_approvals: bool = False
+    # The web console's Kubernetes usernames: each files requests, approvals and revocations for
+    # the one person Identity-Aware Proxy verified, named in the object, judged as that user alone.
+    console_submitters: frozenset[str] = frozenset()
+
+    def files_for_others(self, username: str) -> bool:
+        """May `username` name who a request is for (a trusted submitter, or the console)?"""
+        return username in self.trusted_submitters or username in self.console_submitters
 
 
 @dataclass(frozen=True)
@@ -200,26 +207,29 @@ def admit_approval_identity(
     if reserved := [change for change in reserved_changes({}, new) if change not in stamped]:
         return Admission(False, f"{reserved[0]}: is set by the jitaccess operator; leave it out")
     if from_chat:
-        return _chat_approver(spec, settings)
+        if not settings.chat_approvals:
+            return Admission(False, "approvals from chat are not enabled on this operator")
+        return _vouched_approver(spec, "a chat identity", ("Approve", "Deny"))
+    if caller.username in settings.console_submitters:
+        return _vouched_approver(
+            spec, "an Identity-Aware Proxy identity", ("Approve", "Deny", *REVIEW_DECISIONS)
+        )
     # Nobody approves in someone else's name: a decision counts only from the approver's own login.
     stamp, refusal = _identity(dict(spec), caller, IdentitySettings(), "approver", "approverGroups")
     return Admission(False, refusal) if refusal else Admission(True, stamp=stamp)
 
 
-def _chat_approver(spec: Mapping[str, Any], settings: IdentitySettings) -> Admission:
-    """An Approve or Deny the operator files for a person its chat endpoint verified: judged on
-    that person alone, as a user (a chat service proves an e-mail address, not group membership)."""
-    if not settings.chat_approvals:
-        return Admission(False, "approvals from chat are not enabled on this operator")
-    if spec.get("decision") not in ("Approve", "Deny"):
-        return Admission(False, "spec.decision: only Approve or Deny may come from chat")
+def _vouched_approver(spec: Mapping[str, Any], proof: str, decisions: tuple[str, ...]) -> Admission:
+    """A decision filed for a person someone we trust verified (Slack for the operator's chat
+    endpoint, IAP for the console): judged on that person alone, as a user, since such an identity
+    proves an e-mail address and no group membership."""
+    if spec.get("decision") not in decisions:
+        return Admission(False, f"spec.decision: only {', '.join(decisions)} may come from {proof}")
     if spec.get("approverGroups"):
-        return Admission(
-            False, "spec.approverGroups: a chat identity proves no group membership; leave it out"
-        )
+        return Admission(False, f"spec.approverGroups: {proof} proves no group membership; leave it out")
     approver = spec.get("approver")
     if not isinstance(approver, str) or not approver.startswith("user:") or not EMAIL.fullmatch(approver[5:]):
-        return Admission(False, "spec.approver: must be the user: member the chat service verified")
+        return Admission(False, f"spec.approver: must be the user: member of {proof} that was verified")
     return Admission(True, stamp={"approver": normal_member(approver), "approverGroups": []})
 
 
@@ -233,7 +243,7 @@ def _identity(
 ) -> tuple[dict[str, Any], str]:
     """The identity fields to stamp, or a refusal. Trusted submitters may name someone else, but
     cannot vouch for anyone's groups: what they file is judged on the named member alone."""
-    if caller.username in settings.trusted_submitters:
+    if settings.files_for_others(caller.username):
         if not spec.get(who):
             return (
                 {},

@@ -23,8 +23,8 @@ def revoked(state: RequestState) -> tuple[str, str, Actor | None]:
     if actor is None:
         return Reason.REVOKED, "revoked early (spec.revoke); admission recorded no actor", None
     if actor.as_requester:
-        return Reason.REVOKED_BY_REQUESTER, f"revoked early by the requester ({actor.user})", actor
-    return Reason.REVOKED_BY_ADMIN, f"revoked early by {actor.user}, who is not the requester", actor
+        return Reason.REVOKED_BY_REQUESTER, f"revoked early by the requester ({actor.shown})", actor
+    return Reason.REVOKED_BY_ADMIN, f"revoked early by {actor.shown}, who is not the requester", actor
 
 
 def finish(
@@ -43,7 +43,7 @@ def finish(
         phase,
         reason,
         message,
-        extra={"endedAt": format_time(now), "endedBy": ended_by.user if ended_by else None},
+        extra={"endedAt": format_time(now), "endedBy": ended_by.shown if ended_by else None},
         event_type="Warning"
         if phase in (Phase.REJECTED, Phase.ACTIVATION_FAILED, Phase.DENIED)
         else "Normal",
@@ -156,4 +156,4 @@ def _ended_by(records: Records, ended: Ended) -> str | None:
         actor = records.revoked_by
     else:
         actor = None
-    return actor.user if actor else None
+    return actor.shown if actor else None

@@ -246,7 +246,7 @@ def _before_judging(
     """Withdrawn, nobody to give access to, or no grant: ended before anything is judged."""
     if spec.revoke:
         actor = state.records.revoked_by
-        by = f" by {actor.user}" if actor else ""
+        by = f" by {actor.shown}" if actor else ""
         message = f"withdrawn{by} before activation"
         return finish(state, grant, now, Phase.WITHDRAWN, Reason.WITHDRAWN, message, ended_by=actor)
     if not spec.requester:

@@ -81,6 +81,13 @@ class Actor:
     user: str
     at: datetime
     as_requester: bool = False  # the caller was the request's own requester
+    # The Kubernetes username that acted for `user` (the console, for the person IAP verified).
+    via: str = ""
+
+    @property
+    def shown(self) -> str:
+        """Who, as status.endedBy and messages name them: both names when one acted for the other."""
+        return f"{self.user} via {self.via}" if self.via else self.user
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,8 @@ def ended_payload(ended: Ended) -> dict[str, Any]:
 
 
 def actor_payload(actor: Actor) -> dict[str, Any]:
-    return {"user": actor.user, "at": format_time(actor.at), "requester": actor.as_requester}
+    payload = {"user": actor.user, "at": format_time(actor.at), "requester": actor.as_requester}
+    return {**payload, "via": actor.via} if actor.via else payload
 
 
 def _held(raw: Mapping[str, Any]) -> Held:
@@ -201,7 +209,9 @@ def _ended(raw: Mapping[str, Any]) -> Ended:
 
 
 def _actor(raw: Mapping[str, Any]) -> Actor:
-    return Actor(str(raw["user"]), parse_time(raw["at"]), raw.get("requester") is True)
+    return Actor(
+        str(raw["user"]), parse_time(raw["at"]), raw.get("requester") is True, str(raw.get("via") or "")
+    )
 
 
 def reserved_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
