@@ -58,3 +58,37 @@ variable "node_network_tags" {
   type        = list(string)
   default     = []
 }
+
+variable "enable_console" {
+  description = "Create what the web console behind IAP needs (console.tf; manifests/console): its service account, a static address, and IAP access for console_members."
+  type        = bool
+  default     = false
+}
+
+variable "console_members" {
+  description = "Who may pass IAP to the console, as IAM members (user:, group:, domain:). With Google's managed OAuth client, only accounts of your organization can sign in. What each may do there is still what their EligibleGrants allow."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.console_members : can(regex("^(user|group|domain|serviceAccount):.+", m))])
+    error_message = "console_members must be IAM members: user:EMAIL, group:EMAIL, domain:DOMAIN or serviceAccount:EMAIL."
+  }
+}
+
+variable "console_service_account_id" {
+  description = "The account ID of the console's Google service account."
+  type        = string
+  default     = "jitaccess-console"
+}
+
+variable "console_kubernetes_service_account" {
+  description = "The console's Kubernetes service account, in kubernetes_namespace (manifests/console/rbac.yaml: jitaccess-console)."
+  type        = string
+  default     = "jitaccess-console"
+}
+
+variable "console_address_name" {
+  description = "The name of the console's static global address (manifests/console/ingress.yaml names it: jitaccess-console)."
+  type        = string
+  default     = "jitaccess-console"
+}
