@@ -63,8 +63,7 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
     assert described.returncode == 0, described.stderr
     events = described.stdout.split("Events:")[1]
     assert (
-        "Activating" in events
-        and "Activated" in events
+        "Activated" in events
         and "roles/compute.admin on projects/my-sandbox" in events
     )
 

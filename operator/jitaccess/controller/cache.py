@@ -27,6 +27,8 @@ class Cache:
         self.grants: dict[str, Grant | None] = {}  # parsed; None when invalid
         self.deleted_grants: set[str] = set()
         self.by_grant: dict[str, set[RequestKey]] = defaultdict(set)
+        # The requests whose spec.extends names a request: (namespace, name) -> their keys.
+        self.by_extended: dict[RequestKey, set[RequestKey]] = defaultdict(set)
         self.approvals: dict[RequestKey, dict[str, ApprovalBody]] = {}  # by the request they name
 
     # -- requests ---------------------------------------------------------------------------
@@ -38,26 +40,39 @@ class Cache:
         if not is_newer(known, body) or _same_version(known, body):
             return False
         self.requests[key] = cast(RequestBody, dict(body))
-        grant = spec_of(body).get("grant")
-        if isinstance(grant, str):
-            self.by_grant[grant].add(key)
+        self._index(key, body)
         return True
 
     def drop_request(self, body: Mapping[str, Any]) -> RequestBody:
         """Forget a deleted request; the last body known of it (or the one given)."""
         key = key_of(body)
         known = self.requests.pop(key, None) or cast(RequestBody, dict(body))
-        grant = spec_of(body).get("grant")
-        if isinstance(grant, str):
-            self.by_grant[grant].discard(key)
+        self._unindex(key, known)
         return known
 
     def remember(self, key: RequestKey, updated: Mapping[str, Any] | None) -> None:
         """The answer to our own write: newer than what the watch has told so far (None: gone)."""
         if updated is None:
-            self.requests.pop(key, None)
+            if (known := self.requests.pop(key, None)) is not None:
+                self._unindex(key, known)
         elif is_newer(self.requests.get(key), updated):
             self.requests[key] = cast(RequestBody, updated)
+            self._index(key, updated)
+
+    def _index(self, key: RequestKey, body: Mapping[str, Any]) -> None:
+        # A request's spec is immutable (admission), so what it is indexed under never moves.
+        spec = spec_of(body)
+        if isinstance(grant := spec.get("grant"), str):
+            self.by_grant[grant].add(key)
+        if isinstance(extended := spec.get("extends"), str):
+            self.by_extended[(key[0], extended)].add(key)
+
+    def _unindex(self, key: RequestKey, body: Mapping[str, Any]) -> None:
+        spec = spec_of(body)
+        if isinstance(grant := spec.get("grant"), str):
+            self.by_grant[grant].discard(key)
+        if isinstance(extended := spec.get("extends"), str):
+            self.by_extended[(key[0], extended)].discard(key)
 
     # -- grants -----------------------------------------------------------------------------
 
@@ -96,10 +111,12 @@ class Cache:
     def extensions_of(self, key: RequestKey) -> list[RequestKey]:
         """The requests (same namespace and grant) whose spec.extends names `key`."""
         grant = spec_of(self.requests.get(key)).get("grant")
+        if not isinstance(grant, str):
+            return []
         return [
             other
-            for other in sorted(self.by_grant.get(str(grant), ()))
-            if other[0] == key[0] and spec_of(self.requests.get(other)).get("extends") == key[1]
+            for other in sorted(self.by_extended.get(key, ()))
+            if spec_of(self.requests.get(other)).get("grant") == grant
         ]
 
     def put_approval(self, body: Mapping[str, Any]) -> RequestKey:

@@ -178,9 +178,13 @@ class Kube:
             "count": 1,
         }
         try:
-            await self._call(self.core.create_namespaced_event, namespace, event_body)
+            # The answer is not read: skip building the client's V1Event model from it.
+            await self._call(self._create_event, namespace, event_body)
         except ApiException as error:
             log.warning("could not post Event %s on %s: %s", event.reason, metadata.get("name"), error.reason)
+
+    def _create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        self.core.create_namespaced_event(namespace, body, _preload_content=False).release_conn()
 
     async def _call(self, method: Any, *args: Any) -> Any:
         self.calls += 1

@@ -10,6 +10,7 @@ share stdout. Formatting is python-json-logger's; this module only names the fie
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -29,6 +30,7 @@ def set_leading(leading: bool) -> None:
     _leading["state"] = "true" if leading else "false"
 
 
+@functools.cache
 def replica() -> str:
     return os.environ.get("POD_NAME") or socket.gethostname()
 

@@ -47,6 +47,8 @@ class Recorder:
         key = key_of(body)
         if self.audit is not None:
             self.audit.record(audit_record(body, event, self.clock.now(), self._account(body, written or {})))
+        if not event.posted:
+            return
         previous = self._posts.get(key)
 
         async def post() -> None:

@@ -342,20 +342,19 @@ def _intend(state: RequestState, grant: Grant, held: Held, now: datetime) -> Ste
     """Seal the window before anything reaches IAM, and show it: every later step (a retry, a
     crash, a restart) writes exactly this window, so no retry can ever move or extend it."""
     bindings = render(_activation(state, held, grant))
-    return replace(
-        transition(
-            state,
-            now,
-            Phase.ACTIVATING,
-            Reason.ACTIVATING,
-            f"writing {len(bindings)} binding(s) on {grant.resource}",
-            extra={
-                "expiresAt": format_time(held.end),
-                "bindings": [binding.to_status() for binding in bindings],
-            },
-        ),
-        record_held=held,
+    intent = transition(
+        state,
+        now,
+        Phase.ACTIVATING,
+        Reason.ACTIVATING,
+        f"writing {len(bindings)} binding(s) on {grant.resource}",
+        extra={
+            "expiresAt": format_time(held.end),
+            "bindings": [binding.to_status() for binding in bindings],
+        },
     )
+    quiet = replace(intent.event, posted=False) if intent.event is not None else None
+    return replace(intent, record_held=held, event=quiet)
 
 
 def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:

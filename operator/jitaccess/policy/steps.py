@@ -91,6 +91,9 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    # False for a step the status already tells and the next Event follows at once (Activating):
+    # it is still an audit line and may still tell people, but it is not a Kubernetes Event.
+    posted: bool = True
 
 
 @dataclass(frozen=True)
