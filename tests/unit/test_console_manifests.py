@@ -6,6 +6,7 @@ operator as the console's (--console-submitter) only where it is deployed. The G
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -357,3 +358,24 @@ def test_iap_lets_in_the_members_given_and_no_oauth_client_is_made():
 def test_the_outputs_give_what_the_console_overlay_needs():
     outputs = {unquote(name) for block in hcl("outputs.tf")["output"] for name in block}
     assert {"console_service_account_email", "console_project_number", "console_address"} <= outputs
+
+
+def test_the_guide_names_what_the_manifests_and_terraform_hold():
+    """docs/console.md's steps use the names the files define: a renamed variable, output, Secret or
+    overlay shows up here, not in someone's failed install."""
+    guide = (ROOT / "docs" / "console.md").read_text()
+    variables = {unquote(name) for block in hcl("variables.tf")["variable"] for name in block}
+    outputs = {unquote(name) for block in hcl("outputs.tf")["output"] for name in block}
+    for variable in ("enable_console", "console_members", "kubernetes_namespace"):
+        assert variable in variables and re.search(rf"-var '?{variable}=", guide), variable
+    for output in ("console_service_account_email", "console_project_number", "console_address"):
+        assert output in outputs and f"`{output}`" in guide, output
+    deployment = next(d for d in yaml.safe_load_all((COMPONENT / "deployment.yaml").read_text()) if d)
+    (secret,) = [
+        v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"] if "secret" in v
+    ]
+    assert f"create secret generic {secret} --from-literal=key=$(openssl rand -hex 32)" in guide
+    assert "deploy/overlays/gke-console" in guide and OVERLAY.is_dir()
+    assert all(cidr in guide for cidr in GOOGLE_FRONT_ENDS)
+    assert "--console-submitter" in (ROOT / "docs" / "security.md").read_text()
+    assert "(docs/console.md)" in (ROOT / "README.md").read_text()
