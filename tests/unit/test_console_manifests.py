@@ -192,8 +192,8 @@ def test_the_console_serves_8080_and_finds_its_iap_audience_from_its_own_service
     (csrf,) = [name for name, mount in mounts.items() if key.startswith(mount["mountPath"] + "/")]
     assert mounts[csrf]["readOnly"] is True
     assert volumes[csrf]["secret"]["secretName"] == "jitaccess-console-csrf"
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert console[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert console["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert console["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     # Service port 80 to the pods' 8080, container-native (NEG), configured by the BackendConfig.
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
