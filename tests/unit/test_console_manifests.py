@@ -6,6 +6,7 @@ operator as the console's (--console-submitter) only where it is deployed. The G
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 from pathlib import Path
@@ -140,6 +141,30 @@ def test_the_operator_reads_its_arguments_as_the_pod_will_pass_them(objects):
     parsed.insecure_no_admission = True  # no key file here: the identity settings are what is checked
     identity = operator_config(parsed).identity
     assert identity.console_submitters == frozenset({account}) and not identity.trusted_submitters
+
+
+@needs_kubectl
+def test_the_console_reads_its_arguments_as_the_pod_will_pass_them(objects):
+    """The Deployment's arguments, with the pod's env expanded as Kubernetes does, are flags
+    `jitaccess console` knows, and say what the guide says (docs/console.md creates the namespace
+    the console files requests in)."""
+    from jitaccess.cli import parser
+
+    top = parser()
+    (commands,) = [action for action in top._actions if isinstance(action, argparse._SubParsersAction)]
+    if "console" not in commands.choices:
+        pytest.skip("no `jitaccess console` in this tree yet")
+    console = container(one(objects, "Deployment", CONSOLE))
+    env = {v["name"]: v.get("value", NAMESPACE) for v in console["env"]}  # the fieldRef: the namespace
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg) for arg in console["args"]]
+    parsed = top.parse_args(args)
+    assert parsed.command == "console" and parsed.port == 8080 and parsed.host == "0.0.0.0"
+    assert parsed.iap_backend_service_of == f"{NAMESPACE}/{CONSOLE}" and parsed.iap_audience is None
+    assert (parsed.iap_project, parsed.iap_project_number) == ("my-platform", "123456789012")
+    assert parsed.csrf_key_file == Path("/etc/jitaccess-console/csrf/key")
+    assert (
+        f"kubectl create namespace {parsed.requests_namespace}" in (ROOT / "docs" / "console.md").read_text()
+    )
 
 
 @needs_kubectl
