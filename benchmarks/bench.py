@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import ssl
 import statistics
@@ -43,6 +44,7 @@ from resource import RUSAGE_SELF, getrusage
 from typing import Any
 
 import aiohttp
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,6 +52,7 @@ from seed import Seeded, admitted_request, live_bindings, settle
 
 from jitaccess.api.objects import parse_grant
 from jitaccess_emulator.server import Emulator
+from jitaccess_sandbox.kube_apiserver import assets_dir, why_not_available
 from jitaccess_sandbox.runner import Sandbox, _free_port, _wait_for_port
 
 API = "/apis/jitaccess.dev/v1alpha1"
@@ -81,6 +84,10 @@ class Scenario:
     # on one project raises the emulator's cap, and says so in its results.
     policy_bytes: int = 64 * 1024
 
+    def people(self, settings: Settings) -> int:
+        """How many engineers file its requests (one request each)."""
+        return int(self.rate * settings.steady_seconds) if self.kind == "steady" else self.count
+
 
 SCENARIOS = {
     s.name: s
@@ -111,6 +118,8 @@ class Settings:
     deadline_s: float = 30.0
     verbose: bool = False
     profile_dir: Path | None = None  # cProfile the operator and this harness into that folder
+    # kube-apiserver and etcd from this folder (KUBEBUILDER_ASSETS) instead of the sandbox API.
+    kube_apiserver_assets: Path | None = None
 
 
 @dataclass
@@ -130,7 +139,14 @@ class World:
 
     def __init__(self, scenario: Scenario, mode: str, settings: Settings, directory: Path) -> None:
         self.scenario, self.mode, self.settings, self.directory = scenario, mode, settings, directory
-        self.sandbox = Sandbox(directory, run_operator=False, tick_s=0.1)
+        self.sandbox = Sandbox(
+            directory,
+            run_operator=False,
+            tick_s=0.1,
+            kube_apiserver_assets=settings.kube_apiserver_assets,
+            # Each request is filed by an engineer of its own: their tokens exist before the API serves.
+            extra_users={engineer(n): [ENGINEERS] for n in range(scenario.people(settings))},
+        )
         self.operator: subprocess.Popen[bytes] | None = None
         self.metrics_port = _free_port()
         self.key_file = directory / "attestation.key"
@@ -150,8 +166,6 @@ class World:
 
     async def __aenter__(self) -> World:
         await self.sandbox.__aenter__()
-        # Engineers are given tokens as they first call (see `token`); a copy, not the runner's USERS.
-        self.sandbox.api.users = dict(self.sandbox.api.users)
         self.key_file.write_bytes(self.key)
         self.emulator.resources.update(self.resources)
         self.emulator.configure(
@@ -194,13 +208,17 @@ class World:
             return answer
 
     def token(self, user: str) -> str:
-        """The user's bearer token; an engineer's is made (in the sandbox API's token file) at first use."""
-        token = self.sandbox.tokens.get(user)
-        if token is None:
-            token = self.sandbox.tokens[user] = secrets.token_urlsafe(24)
-            self.sandbox.api.tokens[token] = user
-            self.sandbox.api.users[user] = [ENGINEERS]
-        return token
+        return self.sandbox.tokens[user]
+
+    @property
+    def api_server(self) -> str:
+        """Which API server the run measured: the sandbox's (Python, in this process) or a real one."""
+        return "kube-apiserver" if self.sandbox.kube_apiserver is not None else "sandbox"
+
+    def api_server_cpu(self) -> float | None:
+        """CPU seconds of kube-apiserver and etcd so far (None on the sandbox API: it is this process)."""
+        server = self.sandbox.kube_apiserver
+        return None if server is None else sum(filter(None, map(process_cpu, server.pids())))
 
     async def start_operator(self) -> float:
         """Start `jitaccess run` (or the floor); returns the time it was started (the webhooks are live after)."""
@@ -275,13 +293,7 @@ class World:
 
     def operator_cpu(self) -> float | None:
         """CPU seconds the operator process has used so far (utime + stime of /proc/PID/stat, all threads)."""
-        if self.operator is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.operator.pid) if self.operator is not None else None
 
     def api_calls(self) -> collections.Counter[tuple[str, str, str, str]] | None:
         """Every call the sandbox API served so far, by (user, verb, resource, subresource); None
@@ -402,6 +414,15 @@ class Window:
     closed: bool = False
 
 
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def harness_cpu() -> float:
     usage = getrusage(RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -449,7 +470,10 @@ async def run_scenario(scenario: Scenario, mode: str, settings: Settings) -> dic
         async with World(scenario, mode, settings, Path(directory)) as world:
             runner = {"burst": burst, "steady": steady, "expiry": expiry, "scale": scale}[scenario.kind]
             harness_cpu = time.process_time()
+            api_server_cpu = world.api_server_cpu()
             result = await runner(world)
+            if api_server_cpu is not None:
+                result["api_server_cpu_s"] = round((world.api_server_cpu() or 0.0) - api_server_cpu, 1)
             world.sample_rss()
             operator_calls = {
                 f"{verb} {resource}{'/' + sub if sub else ''}": count / max(1, result.get("activations") or 1)
@@ -463,6 +487,7 @@ async def run_scenario(scenario: Scenario, mode: str, settings: Settings) -> dic
                 **window_figures(world.window, result.get("activations") or 0),
                 scenario=scenario.name,
                 mode=mode,
+                api_server=world.api_server,
                 emulator_latency_ms=settings.latency_ms,
                 emulator_policy_bytes_limit=scenario.policy_bytes,
                 peak_rss_mib=round(world.peak_rss_kib / 1024, 1),
@@ -470,9 +495,12 @@ async def run_scenario(scenario: Scenario, mode: str, settings: Settings) -> dic
             return result
 
 
-async def with_watch(world: World, body: Callable[[Observed], Awaitable[None]]) -> Observed:
+async def with_watch(
+    world: World, body: Callable[[Observed], Awaitable[None]], expected: int = 0
+) -> Observed:
     observed = Observed()
     watcher = asyncio.create_task(world.watch(observed))
+    progress = asyncio.create_task(show_progress(world, observed, expected))
     try:
         await asyncio.sleep(0.2)  # the watch is established before anything is created
         world.open_window()
@@ -481,10 +509,41 @@ async def with_watch(world: World, body: Callable[[Observed], Awaitable[None]]) 
         observed.ended = time.time()
         settled = all(name in observed.active or name in observed.failed for name in observed.created)
         await world.close_window(settled)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-            await watcher
+        for task in (watcher, progress):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                await task
     return observed
+
+
+async def show_progress(world: World, observed: Observed, expected: int) -> None:
+    """One line per run on a terminal, redrawn twice a second: elapsed, created, Active, rate."""
+    began = time.monotonic()
+    run = f"{world.scenario.name} {world.mode}"
+    with tqdm(
+        total=expected or None,
+        desc=f"{run}: created 0",
+        unit="act",
+        disable=not sys.stderr.isatty(),
+        leave=False,
+        bar_format="{desc}  Active {n}/{total}  {rate_fmt}  {elapsed}",
+        ncols=shutil.get_terminal_size(fallback=(100, 24)).columns,
+        mininterval=0.5,
+    ) as line:
+
+        def redraw() -> None:
+            line.set_description_str(f"{run}: created {len(observed.created)}", refresh=False)
+            line.update(len(observed.active) - line.n)
+
+        try:
+            while True:
+                redraw()
+                await asyncio.sleep(0.5)
+        finally:
+            redraw()
+            log.info(
+                "%s %s: %d Active in %.0fs", world.scenario.name, world.mode, line.n, time.monotonic() - began
+            )
 
 
 async def until(observed: Observed, done: Callable[[], bool], deadline: float) -> bool:
@@ -508,7 +567,7 @@ async def burst(world: World) -> dict[str, Any]:
         settled = lambda: len(observed.active) + len(observed.failed) >= count  # noqa: E731
         await until(observed, settled, time.time() + world.settings.deadline_s)
 
-    observed = await with_watch(world, body)
+    observed = await with_watch(world, body, count)
     return activation_figures(world, observed, count)
 
 
@@ -531,7 +590,7 @@ async def steady(world: World) -> dict[str, Any]:
         settled = lambda: len(observed.active) + len(observed.failed) >= count  # noqa: E731
         await until(observed, settled, time.time() + world.settings.deadline_s)
 
-    observed = await with_watch(world, body)
+    observed = await with_watch(world, body, count)
     return activation_figures(world, observed, count)
 
 
@@ -547,7 +606,7 @@ async def expiry(world: World) -> dict[str, Any]:
         settled = lambda: len(observed.expired) + len(observed.failed) >= count  # noqa: E731
         await until(observed, settled, time.time() + world.settings.deadline_s + EXPIRY_LONGEST_S)
 
-    observed = await with_watch(world, body)
+    observed = await with_watch(world, body, count)
     figures = activation_figures(world, observed, count)
     lags = [
         observed.expired[n] - observed.expires_at[n] for n in observed.expired if n in observed.expires_at
@@ -852,6 +911,12 @@ def document_of(scenario: Scenario, results: dict[str, dict[str, Any]]) -> dict[
             "mode": "floor",
             "skipped": FLOOR_NOT_APPLICABLE[scenario.kind],
         }
+    # What else the machine was doing: absolute figures swing with it, ratios much less.
+    document["machine"] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
     return document
 
 
@@ -863,6 +928,12 @@ async def run_modes(scenario: Scenario, modes: list[str], settings: Settings, ou
     """Run `scenario` in each mode, print a row each and the ratios, write out/<name>.json."""
     results: dict[str, dict[str, Any]] = {}
     for mode in modes:
+        if scenario.kind == "scale" and settings.kube_apiserver_assets is not None:
+            print(
+                f"{scenario.name:13} {mode:14} n/a: its requests are seeded into the sandbox API's store",
+                flush=True,
+            )
+            continue
         if mode == "floor" and scenario.kind in FLOOR_NOT_APPLICABLE:
             print(f"{scenario.name:13} {'floor':14} n/a: {FLOOR_NOT_APPLICABLE[scenario.kind]}", flush=True)
             continue
@@ -903,6 +974,12 @@ async def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--profile", type=Path, help="write cProfile files of the operator and harness here")
+    parser.add_argument(
+        "--api-server",
+        choices=("auto", "sandbox", "kube-apiserver"),
+        default="auto",
+        help="the Kubernetes API to measure against; auto: kube-apiserver when KUBEBUILDER_ASSETS has it",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     names = args.scenarios.split() or list(SCENARIOS)
@@ -912,7 +989,20 @@ async def main() -> int:
     wrong = [mode for mode in args.modes.split() if mode not in MODES]
     if wrong:
         parser.error(f"unknown mode(s) {', '.join(wrong)}; known: {', '.join(MODES)}")
-    settings = Settings(args.latency_ms, args.steady_seconds, args.deadline, args.verbose, args.profile)
+    assets = assets_dir()
+    if args.api_server == "kube-apiserver" and assets is None:
+        parser.error(f"--api-server kube-apiserver: {why_not_available()}")
+    settings = Settings(
+        args.latency_ms,
+        args.steady_seconds,
+        args.deadline,
+        args.verbose,
+        args.profile,
+        kube_apiserver_assets=assets if args.api_server != "sandbox" else None,
+    )
+    print(
+        f"API server: {'kube-apiserver from ' + str(assets) if settings.kube_apiserver_assets else 'sandbox'}"
+    )
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)

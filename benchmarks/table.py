@@ -32,7 +32,8 @@ def cell(value: Any, digits: int = 2) -> str:
 
 def rows(result: dict[str, Any]) -> list[str]:
     lines = []
-    for run in (result, result.get("baseline")):
+    floor = result.get("floor") if result.get("mode") != "floor" else None  # a floor-only run is the top
+    for run in (floor, result, result.get("baseline")):
         if not run:
             continue
         latency = run.get("latency_s") or {}
@@ -59,6 +60,8 @@ def rows(result: dict[str, Any]) -> list[str]:
                     cell(lag.get("p50")),
                     cell(lag.get("p99")),
                     cell(run.get("peak_rss_mib"), 0),
+                    cell(run.get("operator_cpu_per_activation_ms"), 1),
+                    cell(run.get("api_calls_per_activation"), 2),
                 ]
             )
             + " |"
@@ -66,18 +69,52 @@ def rows(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "results"
+def ratio_rows(result: dict[str, Any]) -> list[str]:
+    """Each mode over the floor of the same run: latency, operator CPU and API calls per activation."""
+    lines = []
+    for mode, figures in ((result.get("ratios") or {}).get("over_floor") or {}).items():
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    result["scenario"],
+                    mode,
+                    *(
+                        "-" if figures.get(name) is None else f"{figures[name]:.2f}x"
+                        for name in (
+                            "latency_p50",
+                            "latency_p99",
+                            "cpu_per_activation",
+                            "api_calls_per_activation",
+                        )
+                    ),
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0]) if args else Path(__file__).resolve().parent / "results"
     results = {path.stem: json.loads(path.read_text()) for path in folder.glob("*.json")}
     print(
         "| scenario | mode | Active | p50 s | p95 s | p99 s | act/s | set/act | sets | gets | 409 | 429 "
-        "| lag p50 s | lag p99 s | RSS MiB |"
+        "| lag p50 s | lag p99 s | RSS MiB | CPU ms/act | API calls/act |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in sorted(results, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ordered = sorted(results, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+    for name in ordered:
         if name.startswith("scale"):
             continue
         for line in rows(results[name]):
+            print(line)
+    print()
+    print("| scenario | mode | p50 / floor | p99 / floor | CPU/act / floor | API calls/act / floor |")
+    print("|---|---|---|---|---|---|")
+    for name in ordered:
+        for line in ratio_rows(results[name]):
             print(line)
     scale = results.get("scale-10000")
     if scale:

@@ -83,6 +83,10 @@ class KubeApiServer:
                     process.kill()
         self._processes.clear()
 
+    def pids(self) -> list[int]:
+        """etcd's and kube-apiserver's, while they run (to measure their CPU)."""
+        return [process.pid for process in self._processes if process.poll() is None]
+
     def _etcd_args(self) -> list[str]:
         data = self.directory / "etcd"
         shutil.rmtree(data, ignore_errors=True)

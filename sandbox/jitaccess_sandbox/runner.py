@@ -162,6 +162,8 @@ class Sandbox:
     # this off only to prove that what bypasses admission never gets access.
     admission: bool = True
     trusted_submitters: frozenset[str] = frozenset()
+    # More people than the sandbox's own (user -> groups), given tokens like them (the bench's load).
+    extra_users: dict[str, list[str]] = field(default_factory=dict)
     api: SandboxApi = field(init=False)  # the sandbox API (absent when a real kube-apiserver runs)
     emulator: Emulator = field(init=False)
     k8s_url: str = field(init=False, default="")
@@ -178,6 +180,12 @@ class Sandbox:
     webhook_port: int = field(init=False, default=0)
     # Each user's bearer token, as a static token file gives them to kube-apiserver.
     tokens: dict[str, str] = field(init=False, default_factory=dict)
+    kube_apiserver: KubeApiServer | None = field(init=False, default=None)  # when one runs
+
+    @property
+    def people(self) -> dict[str, list[str]]:
+        """Everyone the API authenticates: user -> groups."""
+        return {**USERS, **self.extra_users}
 
     @property
     def kubeconfig(self) -> Path:
@@ -204,7 +212,7 @@ class Sandbox:
 
     async def __aenter__(self) -> Sandbox:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.tokens = {user: secrets.token_urlsafe(24) for user in USERS}
+        self.tokens = {user: secrets.token_urlsafe(24) for user in self.people}
         # HTTPS like any real cluster (kubectl sends no credentials over plain http).
         self._api_tls = make_serving_certificate(self.state_dir / "api-tls", ["127.0.0.1", "localhost"])
         if self.admission:
@@ -227,7 +235,7 @@ class Sandbox:
     async def _serve_sandbox_api(self) -> None:
         """The Python API server, holding what a cluster admin installs before it serves."""
         self.api = SandboxApi(clock=self.clock.now)
-        self.api.users = USERS
+        self.api.users = self.people
         self.api.tokens = {token: user for user, token in self.tokens.items()}
         for namespace in (OPERATOR_NAMESPACE, *self.namespaces):  # the operator's: its Lease
             self.api.add_namespace(namespace)
@@ -249,7 +257,10 @@ class Sandbox:
 
     async def _start_kube_apiserver(self, assets: Path) -> None:
         """A real kube-apiserver instead, given the same CRDs, namespaces, RBAC and webhooks."""
-        server = KubeApiServer(assets, self.state_dir / "kube-apiserver", self._api_tls, USERS, self.tokens)
+        server = KubeApiServer(
+            assets, self.state_dir / "kube-apiserver", self._api_tls, self.people, self.tokens
+        )
+        self.kube_apiserver = server
         self._stack.push_async_callback(server.stop)
         await server.start()
         self.k8s_url = server.url
