@@ -1,4 +1,4 @@
-"""`jitaccess run | import | sandbox`: the operator's command line (run's flags: run_flags.py)."""
+"""`jitaccess run | console | import | sandbox`: the command line (run's and console's flags: run_flags.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from jitaccess import __version__
 from jitaccess.api.durations import DurationError, parse_duration
-from jitaccess.run_flags import RUN_FLAGS, add_flags
+from jitaccess.run_flags import CONSOLE_FLAGS, RUN_FLAGS, add_flags
 
 if TYPE_CHECKING:
     from jitaccess.controller.channels.setup import NotifySettings
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def parser() -> argparse.ArgumentParser:
-    """`jitaccess run | sandbox | import`: run's flags come from run_flags.RUN_FLAGS."""
+    """`jitaccess run | console | sandbox | import`: their flags come from run_flags."""
     top = argparse.ArgumentParser(
         prog="jitaccess", description="Just-In-Time access to Google Cloud on Kubernetes"
     )
@@ -35,6 +35,11 @@ def parser() -> argparse.ArgumentParser:
         "run", help="run the operator against the cluster KUBECONFIG or in-cluster config names"
     )
     add_flags(run, RUN_FLAGS)
+
+    console = commands.add_parser(
+        "console", help="serve the web console behind Identity-Aware Proxy (a Deployment of its own)"
+    )
+    add_flags(console, CONSOLE_FLAGS)
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -95,6 +100,11 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     configure_logging(args.verbose, args.log_format)
+    if args.command == "console":
+        from jitaccess.console.run import serve
+
+        asyncio.run(serve(args))
+        return
     try:
         asyncio.run(_run(args))
     except KeyboardInterrupt:

@@ -245,6 +245,62 @@ RUN_FLAGS: tuple[Flag, ...] = (
 )
 
 
+# `jitaccess console`: the web console behind Identity-Aware Proxy (jitaccess.console).
+CONSOLE_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        "--port",
+        "serve the console (plain HTTP: TLS ends at the load balancer) on this port",
+        default=8080,
+        type=int,
+        env="JITACCESS_CONSOLE_PORT",
+    ),
+    Flag("--host", "address the console listens on", default="0.0.0.0", env="JITACCESS_CONSOLE_HOST"),
+    Flag(
+        "--iap-audience",
+        "the IAP audience, /projects/NUMBER/global/backendServices/ID; or give --iap-project-number "
+        "and --iap-backend-service-of to find the ID at start",
+    ),
+    Flag("--iap-project-number", "the number of the project whose load balancer IAP protects"),
+    Flag("--iap-project", "that project's ID, to list its backend services (default: the number)"),
+    Flag(
+        "--iap-backend-service-of",
+        "NAMESPACE/SERVICE: the audience is that of the backend service GKE made for this Service "
+        "(looked up once at start, with the pod's Google credentials: compute.backendServices.list)",
+    ),
+    Flag(
+        "--iap-keys-url",
+        "IAP's public keys (a JWK set)",
+        default="https://www.gstatic.com/iap/verify/public_key-jwk",
+    ),
+    Flag(
+        "--compute-endpoint",
+        "the Compute Engine API (http:// uses anonymous credentials)",
+        default="https://compute.googleapis.com",
+    ),
+    Flag(
+        "--csrf-key-file",
+        "a file holding the key (at least 32 bytes, the same for every replica) that binds CSRF tokens to "
+        "the signed-in person; required",
+        type=Path,
+    ),
+    Flag(
+        "--requests-namespace",
+        "where the console files new requests (extensions and approvals go to their request's namespace)",
+        default="jitaccess-requests",
+    ),
+    Flag(
+        "--namespace",
+        "show requests and approvals of this namespace only (repeatable); default: all namespaces",
+        repeat=True,
+        env="JITACCESS_CONSOLE_NAMESPACES",
+    ),
+    Flag("--kubeconfig", "the cluster to use; in a Pod, the in-cluster config", type=Path, env="KUBECONFIG"),
+    Flag("--context", "the kubeconfig context to use"),
+    Flag("--log-format", "json (Cloud Logging) or text", default="json", choices=("json", "text")),
+    Flag("--verbose", "more logs", switch=True, short="-v"),
+)
+
+
 def add_flags(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
     """Each flag as an option whose default comes from its environment variable."""
     for flag in flags:

@@ -23,7 +23,10 @@ ALLOWED = {
     "iam": {"api", "stats"},
     "stats": set(),
     "clock": set(),
-    "controller": {"api", "policy", "iam", "clock", "stats"},
+    "controller": {"api", "policy", "iam", "clock", "stats", "kubeconfig"},
+    # The web console: the pure rules, and what kubectl jit shows an approver (the same judgement).
+    "console": {"api", "policy", "kubectl_review", "kubectl_commands", "kubeconfig"},
+    "kubeconfig": set(),
     "migrate": {"api", "iam"},
     "kubectl_jit": {
         "api",

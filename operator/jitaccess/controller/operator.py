@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 
 from jitaccess.controller.channels import read_secret
 from jitaccess.controller.channels.setup import build_channels
@@ -27,29 +27,11 @@ from jitaccess.iam.batcher import BatchingWriter
 from jitaccess.iam.ratelimit import TokenBucket
 from jitaccess.iam.store import PolicyStore
 from jitaccess.iam.writer import IamWriter, PolicyWriter
+from jitaccess.kubeconfig import kubernetes_configuration as kubernetes_configuration  # where callers look
 
 log = logging.getLogger(__name__)
 # What kopf accepts as stop and ready flags.
 Flag = asyncio.Event | threading.Event
-
-
-def kubernetes_configuration(
-    kubeconfig: Path | None = None, context: str | None = None
-) -> client.Configuration:
-    """In-cluster credentials when running in a Pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-    configuration = client.Configuration()
-    if kubeconfig is None and context is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-            return configuration
-        except config.ConfigException:
-            pass
-    config.load_kube_config(
-        config_file=str(kubeconfig) if kubeconfig else None,
-        context=context,
-        client_configuration=configuration,
-    )
-    return configuration
 
 
 def build(
