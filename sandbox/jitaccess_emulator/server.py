@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from jitaccess_emulator.compute import BackendServices
+from jitaccess_emulator.compute import add_routes as add_compute_routes
 from jitaccess_emulator.rules import IamError, Limits, StoredPolicy, apply_set, render
 
 KINDS = ("projects", "folders", "organizations")
@@ -115,6 +117,7 @@ class Emulator:
         self.foreign_writes = 0
         self.foreign_refusals: list[str] = []
         self._foreign_writer: asyncio.Task[None] | None = None
+        self.compute = BackendServices()  # Compute Engine's backend services, for the console's IAP audience
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
@@ -445,6 +448,7 @@ def make_app(emulator: Emulator) -> web.Application:
     app.router.add_post("/_emulator/resources", add_resources)
     app.router.add_post("/_emulator/faults", faults)
     app.router.add_route("*", "/_emulator/calls", calls)
+    add_compute_routes(app, emulator.compute)
 
     async def stop_foreign_writer(_: web.Application) -> None:
         emulator.stop_foreign_writer()

@@ -26,6 +26,13 @@ def parser() -> argparse.ArgumentParser:
         default=0,
         help="where the operator serves its admission webhooks (the configurations point there)",
     )
+    found.add_argument(
+        "--port-console",
+        type=int,
+        default=0,
+        help="where the web console is served (behind a local IAP stand-in)",
+    )
+    found.add_argument("--no-console", action="store_true", help="do not serve the web console")
     found.add_argument("--demo", action="store_true", help="walk requests through their lifecycle, then exit")
     found.add_argument(
         "--no-operator",
@@ -52,6 +59,8 @@ async def serve(args: argparse.Namespace) -> None:
         port_iam=args.port_iam,
         port_webhook=args.port_webhook,
         run_operator=not args.no_operator,
+        console=not (args.no_console or args.demo or args.no_operator),
+        port_console=args.port_console,
     ) as sandbox:
         if args.demo:
             await run_demo(sandbox)
@@ -70,6 +79,9 @@ async def serve(args: argparse.Namespace) -> None:
             "carol@example.com"
         )
         print(f"  curl -s {sandbox.iam_url}/_emulator/policies/projects/my-sandbox   # what IAM holds")
+        if sandbox.console_url:
+            print(f"Console: {sandbox.console_url}/   (sign in as alice, bob or carol)")
+            print("  kubectl apply -f examples/console/   # a grant alice may ask for and bob approves there")
         print("Ctrl+C stops it.", flush=True)
         await serve_forever(sandbox)
 

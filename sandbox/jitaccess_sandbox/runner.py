@@ -36,6 +36,7 @@ from jitaccess_emulator.server import Emulator
 from jitaccess_emulator.server import start as start_emulator
 from jitaccess_sandbox.admission import MUTATING, VALIDATING, WebhookDispatcher
 from jitaccess_sandbox.apiserver import SandboxApi
+from jitaccess_sandbox.console_front import ConsoleFront
 from jitaccess_sandbox.crds import crds_dir
 from jitaccess_sandbox.kube_apiserver import KubeApiServer
 from jitaccess_sandbox.rbac import CLUSTER_ROLE_BINDINGS, ROLE_BINDINGS, rbac_documents
@@ -46,9 +47,14 @@ from jitaccess_sandbox.rbac import GROUP as RBAC_GROUP
 # calls with what that ClusterRole allows).
 OPERATOR_NAMESPACE = "jitaccess-system"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:jitaccess"
+# The web console's service account (manifests/console/), which the operator trusts to file for the
+# person IAP verified (--console-submitter).
+CONSOLE_SERVICE = f"{OPERATOR_NAMESPACE}/jitaccess-console"
+CONSOLE_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:jitaccess-console"
 USERS: dict[str, list[str]] = {
     "admin": ["system:masters"],
     OPERATOR_USER: ["system:serviceaccounts", "system:serviceaccounts:jitaccess-system"],
+    CONSOLE_USER: ["system:serviceaccounts", "system:serviceaccounts:jitaccess-system"],
     "alice@example.com": ["sre@example.com"],
     "bob@example.com": ["sre-leads@example.com"],
     "carol@example.com": ["developers@example.com"],
@@ -68,7 +74,7 @@ CLUSTER_PEOPLE_BINDINGS = (
     ),
 )
 # The manifests whose RBAC objects the sandbox's API server holds from the start.
-RBAC_MANIFESTS = ("user-roles.yaml", "rbac.yaml")
+RBAC_MANIFESTS = ("user-roles.yaml", "rbac.yaml", "console/rbac.yaml")
 RESOURCES = {
     "projects/my-sandbox",
     "projects/my-production",
@@ -164,6 +170,10 @@ class Sandbox:
     trusted_submitters: frozenset[str] = frozenset()
     # More people than the sandbox's own (user -> groups), given tokens like them (the bench's load).
     extra_users: dict[str, list[str]] = field(default_factory=dict)
+    # The web console behind an IAP stand-in (console_front): `console_url` once it serves.
+    console: bool = False
+    port_console: int = 0
+    front: ConsoleFront | None = field(init=False, default=None)
     api: SandboxApi = field(init=False)  # the sandbox API (absent when a real kube-apiserver runs)
     emulator: Emulator = field(init=False)
     k8s_url: str = field(init=False, default="")
@@ -229,8 +239,16 @@ class Sandbox:
         self.write_kubeconfig(self.operator_kubeconfig, [OPERATOR_USER])
         if self.run_operator:
             await self.start_operator()
+        if self.console:
+            self.front = ConsoleFront(self, CONSOLE_USER, CONSOLE_SERVICE, port=self.port_console)
+            self._stack.push_async_callback(self.front.stop)
+            await self.front.start()
         self.write_kubeconfig(self.kubeconfig, list(USERS))
         return self
+
+    @property
+    def console_url(self) -> str:
+        return self.front.url if self.front is not None else ""
 
     async def _serve_sandbox_api(self) -> None:
         """The Python API server, holding what a cluster admin installs before it serves."""
@@ -301,7 +319,9 @@ class Sandbox:
                 "webhook_port": self.webhook_port,
                 "webhook_cert_dir": self.webhook_cert_dir,
                 "attestation_key": self._key,
-                "identity": IdentitySettings(self.trusted_submitters),
+                "identity": IdentitySettings(
+                    self.trusted_submitters, console_submitters=frozenset({CONSOLE_USER})
+                ),
             }
         settings = OperatorConfig(
             iam_endpoint=self.iam_url,
