@@ -74,7 +74,11 @@ class Browser:
         async with self.session.request(
             method, self.base + path, data=data, headers={k: v for k, v in sent.items() if v is not None}
         ) as answer:
-            return answer.status, await answer.json(content_type=None)
+            text = await answer.text()
+            try:
+                return answer.status, json.loads(text)
+            except ValueError:  # aiohttp's own 404 and 405 are plain text
+                return answer.status, {"text": text}
 
     async def signed_in(self) -> Browser:
         status, me = await self.call("GET", "/api/me")
@@ -517,3 +521,12 @@ async def test_break_glass_through_the_console_and_its_review_by_bob(cluster, co
         return not await to_review()
 
     await until(reviewed_gone, "nothing left for bob to review")
+
+
+async def test_names_that_are_no_kubernetes_names_find_nothing(console_sandbox, session):
+    alice = await person(session, console_sandbox, "alice@example.com")
+    for path in ("/api/requests/Team_SRE/x", "/api/requests/team-sre/%2e%2e", "/api/requests/team-sre/a%2Fb"):
+        status, answer = await alice.call("GET", path)
+        assert status == 404, (path, answer)
+        status, answer = await alice.call("POST", f"{path}/revoke")
+        assert status in (403, 404), (path, answer)

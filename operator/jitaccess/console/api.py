@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from jitaccess.api.bodies import spec_of
-from jitaccess.api.objects import Grant
+from jitaccess.api.objects import Grant, is_kubernetes_name
 from jitaccess.console.actions import decision, extension, new_request, revocation
 from jitaccess.console.detail import request_detail
 from jitaccess.console.kube import KubeError, collection
@@ -102,6 +102,8 @@ class Api:
     async def _found(self, request: web.Request) -> dict[str, Any] | None:
         """The request named in the path as this person may see it (None: absent or not theirs to see)."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]
+        if not (is_kubernetes_name(namespace) and is_kubernetes_name(name)):
+            return None  # nothing else goes into a path to the API server
         body = self.objects["requests"].get((namespace, name))
         if body is None:  # just filed, perhaps through the other replica: ask the API once
             try:
