@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const state = { me: null, view: null, key: null, request: null, grants: [] };
+  const state = { me: null, view: null, request: null, grants: [], shown: {}, refreshing: null, again: false };
 
   // -- building the page (text only) -------------------------------------------------------
 
@@ -44,7 +44,7 @@
 
   // -- the API -----------------------------------------------------------------------------
 
-  async function api(method, path, body) {
+  async function api(method, path, body, retried) {
     const headers = { Accept: "application/json" };
     if (method !== "GET") {
       headers["Content-Type"] = "application/json";
@@ -57,8 +57,21 @@
       body: method === "GET" ? undefined : JSON.stringify(body || {}),
     });
     const data = await answer.json().catch(() => ({}));
+    if (answer.status === 403 && method !== "GET" && !retried && /forgery/.test(data.error || "")) {
+      state.me = await api("GET", "/api/me"); // the token expired while the page was open
+      return api(method, path, body, true);
+    }
     if (!answer.ok) throw new Error(data.error || `HTTP ${answer.status}`);
     return data;
+  }
+
+  // Whether `data` differs from what `view` shows now (a change elsewhere leaves it as it is, so
+  // nothing someone is typing is lost).
+  function changed(view, data) {
+    const text = JSON.stringify(data);
+    if (state.shown[view] === text) return false;
+    state.shown[view] = text;
+    return true;
   }
 
   // -- views -------------------------------------------------------------------------------
@@ -82,6 +95,7 @@
 
   async function renderGrants() {
     const data = await api("GET", "/api/grants");
+    if (!changed("grants", data)) return;
     state.grants = data.eligible;
     const body = $("grants-body");
     body.replaceChildren();
@@ -164,6 +178,7 @@
 
   async function renderRequests() {
     const data = await api("GET", "/api/requests");
+    if (!changed("requests", data)) return;
     const body = $("requests-body");
     body.replaceChildren(
       ...data.requests.map((request) =>
@@ -219,7 +234,15 @@
 
   async function renderApprovals() {
     const data = await api("GET", "/api/approvals");
+    if (!changed("approvals", data)) return;
+    const typed = {}; // comments being written survive a redraw
+    for (const input of $("approvals-body").querySelectorAll("[data-testid=decision-comment]")) {
+      typed[input.closest("tr").dataset.request] = input.value;
+    }
     $("approvals-body").replaceChildren(...data.pending.map(approvalRow));
+    for (const input of $("approvals-body").querySelectorAll("[data-testid=decision-comment]")) {
+      input.value = typed[input.closest("tr").dataset.request] || "";
+    }
     $("approvals-empty").hidden = data.pending.length > 0;
     $("approvals-table").hidden = data.pending.length === 0;
   }
@@ -237,6 +260,7 @@
 
   async function renderRequest(namespace, name) {
     const request = await api("GET", `/api/requests/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`);
+    if (!changed("request", request)) return;
     state.request = request;
     setText("request-name", `${request.namespace}/${request.name}`);
     setText("request-phase", request.phase);
@@ -327,7 +351,26 @@
     return ["grants"];
   }
 
+  // One refresh at a time; a change that comes during one asks for one more after it.
   async function refresh() {
+    if (state.refreshing) {
+      state.again = true;
+      return state.refreshing;
+    }
+    state.refreshing = (async () => {
+      do {
+        state.again = false;
+        await draw();
+      } while (state.again);
+    })();
+    try {
+      await state.refreshing;
+    } finally {
+      state.refreshing = null;
+    }
+  }
+
+  async function draw() {
     const [view, ...args] = route();
     show(view);
     try {
