@@ -579,3 +579,19 @@ async def test_a_later_steps_approver_sees_the_request_once_the_step_before_is_m
     status, answer = await carol.call("POST", f"/api/requests/team-sre/{name}/decisions", decision)
     assert status == 201, answer
     await cluster.wait_phase(name, "Active")
+
+
+async def test_a_console_limited_to_namespaces_shows_only_theirs(cluster, console_sandbox, session):
+    await cluster.grant("console-scoped", cluster.project(), principals=["user:alice@example.com"])
+    alice = await person(session, console_sandbox, "alice@example.com")
+    _, filed = await alice.request("console-scoped")
+    front = console_sandbox.front
+    elsewhere = await front.add_console(namespaces=("default",))
+    try:
+        scoped = await person(session, console_sandbox, "alice@example.com", port=elsewhere.port)
+        assert filed["created"]["name"] not in {
+            r["name"] for r in (await scoped.get("/api/requests"))["requests"]
+        }
+        assert "console-scoped" in {g["name"] for g in (await scoped.get("/api/grants"))["eligible"]}
+    finally:
+        await front.stop_console(elsewhere)
