@@ -14,7 +14,7 @@ def test_demo_walks_a_request_through_activation_and_expiry(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "phases: Activating → Active → Expired" in result.stdout
+    assert "phases in Events: Active → Expired" in result.stdout
     active_policy = result.stdout.split("phase Active")[1].split("clock jumps")[0]
     assert "roles/compute.admin      user:alice@example.com  if (request.time >= timestamp(" in active_policy
     final_policy = result.stdout.split("phase Expired")[1].split("Events on the request")[0]

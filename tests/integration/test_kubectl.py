@@ -62,10 +62,7 @@ async def test_apply_get_describe_delete_with_kubectl(cluster):
     described = await kubectl(cluster, "describe", "ar", "-n", "team-sre", "alice-fix-firewall")
     assert described.returncode == 0, described.stderr
     events = described.stdout.split("Events:")[1]
-    assert (
-        "Activated" in events
-        and "roles/compute.admin on projects/my-sandbox" in events
-    )
+    assert "Activated" in events and "roles/compute.admin on projects/my-sandbox" in events
 
     refused = await kubectl(
         cluster,
