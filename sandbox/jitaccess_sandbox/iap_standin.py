@@ -127,12 +127,12 @@ class IapStandIn:
         person = str((await request.post()).get("person") or "")
         if person not in self.people:
             raise web.HTTPBadRequest(text="pick one of the sandbox's people")
-        response = web.HTTPSeeOther("/")
+        response = _see_other("/")
         response.set_cookie(COOKIE, person, httponly=True, samesite="Strict", path="/")
         return response
 
     async def _sign_out(self, _: web.Request) -> web.Response:
-        response = web.HTTPSeeOther("/_iap/sign-in")
+        response = _see_other("/_iap/sign-in")
         response.del_cookie(COOKIE, path="/")
         return response
 
@@ -168,3 +168,8 @@ class IapStandIn:
             except ConnectionError:
                 pass  # the browser went (a page closed with its event stream open)
             return response
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 that carries a cookie (aiohttp deprecates returning its HTTPSeeOther exception)."""
+    return web.Response(status=303, headers={"Location": location})
