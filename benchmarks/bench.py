@@ -613,6 +613,7 @@ async def expiry(world: World) -> dict[str, Any]:
     ]
     figures["expired"] = len(lags)
     figures["expiry_lag_s"] = percentiles(lags, ("p50", "p99"))
+    figures["expiry_lags_s"] = sorted(round(lag, 3) for lag in lags)
     figures["jit_bindings_left"] = sum(
         1
         for resource in world.resources
@@ -714,6 +715,8 @@ def activation_figures(world: World, observed: Observed, count: int) -> dict[str
         "failure_count": len(observed.failed),
         "latency_s": percentiles(latencies + censored, ("p50", "p95", "p99")),
         "latency_censored": len(censored),
+        # Every request's figure (the censored ones as long as the run waited), for CDF plots.
+        "latencies_s": sorted(round(value, 3) for value in latencies + censored),
         # Of which admission (the create call, both webhooks included).
         "admission_s": percentiles(
             [observed.admitted[n] - observed.created[n] for n in observed.admitted], ("p50", "p99")
