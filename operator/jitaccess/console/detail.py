@@ -13,6 +13,7 @@ from jitaccess.api.objects import Grant
 from jitaccess.api.phases import TERMINAL, Phase, phase_of
 from jitaccess.console.views import (
     NO_GROUPS,
+    decisions_of,
     in_namespace,
     is_mine,
     needs_review_by,
@@ -54,12 +55,9 @@ def events_of(body: Mapping[str, Any], events: Iterable[Mapping[str, Any]]) -> l
 
 def decisions_on(body: Mapping[str, Any], approvals: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The ActivationApprovals filed for this request, and whether the operator counts them."""
-    name = metadata_of(body).get("name")
     found = []
-    for approval in in_namespace(approvals, str(metadata_of(body).get("namespace") or "")):
+    for approval in decisions_of(body, approvals):
         spec, status = spec_of(approval), status_of(approval)
-        if spec.get("request") != name:
-            continue
         found.append(
             {
                 "name": metadata_of(approval).get("name"),

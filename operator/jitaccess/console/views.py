@@ -135,6 +135,17 @@ def in_namespace(bodies: Iterable[Mapping[str, Any]], namespace: str) -> list[Ma
     return [body for body in bodies if metadata_of(body).get("namespace") == namespace]
 
 
+def decisions_of(body: Mapping[str, Any], approvals: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The ActivationApprovals filed on this very request: in its namespace, naming it."""
+    metadata = metadata_of(body)
+    name = metadata.get("name")
+    return [
+        approval
+        for approval in in_namespace(approvals, str(metadata.get("namespace") or ""))
+        if spec_of(approval).get("request") == name
+    ]
+
+
 def needs_review_by(body: Mapping[str, Any], grant: Grant | None, member: str) -> bool:
     """Break-glass access, activated and not reviewed yet, that this person reviews."""
     if (
@@ -201,7 +212,8 @@ def _terms(awaited: Any) -> dict[str, Any]:
 def may_see(
     body: Mapping[str, Any], grant: Grant | None, member: str, decided: Iterable[Mapping[str, Any]]
 ) -> bool:
-    """The requester, anyone who approves or reviews under its grant, and anyone who decided on it."""
+    """The requester, anyone who approves or reviews under its grant, and anyone who decided on it
+    (on this request: a decision elsewhere shows nothing here)."""
     if is_mine(body, member):
         return True
     if grant is not None:
@@ -210,4 +222,7 @@ def may_see(
         )
         if is_covered(member, NO_GROUPS, deciders):
             return True
-    return any(normal_member(str(spec_of(a).get("approver") or "")) == normal_member(member) for a in decided)
+    return any(
+        normal_member(str(spec_of(a).get("approver") or "")) == normal_member(member)
+        for a in decisions_of(body, decided)
+    )
