@@ -1,10 +1,19 @@
 """The console's rules that the attacks in tests/integration/test_console_attacks.py found missing,
-each on its own: who may see a request (a decision on it, not one anywhere)."""
+each on its own: who may see a request (a decision on it, not one anywhere), and one IAP assertion
+per request, `nbf`. Keys go over loopback HTTP, as in test_console_iap."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
+import pytest_asyncio
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from jitaccess.api.objects import parse_grant
+from jitaccess.console.iap import HEADER, IapKeys, IapVerifier, Unauthenticated, sent_assertion
 from jitaccess.console.views import decisions_of, may_see
+from tests.unit.test_console_iap import AUDIENCE, published  # noqa: F401  (fixture)
 
 ALICE, CAROL = "user:alice@example.com", "user:carol@example.com"
 
@@ -48,3 +57,33 @@ def test_a_decision_shows_its_own_request_to_its_approver_and_no_other():
     assert may_see(body, grant(), "user:Carol@Example.com", [approval("alice-db-1")])
     assert may_see(body, grant(), ALICE, [])  # the requester
     assert not may_see(body, None, CAROL, elsewhere)  # a grant gone changes nothing for her
+
+
+def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+def test_a_request_carries_one_assertion_or_none():
+    assert sent_assertion(headers()) is None
+    assert sent_assertion(headers((HEADER.upper(), "a.b.c"))) == "a.b.c"
+    for pairs in (
+        ((HEADER, "a.b.c"), (HEADER, "d.e.f")),
+        ((HEADER, "a.b.c"), ("X-Goog-Iap-Jwt-Assertion", "")),
+    ):
+        with pytest.raises(Unauthenticated, match="more than one x-goog-iap-jwt-assertion header"):
+            sent_assertion(headers(*pairs))
+
+
+@pytest_asyncio.fixture
+async def verifier(published):  # noqa: F811
+    keys = IapKeys(published["url"])
+    yield IapVerifier(AUDIENCE, keys)
+    await keys.close()
+
+
+async def test_an_assertion_is_not_good_before_its_nbf(verifier, published):  # noqa: F811
+    key, now = published["keys"][0], int(time.time())
+    assert (await verifier.verify(key.sign(nbf=now - 60))).email == "alice@example.com"
+    for nbf in (now + 3600, "soon"):
+        with pytest.raises(Unauthenticated, match="not valid yet"):
+            await verifier.verify(key.sign(nbf=nbf))

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.auth import exceptions as auth_errors
 from google.auth import jwt
+from multidict import CIMultiDictProxy
 
 from jitaccess.api.names import EMAIL
 from jitaccess.policy.admission import Caller, IdentitySettings, member_of
@@ -71,6 +72,15 @@ def jwk_to_pem(jwk: Mapping[str, Any]) -> str | None:
 
 def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sent_assertion(headers: CIMultiDictProxy[str]) -> str | None:
+    """The one assertion on a request. IAP sets exactly one; with two, one came from the client (a
+    replayed or leaked assertion of someone else's, say) and which is IAP's cannot be told."""
+    found = headers.getall(HEADER, [])
+    if len(found) > 1:
+        raise Unauthenticated(f"more than one {HEADER} header: IAP sends exactly one")
+    return found[0] if found else None
 
 
 class IapKeys:
@@ -178,6 +188,9 @@ class IapVerifier:
         if not isinstance(expires, int | float) or expires + self.skew_s < now:
             raise Unauthenticated("the IAP assertion has expired")
         if not isinstance(issued, int | float) or issued - self.skew_s > now:
+            raise Unauthenticated("the IAP assertion is not valid yet")
+        not_before = claims.get("nbf", issued)  # IAP sets none; google-auth does not read it
+        if not isinstance(not_before, int | float) or not_before - self.skew_s > now:
             raise Unauthenticated("the IAP assertion is not valid yet")
         return claims
 

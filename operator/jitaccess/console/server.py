@@ -27,12 +27,12 @@ from jitaccess.console.backend_services import resolve_audience
 from jitaccess.console.csrf import CsrfGuard
 from jitaccess.console.iap import (
     GOOGLE_KEYS,
-    HEADER,
     IapKeys,
     IapVerifier,
     KeysUnavailable,
     Person,
     Unauthenticated,
+    sent_assertion,
 )
 from jitaccess.console.kube import Kube
 from jitaccess.console.mirror import Mirror
@@ -152,7 +152,7 @@ class Console:
         if request.path in OPEN:
             return await handler(request)
         try:
-            person = await self.verifier.verify(request.headers.get(HEADER))
+            person = await self.verifier.verify(sent_assertion(request.headers))
         except Unauthenticated as why:
             return error(401, str(why))
         except KeysUnavailable as why:
