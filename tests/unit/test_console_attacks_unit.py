@@ -1,16 +1,20 @@
 """The console's rules that the attacks in tests/integration/test_console_attacks.py found missing,
-each on its own: who may see a request (a decision on it, not one anywhere), and one IAP assertion
-per request, `nbf`. Keys go over loopback HTTP, as in test_console_iap."""
+each on its own: who may see a request (a decision on it, not one anywhere), one IAP assertion per
+request, `nbf`, and bodies that are not JSON however they fail to be. Keys and bodies go over
+loopback HTTP, as in test_console_iap."""
 
 from __future__ import annotations
 
 import time
 
+import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from jitaccess.api.objects import parse_grant
+from jitaccess.console.api import _json
 from jitaccess.console.iap import HEADER, IapKeys, IapVerifier, Unauthenticated, sent_assertion
 from jitaccess.console.views import decisions_of, may_see
 from tests.unit.test_console_iap import AUDIENCE, published  # noqa: F401  (fixture)
@@ -87,3 +91,38 @@ async def test_an_assertion_is_not_good_before_its_nbf(verifier, published):  # 
     for nbf in (now + 3600, "soon"):
         with pytest.raises(Unauthenticated, match="not valid yet"):
             await verifier.verify(key.sign(nbf=nbf))
+
+
+@pytest_asyncio.fixture
+async def echo(unused_tcp_port):
+    """The console's body reader behind a real server: what it read, or its refusal."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"read": await _json(request)})
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    async with aiohttp.ClientSession() as session:
+        yield session, f"http://127.0.0.1:{unused_tcp_port}/"
+    await runner.cleanup()
+
+
+async def test_a_body_that_is_no_json_is_a_400_however_it_fails(echo):
+    session, url = echo
+    cases = {
+        "nested past the parser": ("[" * 200_000 + "]" * 200_000, "application/json"),
+        "a charset nobody knows": ('{"grant": "g"}', "application/json; charset=x-no-such-charset"),
+        "bytes that are no UTF-8": (b"\xff\xfe{}", "application/json"),
+        "not JSON": ("{grant:", "application/json"),
+    }
+    for what, (data, content_type) in cases.items():
+        async with session.post(url, data=data, headers={"Content-Type": content_type}) as answer:
+            assert answer.status == 400, (what, await answer.text())
+            assert (await answer.json()) == {"error": "the body must be JSON"}, what
+    async with session.post(
+        url, data='{"grant": "g"}', headers={"Content-Type": "application/json"}
+    ) as answer:
+        assert (await answer.json()) == {"read": {"grant": "g"}}

@@ -177,9 +177,11 @@ class Api:
 
 
 async def _json(request: web.Request) -> Any:
+    """The body as JSON; 400 for anything that is not (bad bytes, a charset nobody knows, nesting
+    deeper than the parser goes). Its size aiohttp limits (413 past client_max_size, 1 MiB)."""
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, LookupError, RecursionError):  # JSONDecodeError, UnicodeDecodeError are ValueErrors
         raise web.HTTPBadRequest(
             text=json.dumps({"error": "the body must be JSON"}), content_type="application/json"
         ) from None
