@@ -2,7 +2,8 @@
 
 Reads answer from the mirror, filtered to what the signed-in person may see. Writes are filed by
 the console's service account in that person's name (`console.actions`) and judged by admission
-exactly as kubectl's are; an API server refusal comes back with its status and its words.
+exactly as kubectl's are; an API server refusal comes back with its status and its words (admission's
+without the API server's "admission webhook ... denied the request: ").
 
     GET  /api/me                                     who I am, my CSRF token, where I file
     GET  /api/grants                                 what I may activate (and what only groups may)
@@ -19,6 +20,7 @@ exactly as kubectl's are; an API server refusal comes back with its status and i
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -161,7 +163,7 @@ class Api:
                 f"{collection(REQUESTS.plural, namespace)}/{name}", revocation(person.member)
             )
         except KubeError as refused:
-            return error(refused.status, refused.message)
+            return _refused(refused)
         return web.json_response({"request": request_summary(patched)})
 
     async def _create(self, plural: str, body: dict[str, Any], status: int) -> web.Response:
@@ -169,11 +171,20 @@ class Api:
         try:
             created = await self.console.kube.create(collection(plural, namespace), body)
         except KubeError as refused:
-            return error(refused.status, refused.message)
+            return _refused(refused)
         kind = REQUESTS if plural == REQUESTS.plural else APPROVALS
         self.console.mirror.remember(kind, created)
         shown = request_summary(created) if kind is REQUESTS else {"name": created["metadata"]["name"]}
         return web.json_response({"created": shown}, status=status)
+
+
+# How the API server wraps what admission said: it names a webhook, which means nothing to a person.
+WEBHOOK_DENIED = re.compile(r'^admission webhook "[^"]*" denied the request: ')
+
+
+def _refused(refused: KubeError) -> web.Response:
+    """The API server's refusal, as admission (or RBAC) worded it."""
+    return error(refused.status, WEBHOOK_DENIED.sub("", refused.message))
 
 
 async def _json(request: web.Request) -> Any:
