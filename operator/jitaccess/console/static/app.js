@@ -258,6 +258,13 @@
     return "";
   }
 
+  // Where it waits, or (once met) who approved; empty where no approval was asked.
+  function approvalText(request) {
+    if (request.may.approvalSummary) return request.may.approvalSummary;
+    const approvers = (request.approvals || []).map((approval) => approval.approver);
+    return approvers.length ? `approved by ${approvers.join(", ")}` : "";
+  }
+
   async function renderRequest(namespace, name) {
     const request = await api("GET", `/api/requests/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`);
     if (!changed("request", request)) return;
@@ -273,7 +280,7 @@
     setText("request-justification-shown", request.justification);
     setText("request-start-shown", request.startTime || "as soon as allowed");
     setText("request-window", windowText(request));
-    setText("request-approval", request.may.approvalSummary || "");
+    setText("request-approval", approvalText(request));
     setText("request-ended-by", request.endedBy);
     renderActions(request);
     $("request-decisions").replaceChildren(
