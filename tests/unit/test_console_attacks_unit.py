@@ -1,7 +1,7 @@
 """The console's rules that the attacks in tests/integration/test_console_attacks.py found missing,
 each on its own: who may see a request (a decision on it, not one anywhere), one IAP assertion per
-request, `nbf`, and bodies that are not JSON however they fail to be. Keys and bodies go over
-loopback HTTP, as in test_console_iap."""
+request, `nbf`, reads from other sites, and bodies that are not JSON however they fail to be. Keys
+and bodies go over loopback HTTP, as in test_console_iap."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from jitaccess.api.objects import parse_grant
 from jitaccess.console.api import _json
+from jitaccess.console.csrf import foreign_read
 from jitaccess.console.iap import HEADER, IapKeys, IapVerifier, Unauthenticated, sent_assertion
 from jitaccess.console.views import decisions_of, may_see
 from tests.unit.test_console_iap import AUDIENCE, published  # noqa: F401  (fixture)
@@ -91,6 +92,13 @@ async def test_an_assertion_is_not_good_before_its_nbf(verifier, published):  # 
     for nbf in (now + 3600, "soon"):
         with pytest.raises(Unauthenticated, match="not valid yet"):
             await verifier.verify(key.sign(nbf=nbf))
+
+
+def test_another_sites_page_may_not_read_the_api():
+    assert "cross-site request may not read" in str(foreign_read({"Sec-Fetch-Site": "cross-site"}))
+    assert "same-site request may not read" in str(foreign_read({"Sec-Fetch-Site": "same-site"}))
+    for site in ("same-origin", "none", None):  # the page itself; a typed URL; a client that says nothing
+        assert foreign_read({"Sec-Fetch-Site": site} if site else {}) is None
 
 
 @pytest_asyncio.fixture

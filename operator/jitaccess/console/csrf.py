@@ -65,6 +65,16 @@ class CsrfGuard:
         return self.token_problem(headers.get(TOKEN_HEADER), member)
 
 
+def foreign_read(headers: Mapping[str, str]) -> str | None:
+    """Why a read of the API did not come from the console's own page, where the browser says
+    (Fetch Metadata): another site may not use a signed-in person's session to read, time or hold
+    open anything of theirs (their live-update streams are counted). A typed URL (`none`) reads."""
+    site = headers.get("Sec-Fetch-Site")
+    if site in ("cross-site", "same-site"):
+        return f"a {site} request may not read the console's API; only the console's page does"
+    return None
+
+
 def read_key(path: str) -> bytes:
     """The key in a file (a mounted Secret), surrounding white space removed."""
     with open(path, "rb") as handle:

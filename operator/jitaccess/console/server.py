@@ -24,7 +24,7 @@ from kubernetes import client
 
 from jitaccess.console.api import add_routes
 from jitaccess.console.backend_services import resolve_audience
-from jitaccess.console.csrf import CsrfGuard
+from jitaccess.console.csrf import CsrfGuard, foreign_read
 from jitaccess.console.iap import (
     GOOGLE_KEYS,
     IapKeys,
@@ -58,6 +58,10 @@ SECURITY_HEADERS = {
 }
 STREAM_S = 240.0  # an event stream ends after this (or when the assertion expires); the browser reopens it
 KEEPALIVE_S = 15.0
+# Open event streams one person may hold on one replica (a page holds one; a stream whose page went
+# is noticed only at its next keepalive): one more ends their oldest, so that nobody can hold every
+# connection of a replica, and a person who reloads often still gets a live page.
+MAX_STREAMS_PER_PERSON = 10
 log = logging.getLogger(__name__)
 
 
@@ -88,6 +92,8 @@ class Console:
     port: int = field(init=False, default=0)
     closing: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _runner: web.AppRunner | None = field(init=False, default=None)
+    # Each person's open event streams, oldest first (set one to end it).
+    _streams: dict[str, list[asyncio.Event]] = field(init=False, default_factory=dict)
     # Finding the IAP audience at start (--iap-backend-service-of); fails only when it is ambiguous.
     resolving: asyncio.Task[None] | None = field(init=False, default=None)
 
@@ -160,6 +166,8 @@ class Console:
         if request.method not in ("GET", "HEAD"):
             if (problem := self.csrf.problem(request.headers, person.member)) is not None:
                 return error(403, f"refused (cross-site request forgery protection): {problem}")
+        elif request.path.startswith("/api/") and (problem := foreign_read(request.headers)) is not None:
+            return error(403, f"refused: {problem}")
         if not self.mirror.synced:
             return error(503, "the console is still reading the cluster; try again in a moment")
         request[PERSON] = person
@@ -176,6 +184,20 @@ class Console:
         """Server-sent events: `change` whenever anything the console mirrors changed (the page
         then asks again for what it shows). It carries no data of anyone's, so it needs no filter."""
         person: Person = request[PERSON]
+        mine = self._streams.setdefault(person.member, [])
+        if len(mine) >= MAX_STREAMS_PER_PERSON:
+            mine.pop(0).set()  # the oldest ends; a page still listening there opens a new one
+        stop = asyncio.Event()
+        mine.append(stop)
+        try:
+            return await self._follow(request, person, stop)
+        finally:
+            if stop in mine:
+                mine.remove(stop)
+            if not mine and self._streams.get(person.member) is mine:
+                del self._streams[person.member]
+
+    async def _follow(self, request: web.Request, person: Person, stop: asyncio.Event) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
@@ -186,7 +208,10 @@ class Console:
         try:
             while not self.closing.is_set() and self.clock() < ends:
                 wait = min(KEEPALIVE_S, max(0.0, ends - self.clock()))
-                if await _either(waiter.wait(), self.closing.wait(), timeout=wait) and waiter.is_set():
+                woke = await _either(waiter.wait(), self.closing.wait(), stop.wait(), timeout=wait)
+                if stop.is_set():
+                    break
+                if woke and waiter.is_set():
                     await asyncio.sleep(0.1)  # changes that come together are told once
                     waiter.clear()
                     await response.write(f"event: change\ndata: {self.mirror.revision}\n\n".encode())
