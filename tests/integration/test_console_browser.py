@@ -2,13 +2,14 @@
 through the sandbox's IAP stand-in as alice, bob and carol, each in a browser context of their own.
 Pages change live (server-sent events, never a reload); a page error, a console error or a
 Content-Security-Policy violation on any page fails the test. The screenshots in docs/images/ come
-from here (1280x800)."""
+from here (1280x800): `JITACCESS_SCREENSHOTS=1 make test` refreshes them."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +30,13 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]  # fmt: skip
 VIEWPORT = {"width": 1280, "height": 800}
 WAIT_MS = 30_000
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+# Screenshots go to docs/images/ only when asked (JITACCESS_SCREENSHOTS=1, to refresh the docs'
+# pictures), else to a temporary folder: a test run leaves the work tree as it found it.
+IMAGES = (
+    Path(__file__).resolve().parents[2] / "docs" / "images"
+    if os.environ.get("JITACCESS_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "jitaccess-console-screenshots"
+)
 NAMESPACE = "team-sre"  # where the sandbox's console files requests
 # Runs if the page ever parses it as HTML: an alert, a flag, a CSP violation (inline script).
 HOSTILE = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=1</script> & "INC-9"'
