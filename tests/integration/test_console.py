@@ -250,12 +250,9 @@ async def test_alice_sees_only_her_grants_and_is_told_about_group_ones(cluster, 
     grants = await alice.get("/api/grants")
     names = {g["name"] for g in grants["eligible"]}
     assert "console-bob-only" not in names and "console-sre-only" not in names
-    assert {
-        "name": "console-sre-only",
-        "resource": grants["throughGroups"][0]["resource"],
-        "groups": ["group:sre@example.com"],
-    } in grants["throughGroups"]
-    assert "console-bob-only" not in {g["name"] for g in grants["throughGroups"]}
+    # Grants that name groups are counted, never described: who may use them is not alice's to read.
+    assert isinstance(grants["throughGroups"], int) and grants["throughGroups"] >= 1
+    assert "console-sre-only" not in json.dumps(grants) and "sre@example.com" not in json.dumps(grants)
 
 
 async def test_bob_approves_what_waits_for_him_and_carol_sees_nothing(cluster, console_sandbox, session):

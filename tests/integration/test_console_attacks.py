@@ -694,7 +694,7 @@ async def test_a_grant_or_step_that_names_only_groups_is_not_usable_through_the_
     assert not await stored_requests(cluster, "atk-group-only")
     grants = await alice.get("/api/grants")
     assert "atk-group-only" not in {g["name"] for g in grants["eligible"]}
-    assert "atk-group-only" in {g["name"] for g in grants["throughGroups"]}
+    assert grants["throughGroups"] >= 1 and "atk-group-only" not in str(grants)
     # With kubectl her groups count: the membership is real, the console just cannot prove it.
     await cluster.request_as(ALICE, "atk-group-only-kubectl", "atk-group-only")
     await cluster.wait_phase("atk-group-only-kubectl", "Active")

@@ -77,14 +77,15 @@ def grant_view(grant: Grant, now: datetime) -> dict[str, Any]:
 
 
 def my_grants(grants: Mapping[str, Grant], member: str, now: datetime) -> dict[str, Any]:
-    """The grants that name this person (directly or by domain), and those that name groups only,
-    which may be theirs but cannot be used here: IAP does not say which groups someone is in."""
-    eligible, through_groups = [], []
+    """The grants that name this person (directly or by domain), and how many others name groups
+    (which may be theirs but cannot be used here: IAP does not say which groups someone is in).
+    Only a count: the others' names, resources and groups are for those who may read grants."""
+    eligible, through_groups = [], 0
     for grant in sorted(grants.values(), key=lambda g: g.name):
         if is_covered(member, NO_GROUPS, grant.principals):
             eligible.append(grant_view(grant, now))
-        elif groups := [p for p in grant.principals if p.startswith("group:")]:
-            through_groups.append({"name": grant.name, "resource": grant.resource, "groups": groups})
+        elif any(p.startswith("group:") for p in grant.principals):
+            through_groups += 1
     return {"eligible": eligible, "throughGroups": through_groups}
 
 
