@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from jitaccess.api.bindings import reference_of
+from jitaccess.iam.writer import RetryPolicy
 from jitaccess_emulator.server import FOREIGN_ROLE
 from tests.integration.conftest import GROUP, VERSION
 from tests.integration.test_lifecycle import FOREIGN, jit_bindings
@@ -76,8 +77,10 @@ async def settle(
     timeout_s: float = 120,
     tick_s: float = 0,
     ready: Callable[[], bool] | None = None,
+    enough: Callable[[], bool] | None = None,
 ) -> None:
-    """Wait until every request in `names` is in `phase`, moving the clock `tick_s` each round.
+    """Wait until every request in `names` is in `phase` (or `enough` holds), moving the clock
+    `tick_s` each round.
 
     `ready` is a cheap in-process check (what IAM holds) that must pass before the requests are
     listed: listing hundreds of requests every round would load the CPUs the operator and the
@@ -88,6 +91,8 @@ async def settle(
     rounds = 0
     while time.monotonic() < deadline:
         rounds += 1
+        if enough is not None and enough():
+            return
         if ready is None or ready() or rounds % 10 == 0:
             seen = await phases(cluster, names)
             if seen[phase] == len(names):
@@ -99,17 +104,43 @@ async def settle(
 
 
 RACE_S = 30
+# When an act has raced enough: the operator's writer met a run of 409s long enough to give up
+# (RetryPolicy.attempts cycles) and, trying again, as many again, while the other tool wrote at
+# least 50 times. Racing longer takes no other path: once the policy holds hundreds of our
+# bindings, every cycle of ours loses to a 20 ms writer anyway (a fixed 30 s race was 60 s of
+# this test, nearly all of it spent losing).
+RACED_CONFLICTS = 2 * RetryPolicy().attempts
+RACED_FOREIGN_WRITES = 50
 
 
-async def race(cluster, names: list[str], phase: str, ready: Callable[[], bool]) -> None:
-    """Settle with the foreign writer on for up to RACE_S, then without it."""
+def conflicts(cluster, project: str) -> int:
+    return sum(
+        1
+        for c in cluster.emulator.calls
+        if c.resource == project and c.method == "setIamPolicy" and c.status == 409
+    )
+
+
+async def race(
+    cluster, project: str, names: list[str], phase: str, ready: Callable[[], bool], then_tick_s: float = 2
+) -> None:
+    """Settle with the foreign writer on until the two have raced enough (at most RACE_S), then
+    without it, moving the clock `then_tick_s` a round."""
+    conflicts_before, writes_before = conflicts(cluster, project), cluster.emulator.foreign_writes
+
+    def raced() -> bool:
+        return (
+            cluster.emulator.foreign_writes - writes_before >= RACED_FOREIGN_WRITES
+            and conflicts(cluster, project) - conflicts_before >= RACED_CONFLICTS
+        )
+
     try:
-        await settle(cluster, names, phase, timeout_s=RACE_S, tick_s=2, ready=ready)
+        await settle(cluster, names, phase, timeout_s=RACE_S, tick_s=2, ready=ready, enough=raced)
     except AssertionError:
         pass  # starved for now: the rest is done once the other tool stops
     finally:
         cluster.emulator.stop_foreign_writer()
-    await settle(cluster, names, phase, tick_s=2, ready=ready)
+    await settle(cluster, names, phase, tick_s=then_tick_s, ready=ready)
 
 
 def write_counts(cluster, project: str) -> tuple[Counter, Counter, set]:
@@ -142,14 +173,20 @@ async def test_a_foreign_writer_every_20ms_loses_nothing_during_500_activations_
     # run of conflicts) come round as they would. A read-modify-write slower than 20 ms can lose
     # every race to a tool writing every 20 ms (on Google, at ~100 ms a call, every one would):
     # liveness is not promised while it writes, only that nothing is lost or doubled. So each act
-    # races the writer for up to RACE_S, then lets what is left finish after it stops.
+    # races the writer until it has raced enough (see `race`), then lets what is left finish
+    # after it stops.
     cluster.emulator.start_foreign_writer([project], interval_ms=20, max_members=200)
     try:
         await create_many(cluster, [request_body(name, "foreign-race", n) for n, name in enumerate(names)])
-        await race(cluster, names, "Active", lambda: len(jit_bindings(cluster, project)) == 500)
+        await race(cluster, project, names, "Active", lambda: len(jit_bindings(cluster, project)) == 500)
         cluster.emulator.start_foreign_writer([project], interval_ms=20, max_members=200)
         cluster.advance(minutes=31)
-        await race(cluster, names, "Expired", lambda: not jit_bindings(cluster, project))
+        # Once the writer stops, the removals it starved are retried on the operator's backoff,
+        # minutes by then: the clock moves 10 s a round to bring them round (nothing is left to
+        # expire early).
+        await race(
+            cluster, project, names, "Expired", lambda: not jit_bindings(cluster, project), then_tick_s=10
+        )
         foreign_writes = cluster.emulator.foreign_writes
     finally:
         cluster.emulator.stop_foreign_writer()
@@ -164,16 +201,27 @@ async def test_a_foreign_writer_every_20ms_loses_nothing_during_500_activations_
     assert len(added) == 500 and set(added.values()) == {1}, "each JIT binding written exactly once"
     assert set(removed) == set(added) and set(removed.values()) == {1}, "and removed exactly once"
     assert foreign_removed == set(), "no write of ours ever took a foreign binding away"
-    conflicts = sum(
-        1
-        for c in cluster.emulator.calls
-        if c.resource == project and c.method == "setIamPolicy" and c.status == 409
-    )
     assert cluster.emulator.foreign_refusals == []
-    assert foreign_writes >= 50 and conflicts > 0, (foreign_writes, conflicts)  # they really raced
+    refused = conflicts(cluster, project)
+    assert foreign_writes >= 50 and refused > 0, (foreign_writes, refused)  # they really raced
 
 
-async def test_503s_429s_and_latency_spikes_delay_but_never_lose_a_request(cluster):
+# The writer's real-time backoff, a tenth of the production RetryPolicy's: there a 429 late in a
+# run of faults pauses every IAM write for up to cap_s (30 s), so this test's length was a matter
+# of luck (37 s to 70 s, a minute for one wave on a loaded machine). Same retries, same shared
+# pause, same number of attempts before the operator's own (clock-scheduled) retry; only sooner.
+FAST_RETRY = RetryPolicy(quota_base_s=0.2, server_base_s=0.02, cap_s=3.0)
+
+
+@pytest.fixture
+def fast_retry(cluster):
+    cycle = cluster.sandbox.reconciler.writer.cycle  # the batching writer's read-modify-write
+    production, cycle.retry = cycle.retry, FAST_RETRY
+    yield
+    cycle.retry = production
+
+
+async def test_503s_429s_and_latency_spikes_delay_but_never_lose_a_request(cluster, fast_retry):
     projects = [cluster.project() for _ in range(3)]
     for number, project in enumerate(projects):
         cluster.emulator.seed(project, [FOREIGN])
