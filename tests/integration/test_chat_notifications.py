@@ -296,6 +296,7 @@ async def test_deny_from_slack_ends_the_request_and_tells_the_requester(
 async def test_each_notice_is_sent_once_across_a_restart_while_sending(world, cluster, slack, mailbox):
     sandbox, settings = world
     mailbox.hold.clear()  # the SMTP server takes the next message but does not answer yet
+    stopping = None
     try:
         await cluster.grant("chat-restart", cluster.project(), notify={"slackChannel": CHANNEL})
         await cluster.wait_grant_ready("chat-restart")
@@ -308,9 +309,16 @@ async def test_each_notice_is_sent_once_across_a_restart_while_sending(world, cl
             return ledger.get("activated", {}).get("channels", {}).get("email", {}).get("state")
 
         await eventually(lambda: email_state() == "sending")
-        await sandbox.stop_operator()
+        outbox = sandbox.reconciler.outbox
+        stopping = asyncio.create_task(sandbox.stop_operator())
+        # Stopping, the operator cancels the send in flight: the message is in doubt from then on.
+        # Its thread still waits for the server's answer, and the operator's loop ends only once
+        # its threads have (10 s of SMTP timeout): so the server answers once the send is dropped.
+        await eventually(lambda: stopping.done() or not outbox._tasks, "the send in flight was given up")
     finally:
         mailbox.hold.set()  # the message in flight is delivered after all
+        if stopping is not None:
+            await stopping
     await start(sandbox, settings)
     await eventually(lambda: email_state() == "in-doubt")
     cluster.advance(minutes=31)
@@ -386,6 +394,10 @@ async def test_dead_mail_and_slack_delay_nothing_else(tmp_path, secrets_dir, mai
                 )
             outbox = sandbox.reconciler.outbox
             pending = [t.get_name() for t in outbox._tasks if t.get_name().startswith(("email", "slack"))]
+            # Seen: now give the dead endpoints up, rather than through the shutdown's grace and
+            # their timeouts (the sends' threads return as the hanging server's socket closes).
+            await sandbox.in_operator(sandbox.reconciler.stop_notices())
+            hanging.close()
     finally:
         hanging.close()
         await runner.cleanup()
