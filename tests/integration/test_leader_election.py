@@ -25,8 +25,11 @@ from jitaccess.controller.operator import kubernetes_configuration
 from jitaccess_sandbox.runner import OPERATOR_NAMESPACE, OPERATOR_USER, Sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+# The clocks are ManualClocks, so duration and deadline cost no time. The retry period is also
+# every call's time budget (an HTTP timeout): 50 ms was not always enough for a call on a loaded
+# machine, in a test process whose garbage collector may pause it for longer.
 FAST = LeaseTimings(
-    duration=timedelta(seconds=15), renew_deadline=timedelta(seconds=10), retry_period=timedelta(seconds=0.05)
+    duration=timedelta(seconds=15), renew_deadline=timedelta(seconds=10), retry_period=timedelta(seconds=0.5)
 )
 _leases = itertools.count(1)
 
@@ -91,7 +94,7 @@ async def leading(leader: LeaderElector) -> AsyncIterator[asyncio.Event]:
 
     running = asyncio.create_task(leader.run(start, stop))
     try:
-        await asyncio.wait_for(acting.wait(), 5)
+        await asyncio.wait_for(acting.wait(), 30)  # a deadline for its first campaign
         yield stopped
     finally:
         running.cancel()
@@ -196,7 +199,8 @@ async def test_a_leader_cut_off_from_the_api_stops_before_anyone_may_take_over(s
     async with leading(leader) as stopped:
         assert not await standby.try_acquire_or_renew()
         await forwarder.cut()
-        await asyncio.sleep(0.5)  # ten failed renewals: not yet past the renew deadline
+        # Renewals fail (no time passes on its clock): not yet past the renew deadline.
+        await asyncio.sleep(3 * FAST.retry_period.total_seconds())
         assert leader.leading and not stopped.is_set()
         leader.clock.advance(FAST.renew_deadline)
         await asyncio.wait_for(stopped.wait(), 5)
@@ -298,19 +302,22 @@ async def test_a_late_answered_renewal_that_landed_is_not_a_lost_lease(sandbox):
     leader = elector(sandbox, lease, "replica-a", api)
     standby = elector(sandbox, lease, "replica-b")
     async with leading(leader) as stopped:
-        api.late_s = 0.3  # every answer after the 0.05 s the renewal is given
+        api.late_s = 0.8  # every answer after the 0.5 s the renewal is given
         for _ in range(4):  # 16 s: past the deadline of the last renewal it *heard* of
             leader.clock.advance(timedelta(seconds=4))
-            # Until a renewal sent at the new time has landed (a condition, not a time).
-            for _ in range(400):
-                if (await read_lease(sandbox, lease)).spec.renew_time >= leader.clock.now() - timedelta(
-                    seconds=1
-                ):
-                    break
-                await asyncio.sleep(0.05)
+            await renewed_now(sandbox, lease, leader)
         assert leader.leading and not stopped.is_set()
         assert (await read_lease(sandbox, lease)).spec.holder_identity == "replica-a"
         assert not await standby.try_acquire_or_renew()
-        api.late_s = 0.0
-        await asyncio.sleep(0.3)
+        api.late_s = 0.0  # answered in time again, it leads on
+        leader.clock.advance(timedelta(seconds=4))
+        await renewed_now(sandbox, lease, leader)
         assert leader.leading and not stopped.is_set()
+
+
+async def renewed_now(sandbox: Sandbox, lease: str, leader: LeaderElector) -> None:
+    """Until a renewal sent at the leader's time now has landed (a condition, not a time)."""
+    for _ in range(400):
+        if (await read_lease(sandbox, lease)).spec.renew_time >= leader.clock.now() - timedelta(seconds=1):
+            return
+        await asyncio.sleep(0.05)
