@@ -92,6 +92,8 @@ class SandboxApi(kmock.KubernetesEmulator):
     _version: int = attrs.field(default=0, init=False)  # the last resourceVersion given out
     # Writes of one object are serialised (admission included), writes of different ones are not.
     _writes: dict[tuple[Any, ...], tuple[asyncio.Lock, int]] = attrs.field(factory=dict, init=False)
+    # From a write's version to its watch event, no other write (admission is over by then).
+    _commit: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     namespaces: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _warnings: dict[int, list[str]] = attrs.field(factory=dict, init=False)
     store: IndexedObjects = attrs.field(factory=IndexedObjects, init=False)
@@ -563,8 +565,13 @@ class SandboxApi(kmock.KubernetesEmulator):
                 if _dry_run(request):  # admitted and validated, not stored
                     response = aiohttp.web.json_response(new if new is not None else before)
                 else:
-                    response = await self._route(request)
-                    await self._after_write(request, before, new)
+                    # Versioned as stored, as etcd versions a write as it commits it: a version
+                    # given before the webhooks answered could reach the watchers after a later
+                    # one, and a watch resumed past that one would never see this write.
+                    async with self._commit:
+                        request, new = self._versioned(request, before, new)
+                        response = await self._route(request)
+                        await self._after_write(request, before, new)
         finally:
             warnings = self._warnings.pop(id(request), [])
         for warning in warnings:  # as kube-apiserver relays admission warnings to kubectl
@@ -717,11 +724,6 @@ class SandboxApi(kmock.KubernetesEmulator):
         if request.action == enums.action.DELETE:  # kmock marks or removes the object itself
             if old is None:
                 raise not_found(request.resource, request.name)
-            metadata = old.get("metadata") or {}
-            if metadata.get("finalizers") and not metadata.get("deletionTimestamp") and not _dry_run(request):
-                # kmock marks it deleting; like any write, that is a new version (watchers compare them).
-                stored = self.store[request.resource, request.namespace, request.name]
-                stored.patch({"metadata": {"resourceVersion": self.resource_version()}})
             return request, None
         if request.action == enums.action.UPDATE and apply.is_apply(request.headers.get("Content-Type")):
             request, new = self._applied(request, old)
@@ -737,6 +739,29 @@ class SandboxApi(kmock.KubernetesEmulator):
         if crd is not None:
             new = await self._admit(request, crd, new, old)
             invalid(crd, new, old)
+        data = new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
+        return _with_data(request, data), new
+
+    def _versioned(
+        self, request: rendering.Request, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> tuple[rendering.Request, dict[str, Any] | None]:
+        """The admitted write with the version it is stored at, given now (a write that, admitted,
+        changes nothing keeps the version the object has, as kube-apiserver's no-op writes do)."""
+        assert request.resource is not None
+        if request.action == enums.action.DELETE:
+            metadata = (old or {}).get("metadata") or {}
+            if metadata.get("finalizers") and not metadata.get("deletionTimestamp"):
+                # kmock marks it deleting; like any write, that is a new version (watchers compare them).
+                stored = self.store[request.resource, request.namespace, request.name]
+                stored.patch({"metadata": {"resourceVersion": self.resource_version()}})
+            return request, None
+        assert new is not None
+        unchanged = old is not None and _unversioned(new) == _unversioned(old)
+        new["metadata"]["resourceVersion"] = (
+            old["metadata"].get("resourceVersion")
+            if old is not None and unchanged
+            else self.resource_version()
+        )
         data = new if request.action == enums.action.CREATE else merge_diff(old or {}, new)
         return _with_data(request, data), new
 
@@ -1038,6 +1063,11 @@ def _all_headers(request: rendering.Request) -> Mapping[str, str]:
     """Every header, repeated ones too (Impersonate-Group may come more than once)."""
     raw = request._raw_request
     return raw.headers if raw is not None else request.headers
+
+
+def _unversioned(obj: dict[str, Any]) -> dict[str, Any]:
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**obj, "metadata": metadata}
 
 
 def _with_data(request: rendering.Request, data: Any) -> rendering.Request:
