@@ -579,8 +579,14 @@ async def test_kubectl_completes_jit_through_kubectl_complete_jit(cluster, tmp_p
         )
         return done.stdout.splitlines()
 
-    approvable = await offered("--context", BOB, "approve", "alice-t")
+    # Four completions at once: each is kubectl starting kubectl_complete-jit, a Python process.
+    approvable, to_approve, grants, commands = await asyncio.gather(
+        offered("--context", BOB, "approve", "alice-t"),
+        offered("--context", BOB, "approve", ""),
+        offered("--context", ALICE, "request", ""),
+        offered(""),
+    )
     assert approvable == ["alice-tab", ":4"]
-    assert "alice-out" not in await offered("--context", BOB, "approve", "")  # Active: nothing to approve
-    assert "jit-complete" in await offered("--context", ALICE, "request", "")
-    assert "show" in await offered("")
+    assert "alice-out" not in to_approve  # Active: nothing to approve
+    assert "jit-complete" in grants
+    assert "show" in commands
