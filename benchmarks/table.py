@@ -34,7 +34,7 @@ def rows(result: dict[str, Any]) -> list[str]:
     lines = []
     floor = result.get("floor") if result.get("mode") != "floor" else None  # a floor-only run is the top
     for run in (floor, result, result.get("baseline")):
-        if not run:
+        if not run or run.get("skipped"):
             continue
         latency = run.get("latency_s") or {}
         lag = run.get("expiry_lag_s") or {}
