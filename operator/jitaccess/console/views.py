@@ -21,6 +21,7 @@ from jitaccess.api.objects import Grant, parse_grant, parse_request_spec
 from jitaccess.api.phases import Phase
 from jitaccess.api.times import format_time
 from jitaccess.kubectl_review import judge, may_approve, my_turn
+from jitaccess.policy.break_glass import not_a_reviewer
 from jitaccess.policy.conditions import REVIEWED
 from jitaccess.policy.eligibility import is_covered, resolve, window_errors
 
@@ -149,18 +150,15 @@ def decisions_of(body: Mapping[str, Any], approvals: Iterable[Mapping[str, Any]]
 
 def needs_review_by(body: Mapping[str, Any], grant: Grant | None, member: str) -> bool:
     """Break-glass access, activated and not reviewed yet, that this person reviews."""
-    if (
-        not spec_of(body).get("breakGlass")
-        or grant is None
-        or grant.break_glass is None
-        or is_mine(body, member)
-    ):
+    spec = spec_of(body)
+    if not spec.get("breakGlass") or grant is None or grant.break_glass is None:
         return False
     reviewed = next((c for c in status_of(body).get("conditions") or () if c.get("type") == REVIEWED), None)
+    requester = str(spec.get("requester") or "")
     return (
         reviewed is not None
         and reviewed.get("status") == "False"
-        and is_covered(member, NO_GROUPS, grant.break_glass.reviewers)
+        and not_a_reviewer(member, NO_GROUPS, requester, grant.break_glass.reviewers) is None
     )
 
 

@@ -64,12 +64,20 @@ def reviewer_problem(decision: Decision, requester: str, reviewers: tuple[str, .
     refuses the same cases when the review is filed."""
     if decision.decision not in REVIEW_DECISIONS:
         return "a break-glass request is reviewed, not approved: decision Review or Revoke"
-    if not decision.approver:
+    return not_a_reviewer(decision.approver, decision.approver_groups, requester, reviewers)
+
+
+def not_a_reviewer(
+    member: str, groups: tuple[str, ...], requester: str, reviewers: tuple[str, ...]
+) -> str | None:
+    """Why this member (with these groups) is not one who reviews this requester's break-glass
+    access, or None: never the requester, always one the reviewers name."""
+    if not member:
         return "it names no reviewer"
-    if normal_member(decision.approver) == normal_member(requester):
-        return f"{decision.approver} is the requester, who cannot review their own break-glass access"
-    if not is_covered(decision.approver, decision.approver_groups, reviewers):
-        return f"{decision.approver} is not among the reviewers ({', '.join(reviewers)})"
+    if normal_member(member) == normal_member(requester):
+        return f"{member} is the requester, who cannot review their own break-glass access"
+    if not is_covered(member, groups, reviewers):
+        return f"{member} is not among the reviewers ({', '.join(reviewers)})"
     return None
 
 
