@@ -21,6 +21,21 @@ from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox
 GROUP, VERSION = "jitaccess.dev", "v1alpha1"
 # Under KUBEBUILDER_ASSETS the cluster fixtures run a real kube-apiserver instead of the sandbox API.
 KUBE_APISERVER = assets_dir()
+
+
+def sandbox_with_console(state: Path, **options: Any) -> Sandbox:
+    """A sandbox that serves the web console behind its IAP stand-in, admin a trusted submitter
+    (it files requests for the people the tests act as); `options` add to it (extra_users, …)."""
+    return Sandbox(
+        state,
+        tick_s=0.05,
+        trusted_submitters=frozenset({"admin"}),
+        kube_apiserver_assets=KUBE_APISERVER,
+        console=True,
+        **options,
+    )
+
+
 # Every (verb, resource, subresource) the operator called in any sandbox of this session.
 OPERATOR_CALLS: set[tuple[str, str, str]] = set()
 _names = itertools.count(1)

@@ -21,7 +21,7 @@ from jitaccess.console.iap import HEADER
 from jitaccess.console.server import CSP, STATIC
 from jitaccess_sandbox.iap_standin import COOKIE, SigningKey
 from jitaccess_sandbox.runner import CONSOLE_USER, Sandbox, _free_port
-from tests.integration.conftest import GROUP, KUBE_APISERVER, VERSION, Cluster
+from tests.integration.conftest import GROUP, VERSION, Cluster, sandbox_with_console
 from tests.integration.test_trust import patch_as
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -31,13 +31,7 @@ HOSTILE = '<img src=x onerror="alert(1)"><script>alert(document.cookie)</script>
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def console_sandbox(tmp_path_factory: pytest.TempPathFactory):
     state = Path(tmp_path_factory.mktemp("console-sandbox"))
-    async with Sandbox(
-        state,
-        tick_s=0.05,
-        trusted_submitters=frozenset({"admin"}),
-        kube_apiserver_assets=KUBE_APISERVER,
-        console=True,
-    ) as running:
+    async with sandbox_with_console(state) as running:
         yield running
 
 

@@ -33,7 +33,7 @@ from jitaccess.policy.ending_access import ON_BEHALF_OF
 from jitaccess_sandbox.console_front import PROJECT, PROJECT_NUMBER
 from jitaccess_sandbox.iap_standin import SigningKey
 from jitaccess_sandbox.runner import CONSOLE_USER, Sandbox
-from tests.integration.conftest import GROUP, KUBE_APISERVER, VERSION, Cluster
+from tests.integration.conftest import GROUP, VERSION, Cluster, sandbox_with_console
 from tests.integration.test_console import HOSTILE, Browser, person, until
 from tests.integration.test_trust import patch_as
 
@@ -50,14 +50,7 @@ SECRET = "INC-9000: the merger data room, do not tell anyone"
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def console_sandbox(tmp_path_factory: pytest.TempPathFactory):
     state = Path(tmp_path_factory.mktemp("console-attacks"))
-    async with Sandbox(
-        state,
-        tick_s=0.05,
-        trusted_submitters=frozenset({"admin"}),
-        kube_apiserver_assets=KUBE_APISERVER,
-        console=True,
-        extra_users=EXTRA,
-    ) as running:
+    async with sandbox_with_console(state, extra_users=EXTRA) as running:
         running.write_kubeconfig(state / "workloads.kubeconfig", list(EXTRA))
         yield running
 

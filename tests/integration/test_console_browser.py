@@ -20,7 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page, async_p
 
 from jitaccess.console.iap import HEADER
 from jitaccess_sandbox.runner import CONSOLE_USER, Sandbox
-from tests.integration.conftest import KUBE_APISERVER, Cluster
+from tests.integration.conftest import Cluster, sandbox_with_console
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -63,10 +63,7 @@ def _chromium_is_there() -> None:
 async def sandbox(tmp_path_factory: pytest.TempPathFactory):
     """The module's sandbox, with the console (conftest's `cluster` works on it)."""
     state = Path(tmp_path_factory.mktemp("browser-sandbox"))
-    admin = frozenset({"admin"})  # files requests for alice, as a trusted submitter
-    async with Sandbox(
-        state, tick_s=0.05, trusted_submitters=admin, kube_apiserver_assets=KUBE_APISERVER, console=True
-    ) as running:
+    async with sandbox_with_console(state) as running:
         yield running
 
 
