@@ -83,7 +83,7 @@ async def run_demo(sandbox: Sandbox, examples: Path = EXAMPLES) -> None:
     await approval_story(sandbox, custom, examples)
     await break_glass_story(sandbox, custom, examples / "break-glass")
     say(
-        "Demo finished: the requests went Activating → Active → Expired (the break-glass one is still Active, "
+        "Demo finished: the requests went Active → Expired (the approved one through Activating; the break-glass one is still Active, "
         "and reviewed); IAM holds the other tool's binding and that one."
     )
 

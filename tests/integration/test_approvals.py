@@ -43,6 +43,11 @@ async def test_group_approver_approves_and_access_is_granted_naming_them(cluster
     description = body["status"]["bindings"][0]["condition"]["description"]
     assert description.startswith("Approved by user:bob@example.com, justification: INC-4711")
     await cluster.wait_event("mpa-alice", "Activated")
+    # Approved, it is shown Activating before IAM hears of it: never AwaitingApproval while it holds access.
+    stored = cluster.sandbox.api.objects["jitaccess.dev/v1alpha1/activationrequests", "team-sre", "mpa-alice"]
+    phases = [(v.get("status") or {}).get("phase") for v in stored.history]
+    shown = [phase for n, phase in enumerate(phases) if phase and phase != phases[n - 1]]
+    assert shown == ["AwaitingApproval", "Activating", "Active"], phases
     for _ in range(100):  # the operator makes each approval owned by its request
         stored = await asyncio.to_thread(
             cluster.custom.get_namespaced_custom_object,

@@ -135,23 +135,29 @@ def settle(body, decisions, iam, grant=GRANT):
 
 
 def test_approved_request_is_written_naming_its_approvers():
-    body = waiting()
+    body = carry_out(waiting(), step(waiting(), []), {})
+    assert body["status"]["phase"] == "AwaitingApproval"
     votes = [pinned(body, BOB), pinned(body, DAN)]
-    intent = step(body, votes)  # the window and its approvers are sealed before IAM hears of it
-    assert not intent.iam and intent.record_held.approvers == ("user:bob@example.com", "user:dan@example.com")
-    condition = next(c for c in intent.status["conditions"] if c["type"] == "Approved")
-    assert condition["status"] == "True" and condition["message"].startswith("2 of 2 approval(s)")
-    assert [a["approver"] for a in intent.status["approvals"]] == [
-        "user:bob@example.com",
-        "user:dan@example.com",
-    ]
-    assert {r.name: r.counted for r in intent.reports} == {BOB.name: True, DAN.name: True}
-    written = step(carry_out(body, intent, {}), votes)
+    written = step(body, votes)  # the window and its approvers are sealed before IAM hears of it
+    assert written.record_held.approvers == ("user:bob@example.com", "user:dan@example.com")
     (change,) = written.iam
     assert change.hold[0].description.startswith(
         "Approved by user:bob@example.com, user:dan@example.com, justification: "
     )
+    # It showed AwaitingApproval: it is shown Activating before IAM hears of it, then Active; both
+    # with the approvals as counted now.
+    assert not written.status_told_only and written.status["phase"] == "Activating"
     assert written.on_success.status["phase"] == "Active"
+    for status in (written.status, written.on_success.status):
+        condition = next(c for c in status["conditions"] if c["type"] == "Approved")
+        assert condition["status"] == "True" and condition["message"].startswith("2 of 2 approval(s)")
+        assert [a["approver"] for a in status["approvals"]] == [
+            "user:bob@example.com",
+            "user:dan@example.com",
+        ]
+    assert {r.name: r.counted for r in written.reports} == {BOB.name: True, DAN.name: True}
+    active = carry_out(body, written, {})
+    assert active["status"]["phase"] == "Active" and len(active["status"]["approvals"]) == 2
 
 
 def test_approvals_of_a_request_that_resolves_to_more_roles_now_do_not_count():

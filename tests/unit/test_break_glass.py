@@ -45,9 +45,8 @@ def condition(body, kind):
 def test_break_glass_activates_at_once_alerts_and_is_flagged():
     assert GRANT is not None and GRANT.break_glass.reviewers == ("group:leads@example.com",)
     iam: dict = {}
-    intent = step_for(broken())
-    assert intent.record_held is not None  # no approval asked for
-    written = step_for(carry_out(broken(), intent, iam))
+    written = step_for(broken())
+    assert written.record_held is not None and written.iam  # no approval asked for
     active = written.on_success
     assert active.event.type == "Warning" and active.event.reason == "BreakGlassActivated"
     assert "group:leads@example.com must review it by 2026-11-25T09:00:05Z" in active.event.message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from jitaccess.controller.cache import RequestKey
@@ -33,7 +35,27 @@ async def clear_after_refusal(
     )
 
 
-async def apply_iam(writer: IamWriter, changes: tuple[IamChange, ...]) -> Outcome:
+# How long an IAM change may keep a request waiting before its status says so (`Step.on_slow`):
+# a prompt write shows nothing between the step before and the one after it.
+SLOW_IAM_S = 3.0
+
+
+async def apply_iam(
+    writer: IamWriter,
+    changes: tuple[IamChange, ...],
+    if_slow: Callable[[], Awaitable[None]] | None = None,
+) -> Outcome:
+    """`changes`, and `if_slow` once when they have not been answered within SLOW_IAM_S."""
+    writing = asyncio.ensure_future(_apply(writer, changes))
+    try:
+        if if_slow is not None and not (await asyncio.wait({writing}, timeout=SLOW_IAM_S))[0]:
+            await if_slow()
+        return await writing
+    finally:
+        writing.cancel()  # only if this was cancelled before the write ended
+
+
+async def _apply(writer: IamWriter, changes: tuple[IamChange, ...]) -> Outcome:
     """Each change is one atomic write on one resource. Every removal is attempted even when
     another fails (access must end wherever it can); nothing is granted after a failure."""
     failed: Outcome | None = None

@@ -275,12 +275,20 @@ class Reconciler:
     async def _carry_out(self, key: RequestKey, body: dict[str, Any], step: Step) -> bool:
         """Persist one step; False when the request needs no further step now."""
         namespace, name = key
+        if step.iam and step.record_held is not None:
+            body = await self._seal_before_iam(key, body, step)
+            step = replace(step, record_held=None, status=None, event=None)
         if step.iam and step.status is not None:
             # The intent is shown before IAM is written (once: not again on every retry).
             await self._show_once(key, body, replace(step, iam=()))
             body = self.cache.requests.get(key, body)
         if step.iam:
-            outcome = await apply_iam(self.writer, step.iam)
+            slow = step.on_slow
+            outcome = await apply_iam(
+                self.writer,
+                step.iam,
+                (lambda: self._show_once(key, body, slow)) if slow is not None else None,
+            )
             removing = not any(change.hold for change in step.iam)
             if removing:
                 self.metrics.removal(key, outcome.ok)
@@ -341,6 +349,18 @@ class Reconciler:
         updated = await self.kube.patch_request(key[0], key[1], {"metadata": patch})
         self.cache.remember(key, updated)
         return updated
+
+    async def _seal_before_iam(self, key: RequestKey, body: dict[str, Any], step: Step) -> dict[str, Any]:
+        """The window sealed onto the request before anything reaches IAM, so that a retry, a crash
+        or a restart writes exactly it; the intent told, and shown unless the step only tells it."""
+        sealed = await self._patch_metadata(key, body, step, held=True) or body
+        shown = sealed
+        if step.status is not None and not step.status_told_only:
+            shown = await self._write_status(key, sealed, step.status) or sealed
+        if step.event is not None:
+            self.recorder.event(shown, step.event, step.status)
+            self.recorder.notify(body, shown, step)
+        return shown
 
     async def _write_status(
         self, key: RequestKey, body: dict[str, Any], status: dict[str, Any]

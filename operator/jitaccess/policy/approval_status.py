@@ -69,7 +69,7 @@ def with_approvals(step: Step, condition: dict[str, Any], record: list[dict[str,
     """The step (and the steps that follow its IAM change) showing the approvals as counted now."""
     follow = {
         name: with_approvals(getattr(step, name), condition, record)
-        for name in ("on_success", "on_failure", "on_retry")
+        for name in ("on_success", "on_failure", "on_retry", "on_slow")
         if getattr(step, name) is not None
     }
     step = replace(step, **follow)

@@ -335,12 +335,18 @@ def _start(
         asked=duration if end - truncate_to_second(begins) != duration else None,
         **review_obligation(spec, grant, now),
     )
+    if held.continues is not None and extends is not None:
+        # Written in the step that seals it: the state as it reads once sealed.
+        state = replace(state, continued=extends.reference)
     return _intend(state, grant, held, now)
 
 
 def _intend(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:
-    """Seal the window before anything reaches IAM, and show it: every later step (a retry, a
-    crash, a restart) writes exactly this window, so no retry can ever move or extend it."""
+    """Seal the window, then write it to IAM: every later step (a retry, a crash, a restart) writes
+    exactly this window, so no retry can ever move or extend it. Activating is told (audit line,
+    notices) but written to the status only over a phase that would otherwise claim the request
+    still waits (AwaitingApproval, Scheduled): a new request goes from no phase to Active in one
+    status write, and shows Activating only while IAM keeps the write waiting (`on_slow`, `on_retry`)."""
     bindings = render(_activation(state, held, grant))
     intent = transition(
         state,
@@ -354,7 +360,13 @@ def _intend(state: RequestState, grant: Grant, held: Held, now: datetime) -> Ste
         },
     )
     quiet = replace(intent.event, posted=False) if intent.event is not None else None
-    return replace(intent, record_held=held, event=quiet)
+    return replace(
+        _write(state, grant, held, now),
+        record_held=held,
+        status=intent.status,
+        status_told_only=state.shown.phase is None,
+        event=quiet,
+    )
 
 
 def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:
@@ -382,9 +394,8 @@ def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step
         f"writing {len(bindings)} binding(s) on {held.resource}",
         extra={"expiresAt": format_time(held.end), "bindings": [binding.to_status() for binding in bindings]},
     )
-    return Step(
-        iam=tuple(changes), on_success=active, on_failure=failed, on_retry=replace(retrying, event=None)
-    )
+    shown = replace(retrying, event=None)
+    return Step(iam=tuple(changes), on_success=active, on_failure=failed, on_retry=shown, on_slow=shown)
 
 
 def _activation(state: RequestState, held: Held, grant: Grant | None) -> Activation:

@@ -123,7 +123,11 @@ class Step:
     on_success: Step | None = None
     on_failure: Step | None = None  # after a permanent IAM error; its message is appended
     on_retry: Step | None = None  # shown (once) while a failed IAM change is retried
+    on_slow: Step | None = None  # shown (once) when IAM keeps its change waiting (SLOW_IAM_S)
     record_held: Held | None = None  # sealed into jitaccess.dev/activation
+    # With an IAM change: `status` is told (audit, notices) but not written before it; the write
+    # after it shows where the request got.
+    status_told_only: bool = False
     record_ended: Ended | None = None  # sealed into jitaccess.dev/ended
     requeue_at: datetime | None = None
     add_finalizer: bool = False
