@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 from jitaccess_emulator.server import Emulator
-from jitaccess_sandbox.runner import Sandbox, _free_port, _wait_for_port
+from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox, _free_port, _wait_for_port
 
 API = "/apis/jitaccess.dev/v1alpha1"
 NAMESPACE = "team-sre"
@@ -203,8 +203,9 @@ class World:
         command = [
             sys.executable, *profile, *program,
             "run",
-            "--kubeconfig", str(self.sandbox.kubeconfig),
-            "--context", "admin",
+            # As deployed: the operator's ServiceAccount, its RBAC, and the webhooks' matchConditions for it.
+            "--kubeconfig", str(self.sandbox.operator_kubeconfig),
+            "--context", OPERATOR_USER,
             "--iam-endpoint", self.sandbox.iam_url,
             "--attestation-key-file", str(self.key_file),
             "--webhook-host", "127.0.0.1",
@@ -288,9 +289,8 @@ class World:
         window.harness_cpu = harness_cpu() - window.harness_cpu
         calls = self.api_calls()
         if calls is not None and window.calls is not None:
-            # The operator runs as admin (as the harness's setup and watch do, before the window opens).
             window.calls = collections.Counter(
-                {k: n for k, n in (calls - window.calls).items() if k[0] == "admin" and k[2] != "namespaces"}
+                {k: n for k, n in (calls - window.calls).items() if k[0] == OPERATOR_USER}
             )
         window.closed = True
 

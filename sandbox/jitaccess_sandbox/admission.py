@@ -1,7 +1,7 @@
 """Call admission webhooks like kube-apiserver does: from the stored webhook configurations.
 
 On each create or update of a matching resource: every MutatingWebhookConfiguration webhook
-whose rules match is sent an AdmissionReview over HTTPS (trusting its caBundle), its JSON patch
+whose rules and `matchConditions` (CEL over `request`, `object`, `oldObject`) match is sent an AdmissionReview over HTTPS (trusting its caBundle), its JSON patch
 is applied; then every ValidatingWebhookConfiguration webhook. A deletion goes to the validating
 webhooks only, with `object: null` and the stored object as `oldObject`. A denial, or a webhook
 that cannot be reached under `failurePolicy: Fail`, refuses the write. `userInfo` is the caller
@@ -18,9 +18,11 @@ import uuid
 from typing import Any
 
 import aiohttp
+import celpy
 import jsonpatch
 
 from jitaccess_sandbox.crds import Crd
+from jitaccess_sandbox.validation import cel_program
 from jitaccess_sandbox.writes import ApiRejection
 
 MUTATING = "admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
@@ -68,8 +70,10 @@ class WebhookDispatcher:
                         continue
                     review = _review(operation, crd, new, old, namespace, user, options, dry_run)
                     try:
+                        if not _conditions_match(webhook, review["request"]):
+                            continue
                         response = await self._call(webhook, review)
-                    except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as error:
+                    except (aiohttp.ClientError, TimeoutError, ssl.SSLError, MatchConditionError) as error:
                         if webhook.get("failurePolicy", "Fail") == "Ignore":
                             continue
                         return new, ApiRejection(
@@ -120,6 +124,44 @@ def _matches(webhook: dict[str, Any], crd: Crd, operation: str) -> bool:
         ):
             return True
     return False
+
+
+class MatchConditionError(Exception):
+    """A matchCondition that could not be evaluated to a bool: the webhook's call failed."""
+
+
+def _conditions_match(webhook: dict[str, Any], request: dict[str, Any]) -> bool:
+    """kube-apiserver's rule: a condition that is false skips the webhook; otherwise one that errs
+    fails the call (as `failurePolicy` says); all true calls it."""
+    failed = ""
+    for condition in webhook.get("matchConditions") or []:
+        expression = str(condition.get("expression", ""))
+        variables = _variables(expression, request)
+        try:
+            result = cel_program(expression).evaluate(variables)
+        except Exception as error:  # compile and runtime errors alike
+            result = error
+        if isinstance(result, bool | celpy.celtypes.BoolType):
+            if not bool(result):
+                return False
+        elif not failed:
+            failed = f'matchCondition "{condition.get("name")}": {result}'
+    if failed:
+        raise MatchConditionError(failed)
+    return True
+
+
+def _variables(expression: str, request: dict[str, Any]) -> dict[str, Any]:
+    """The CEL variables a matchCondition names (only those: an object may be large to convert)."""
+    variables: dict[str, Any] = {}
+    if "request" in expression:
+        variables["request"] = celpy.json_to_cel(
+            {k: v for k, v in request.items() if k not in ("object", "oldObject")}
+        )
+    for name in ("object", "oldObject"):
+        if name in expression:
+            variables[name] = celpy.json_to_cel(request.get(name))
+    return variables
 
 
 def _any(allowed: list[str] | None, value: str) -> bool:

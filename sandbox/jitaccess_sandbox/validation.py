@@ -20,7 +20,8 @@ _cel = celpy.Environment()
 
 
 @cache
-def _program(rule: str) -> Any:
+def cel_program(rule: str) -> Any:
+    """A CEL expression, compiled once."""
     return _cel.program(_cel.compile(rule))
 
 
@@ -128,7 +129,7 @@ def _run_rule(rule: dict[str, Any], value: Any, old: Any, path: str, errors: lis
     if uses_old:
         activation["oldSelf"] = celpy.json_to_cel(old)
     try:
-        result = _program(text).evaluate(activation)
+        result = cel_program(text).evaluate(activation)
     except Exception as error:  # a CEL runtime error fails validation, as in kube-apiserver
         errors.append(f"{path}: Invalid value: {_show(value)}: {rule.get('message') or text} ({error})")
         return

@@ -83,9 +83,15 @@ async def test_an_activation_costs_two_writes_and_no_rework(cluster):
     project = cluster.project()
     await cluster.grant("cheap", project)
     await cluster.wait_grant_ready("cheap")
+    decisions = cluster.sandbox.reconciler.metrics.webhook_decisions
+    judged = ("stamp-requester", "validate-request")
+    before = {hook: decisions[hook, "allowed"] + decisions[hook, "denied"] for hook in judged}
     await cluster.request("cheap-alice", "cheap")
     await cluster.wait_phase("cheap-alice", "Active")
     await asyncio.sleep(1.5)  # past the grant's coalesced count update
+    # Admission judged the create; the operator's own update (the seal) was not sent to it.
+    sent = {hook: decisions[hook, "allowed"] + decisions[hook, "denied"] - before[hook] for hook in judged}
+    assert sent == {"stamp-requester": 1, "validate-request": 1}
     request = cluster.sandbox.api.objects[
         "jitaccess.dev/v1alpha1/activationrequests", "team-sre", "cheap-alice"
     ]

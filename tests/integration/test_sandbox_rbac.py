@@ -664,6 +664,7 @@ async def recorder(sandbox, tmp_path_factory):
     app = aiohttp.web.Application()
     app.router.add_post("/validate", recorder.handle)
     app.router.add_post("/mutate", recorder.handle)
+    app.router.add_post("/validate/{hook}", recorder.handle)
     certificate = make_serving_certificate(Path(tmp_path_factory.mktemp("hook")), ["127.0.0.1"])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(certificate.certfile, certificate.keyfile)
@@ -842,3 +843,46 @@ async def test_an_unreachable_webhook_refuses_deletions_under_fail(sandbox, reco
         await asyncio.to_thread(admission.delete_validating_webhook_configuration, "test-dead")
     await delete_as(sandbox, "admin", "unlucky")
     assert not await exists(sandbox, "unlucky")
+
+
+async def test_match_conditions_choose_which_writes_a_webhook_is_sent(sandbox, recorder):
+    """kube-apiserver's rule: a condition that is false skips the webhook; otherwise one that
+    cannot be evaluated fails the call as `failurePolicy` says; all true send it."""
+    admission = client.AdmissionregistrationV1Api(api_client(sandbox))
+
+    def conditional(name: str, policy: str, *expressions: str) -> dict[str, Any]:
+        hook = recorder.hook(f"{name}.test.jitaccess.dev", f"/validate/{name}", ["CREATE"])
+        conditions = [{"name": f"c{n}", "expression": e} for n, e in enumerate(expressions)]
+        return {**hook, "failurePolicy": policy, "matchConditions": conditions}
+
+    hooks = {
+        "metadata": {"name": "test-conditions"},
+        "webhooks": [
+            conditional("judged", "Fail", "object.metadata.name.startsWith('judged-')"),
+            conditional("people", "Fail", "request.userInfo.username != 'admin'"),
+            # false beats an error: skipped, whatever its failurePolicy
+            conditional(
+                "false-first", "Fail", "object.metadata.name == 'nobody'", "object.metadata.nope == 1"
+            ),
+            conditional("erring", "Ignore", "object.metadata.nope == 1"),
+        ],
+    }
+    await asyncio.to_thread(admission.create_validating_webhook_configuration, hooks)
+    try:
+        await approval(sandbox, "judged-one")
+        await approval(sandbox, "other-one")
+        sent = {(p.rsplit("/", 1)[-1], r["name"]) for p, r in recorder.reviews if p.startswith("/validate/")}
+        assert sent == {("judged", "judged-one")}  # admin's writes skip "people"; the rest never match
+        breaking = conditional("breaking", "Fail", "object.metadata.nope == 1")
+        hooks["webhooks"].append(breaking)
+        await asyncio.to_thread(admission.replace_validating_webhook_configuration, "test-conditions", hooks)
+        with pytest.raises(client.ApiException) as refused:
+            await approval(sandbox, "judged-two")
+        assert refused.value.status == 500  # kube-apiserver: InternalError
+        assert (
+            'failed calling webhook "breaking.test.jitaccess.dev"'
+            in json.loads(refused.value.body)["message"]
+        )
+        assert not await exists(sandbox, "judged-two")
+    finally:
+        await asyncio.to_thread(admission.delete_validating_webhook_configuration, "test-conditions")

