@@ -93,6 +93,7 @@ def _register_start_and_stop(
         for server in ("metrics", "slack_actions"):
             if memo.get(server) is not None:
                 await memo[server].cleanup()
+        await reconciler.kube.http.close()
 
 
 async def _lead_or_stand_by(reconciler: Reconciler, memo: kopf.Memo) -> None:
