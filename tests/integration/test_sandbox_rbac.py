@@ -873,6 +873,19 @@ async def test_match_conditions_choose_which_writes_a_webhook_is_sent(sandbox, r
         await approval(sandbox, "other-one")
         sent = {(p.rsplit("/", 1)[-1], r["name"]) for p, r in recorder.reviews if p.startswith("/validate/")}
         assert sent == {("judged", "judged-one")}  # admin's writes skip "people"; the rest never match
+        # The same conditions for another caller: judged by who it is, not by who came before.
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ActivationApproval",
+            "metadata": {"name": "bobs-one", "namespace": "team-sre"},
+            "spec": {"request": "some-request", "decision": "Approve"},
+        }
+        custom = client.CustomObjectsApi(api_client(sandbox, "bob@example.com"))
+        await asyncio.to_thread(
+            custom.create_namespaced_custom_object, GROUP, VERSION, "team-sre", "activationapprovals", body
+        )
+        sent = {(p.rsplit("/", 1)[-1], r["name"]) for p, r in recorder.reviews if p.startswith("/validate/")}
+        assert sent == {("judged", "judged-one"), ("people", "bobs-one")}
         breaking = conditional("breaking", "Fail", "object.metadata.nope == 1")
         hooks["webhooks"].append(breaking)
         await asyncio.to_thread(admission.replace_validating_webhook_configuration, "test-conditions", hooks)
