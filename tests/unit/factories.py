@@ -72,17 +72,13 @@ def carry_out(body: dict[str, Any], step: Any, iam: dict[str, list[Any]], key: b
     from jitaccess.policy.steps import metadata_patch
     from jitaccess_sandbox.writes import merge_patch
 
-    if step.iam and step.record_held is not None:  # sealed (and maybe shown) before IAM hears of it
-        body = merge_patch(body, {"metadata": metadata_patch(body["metadata"], step, key, held=True)})
-        if step.status is not None and not step.status_told_only:
-            body["status"] = {**(body.get("status") or {}), **copy.deepcopy(step.status)}
     if step.iam:
         for change in step.iam:
             kept = [b for b in iam.get(change.resource, []) if _reference(b) not in change.owners]
             iam[change.resource] = kept + list(change.hold)
         return carry_out(body, step.on_success, iam, key) if step.on_success else body
     body = merge_patch(body, {"metadata": metadata_patch(body["metadata"], step, key, held=True)})
-    if step.status is not None:
+    if step.status is not None and not step.status_told_only:
         body["status"] = {**(body.get("status") or {}), **copy.deepcopy(step.status)}
     return merge_patch(body, {"metadata": metadata_patch(body["metadata"], step, key, held=False)})
 

@@ -45,8 +45,9 @@ def condition(body, kind):
 def test_break_glass_activates_at_once_alerts_and_is_flagged():
     assert GRANT is not None and GRANT.break_glass.reviewers == ("group:leads@example.com",)
     iam: dict = {}
-    written = step_for(broken())
-    assert written.record_held is not None and written.iam  # no approval asked for
+    intent = step_for(broken())
+    assert intent.record_held is not None  # no approval asked for
+    written = step_for(carry_out(broken(), intent, iam))
     active = written.on_success
     assert active.event.type == "Warning" and active.event.reason == "BreakGlassActivated"
     assert "group:leads@example.com must review it by 2026-11-25T09:00:05Z" in active.event.message

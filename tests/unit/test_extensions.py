@@ -50,14 +50,15 @@ def test_an_extension_replaces_the_binding_in_one_write_from_the_original_start(
     later = NOW + timedelta(minutes=50)
     extension = request("more", "0f0e-2", duration="30m", extends="first")
     related = Related(extends=read_state(first, KEY))
-    written = step_for(extension, later, related=related)
-    held = written.record_held
+    intent = step_for(extension, later, related=related)
+    held = intent.record_held
     assert held.start == NOW and held.end == NOW + timedelta(hours=1, minutes=30)
     assert held.continues == ("first", "0f0e-1")
+    written = step_for(carry_out(extension, intent, iam), later, related=related)
     (change,) = written.iam
     # the first request's bindings are replaced in the same read-modify-write: one binding per role
     assert {o.name for o in change.owners} == {"first", "more"}
-    extended = carry_out(extension, written, iam)
+    extended = carry_out(carry_out(extension, intent, {}), written, iam)
     assert roles_held(iam) == {"roles/compute.admin": ["more"], "roles/storage.admin": ["more"]}
     assert (
         extended["status"]["phase"] == "Active" and extended["status"]["expiresAt"] == "2026-11-24T10:30:05Z"

@@ -5,8 +5,7 @@ from jitaccess.api.objects import parse_grant
 from jitaccess.api.phases import Phase
 from jitaccess.policy.lifecycle import decide
 from jitaccess.policy.records import ACTIVATION, ENDED, FINALIZER
-from jitaccess.policy.steps import metadata_patch, read_state
-from jitaccess_sandbox.writes import merge_patch
+from jitaccess.policy.steps import read_state
 from tests.unit.factories import KEY, admitted, carry_out, grant_body, request_body
 
 NOW = datetime(2026, 11, 24, 9, 0, 5, tzinfo=UTC)
@@ -34,13 +33,14 @@ def fresh(**spec):
 
 def test_a_new_request_is_judged_its_window_sealed_then_written():
     body = fresh(duration="30m")
-    written = step_for(body)
-    # The window is sealed before IAM hears of it; Activating, naming the bindings, is told (an
-    # audit line, no Event) but not written over a status that shows no phase yet: one write fewer.
-    assert written.record_held.end == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
-    assert written.status["phase"] == "Activating" and written.status_told_only
-    assert written.event.reason == "Activating" and not written.event.posted
-    assert [b["role"] for b in written.status["bindings"]] == ["roles/compute.admin", "roles/storage.admin"]
+    intent = step_for(body)
+    # The window is sealed before IAM hears of it. Activating, naming the bindings, is told (an
+    # audit line, no Event) but not written over a status that shows no phase yet: a write fewer.
+    assert not intent.iam and intent.record_held.end == datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)
+    assert intent.status["phase"] == "Activating" and intent.event.reason == "Activating"
+    assert intent.status_told_only and not intent.event.posted
+    assert [b["role"] for b in intent.status["bindings"]] == ["roles/compute.admin", "roles/storage.admin"]
+    written = step_for(carry_out(body, intent, {}))
     (change,) = written.iam
     assert change.resource == "projects/my-sandbox"
     assert [b.role for b in change.hold] == ["roles/compute.admin", "roles/storage.admin"]
@@ -48,17 +48,15 @@ def test_a_new_request_is_judged_its_window_sealed_then_written():
     assert written.on_success.status["phase"] == "Active" and written.on_success.event.reason == "Activated"
     assert written.on_failure.ending.phase == "ActivationFailed"
     assert written.on_retry.status["phase"] == "Activating"
+    assert written.on_slow.status["phase"] == "Activating"  # shown when IAM keeps it waiting
 
 
 def test_a_write_retried_later_writes_the_same_window_never_a_later_one():
-    body = fresh(duration="30m")
-    # Sealed, then the IAM write failed (or the operator crashed before it): what comes later
-    # writes the sealed window.
-    sealed = merge_patch(body, {"metadata": metadata_patch(body["metadata"], step_for(body), KEY, held=True)})
+    body = carry_out(fresh(duration="30m"), step_for(fresh(duration="30m")), {})
     for later in (NOW + timedelta(minutes=5), NOW + timedelta(minutes=29)):
-        (change,) = step_for(sealed, now=later).iam
+        (change,) = step_for(body, now=later).iam
         assert all('timestamp("2026-11-24T09:30:05Z")' in b.expression for b in change.hold)
-    ended = step_for(sealed, now=NOW + timedelta(minutes=31))
+    ended = step_for(body, now=NOW + timedelta(minutes=31))
     assert not any(change.hold for change in ended.iam) and ended.ending.phase == "Expired"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -11,6 +12,8 @@ from jitaccess.controller.telemetry import Metrics
 from jitaccess.iam.writer import IamWriter, Outcome
 from jitaccess.policy.conditions import READY, REVOCATION_FAILING
 from jitaccess.policy.steps import IamChange, Step
+
+log = logging.getLogger(__name__)
 
 
 async def clear_after_refusal(
@@ -49,7 +52,10 @@ async def apply_iam(
     writing = asyncio.ensure_future(_apply(writer, changes))
     try:
         if if_slow is not None and not (await asyncio.wait({writing}, timeout=SLOW_IAM_S))[0]:
-            await if_slow()
+            try:
+                await if_slow()
+            except Exception as error:  # showing it is not worth interrupting the write
+                log.warning("could not show that an IAM change is slow: %s", error)
         return await writing
     finally:
         writing.cancel()  # only if this was cancelled before the write ended

@@ -275,9 +275,6 @@ class Reconciler:
     async def _carry_out(self, key: RequestKey, body: dict[str, Any], step: Step) -> bool:
         """Persist one step; False when the request needs no further step now."""
         namespace, name = key
-        if step.iam and step.record_held is not None:
-            body = await self._seal_before_iam(key, body, step)
-            step = replace(step, record_held=None, status=None, event=None)
         if step.iam and step.status is not None:
             # The intent is shown before IAM is written (once: not again on every retry).
             await self._show_once(key, body, replace(step, iam=()))
@@ -322,10 +319,14 @@ class Reconciler:
             await self.kube.delete_request(namespace, name)
             return False
         if step.record_held is not None or step.add_finalizer:
-            # What was written to IAM is sealed onto the request before anything shows it.
-            body = await self._patch_metadata(key, body, step, held=True) or body
+            # Sealed before anything shows it (and, for a window, before IAM hears of it).
+            sealed = await self._patch_metadata(key, body, step, held=True)
+            if sealed is None:
+                return False  # gone
+            body = sealed
         if step.status is not None:
-            updated = await self._write_status(key, body, step.status)
+            # A status only told (Activating before a prompt IAM write) is not written.
+            updated = None if step.status_told_only else await self._write_status(key, body, step.status)
             if step.event is not None:
                 self.recorder.event(updated or body, step.event, step.status)
                 self.recorder.notify(body, updated or body, step)
@@ -349,18 +350,6 @@ class Reconciler:
         updated = await self.kube.patch_request(key[0], key[1], {"metadata": patch})
         self.cache.remember(key, updated)
         return updated
-
-    async def _seal_before_iam(self, key: RequestKey, body: dict[str, Any], step: Step) -> dict[str, Any]:
-        """The window sealed onto the request before anything reaches IAM, so that a retry, a crash
-        or a restart writes exactly it; the intent told, and shown unless the step only tells it."""
-        sealed = await self._patch_metadata(key, body, step, held=True) or body
-        shown = sealed
-        if step.status is not None and not step.status_told_only:
-            shown = await self._write_status(key, sealed, step.status) or sealed
-        if step.event is not None:
-            self.recorder.event(shown, step.event, step.status)
-            self.recorder.notify(body, shown, step)
-        return shown
 
     async def _write_status(
         self, key: RequestKey, body: dict[str, Any], status: dict[str, Any]

@@ -64,9 +64,10 @@ def still_covered(
     grant: Grant,
     decisions: tuple[Decision, ...],
     related: Related,
-) -> tuple[list[FieldError], tuple[ApprovalReport, ...]]:
-    """What the grant as it is now no longer covers of held access, and the approvals' reports.
-    Break-glass access is judged by the grant's break-glass rule, not its approval rule."""
+) -> tuple[list[FieldError], tuple[ApprovalReport, ...], Tally | None]:
+    """What the grant as it is now no longer covers of held access, the approvals' reports, and
+    the tally they were judged by (None where no approval rule applies). Break-glass access is
+    judged by the grant's break-glass rule, not its approval rule."""
     requester = normal_member(spec.requester or "")
     asked = held.asked_duration
     lost = held_errors(held.resource, held.roles, asked, spec, requester, grant)
@@ -79,7 +80,7 @@ def still_covered(
             )
         )
     if spec.break_glass:
-        return lost + break_glass_errors(spec, grant, asked), ()
+        return lost + break_glass_errors(spec, grant, asked), (), None
     counted: Tally | None = None
     # An extension that carried its predecessor's approval (the grant spares extensions) is judged
     # by that approval, counted now under the rule as it is now, not by approvals of its own.
@@ -96,4 +97,4 @@ def still_covered(
             lost.append(
                 FieldError("approval", f"the grant's approval rule is no longer met ({counted.summary()})")
             )
-    return lost, reports_for(decisions, counted)
+    return lost, reports_for(decisions, counted), counted

@@ -147,7 +147,7 @@ def _decide_holding(
     if early is not None:
         return early
     assert grant is not None
-    lost, reports = still_covered(state, spec, held, grant, decisions, related)
+    lost, reports, counted = still_covered(state, spec, held, grant, decisions, related)
     if lost:
         ended = finish(
             state,
@@ -171,8 +171,13 @@ def _decide_holding(
         return look
     # The record holds the window; the status does not show it Active yet (the write is due, a
     # crash came between them, or someone else wrote the status): write exactly that window
-    # (an idempotent replace of this request's bindings), then show it. Never a new window.
-    return replace(_write(state, grant, held, now), reports=reports)
+    # (an idempotent replace of this request's bindings), then show it, with the approvals as
+    # counted now. Never a new window.
+    written = _write(state, grant, held, now)
+    if counted is not None:
+        approved = approved_condition(counted, state, now)
+        written = with_approvals(written, approved, counted_record(decisions, counted))
+    return replace(written, reports=reports)
 
 
 def _active(state: RequestState, held: Held, now: datetime, grant: Grant, *, announce: bool) -> Step:
@@ -336,18 +341,16 @@ def _start(
         asked=duration if end - truncate_to_second(begins) != duration else None,
         **review_obligation(spec, grant, now),
     )
-    if held.continues is not None and extends is not None:
-        # Written in the step that seals it: the state as it reads once sealed.
-        state = replace(state, continued=extends.reference)
     return _intend(state, grant, held, now)
 
 
 def _intend(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:
-    """Seal the window, then write it to IAM: every later step (a retry, a crash, a restart) writes
-    exactly this window, so no retry can ever move or extend it. Activating is told (audit line,
-    notices) but written to the status only over a phase that would otherwise claim the request
-    still waits (AwaitingApproval, Scheduled): a new request goes from no phase to Active in one
-    status write, and shows Activating only while IAM keeps the write waiting (`on_slow`, `on_retry`)."""
+    """Seal the window before anything reaches IAM: every later step (the write that follows, a
+    retry, a crash, a restart) is judged afresh on the sealed request and writes exactly this
+    window, so no retry can ever move or extend it. Activating is told (audit line, notices) but
+    written to the status only over a phase that would otherwise claim the request still waits
+    (AwaitingApproval, Scheduled): a new request goes from no phase to Active in one status write,
+    and shows Activating only while IAM keeps the write waiting (`on_slow`, `on_retry`)."""
     bindings = render(_activation(state, held, grant))
     intent = transition(
         state,
@@ -361,13 +364,7 @@ def _intend(state: RequestState, grant: Grant, held: Held, now: datetime) -> Ste
         },
     )
     quiet = replace(intent.event, posted=False) if intent.event is not None else None
-    return replace(
-        _write(state, grant, held, now),
-        record_held=held,
-        status=intent.status,
-        status_told_only=state.shown.phase is None,
-        event=quiet,
-    )
+    return replace(intent, record_held=held, event=quiet, status_told_only=state.shown.phase is None)
 
 
 def _write(state: RequestState, grant: Grant, held: Held, now: datetime) -> Step:

@@ -125,8 +125,7 @@ class Step:
     on_retry: Step | None = None  # shown (once) while a failed IAM change is retried
     on_slow: Step | None = None  # shown (once) when IAM keeps its change waiting (SLOW_IAM_S)
     record_held: Held | None = None  # sealed into jitaccess.dev/activation
-    # With an IAM change: `status` is told (audit, notices) but not written before it; the write
-    # after it shows where the request got.
+    # `status` is told (audit, notices) but not written: the next write shows where it got.
     status_told_only: bool = False
     record_ended: Ended | None = None  # sealed into jitaccess.dev/ended
     requeue_at: datetime | None = None
