@@ -18,6 +18,7 @@ from jitaccess.controller.kube import Kube
 from jitaccess.controller.operator import kubernetes_configuration
 from jitaccess.policy.steps import Event
 from jitaccess_sandbox.runner import OPERATOR_USER, Sandbox
+from tests.integration.test_processes import free_port
 from tests.unit.factories import request_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -99,9 +100,10 @@ async def test_gone_is_none_and_refusals_are_the_clients_api_exception(sandbox):
         await carol.http.close()
 
 
-async def test_the_token_is_asked_of_the_configuration_on_every_call(sandbox):
+async def test_an_expired_token_is_asked_for_again(sandbox):
     """A configuration whose token expires (in-cluster, or an exec plugin) refreshes it through its
-    hook; the call carries what the hook gives, and a bad token is the API server's 401."""
+    hook: a 401 asks the configuration again and tries once more; a bad token stays the API
+    server's 401."""
     configuration = kubernetes_configuration(sandbox.operator_kubeconfig, context=OPERATOR_USER)
     good = configuration.api_key["BearerToken"]
     configuration.api_key["BearerToken"] = "Bearer expired"
@@ -139,3 +141,33 @@ async def test_an_event_is_posted_on_the_object_it_tells_of(sandbox):
     (event,) = events.items
     assert (event.reason, event.message, event.type) == ("Activated", "roles/x on projects/p", "Normal")
     assert event.involved_object.uid == created["metadata"]["uid"]
+
+
+async def test_the_tls_server_name_is_honoured_and_a_dead_server_is_an_api_exception(sandbox):
+    """What the kubeconfig says of TLS holds for these calls as for the official client's: the
+    certificate is checked against `tls-server-name`; a server that cannot be reached (twice) is
+    the client's ApiException, status 0, so callers that tolerate a failed call tolerate it."""
+    await stored_request(sandbox, "named")
+    for server_name, reachable in (("localhost", True), ("elsewhere.example.com", False)):
+        configuration = kubernetes_configuration(sandbox.operator_kubeconfig, context=OPERATOR_USER)
+        configuration.tls_server_name = server_name
+        kube = operator_kube(sandbox, configuration)
+        try:
+            if reachable:
+                assert await kube.get_request("team-sre", "named") is not None
+            else:
+                with pytest.raises(ApiException) as refused:
+                    await kube.get_request("team-sre", "named")
+                assert refused.value.status == 0 and "certificate" in str(refused.value.reason).lower()
+        finally:
+            await kube.http.close()
+    configuration = kubernetes_configuration(sandbox.operator_kubeconfig, context=OPERATOR_USER)
+    configuration.host = f"https://127.0.0.1:{free_port()}"
+    configuration.refresh_api_key_hook = None  # the kubeconfig loader's: it would set the host back
+    kube = operator_kube(sandbox, configuration)
+    try:
+        with pytest.raises(ApiException) as unreachable:
+            await kube.patch_request_status("team-sre", "named", {"phase": "Active"})
+        assert unreachable.value.status == 0
+    finally:
+        await kube.http.close()

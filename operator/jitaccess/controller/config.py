@@ -25,7 +25,9 @@ class OperatorConfig:
     # Requests reconciled at once. A reconcile mostly waits (on its IAM batch, on the API), so
     # this is high; what bounds the load on the API servers is `api_threads`.
     concurrency: int = 256
-    api_threads: int = 32  # blocking Kubernetes and IAM client calls in flight
+    # Blocking Kubernetes and IAM client calls in flight, and the connections of the operator's
+    # own HTTP session to the Kubernetes API (its hot calls: kube.KubeHttp).
+    api_threads: int = 32
     clock: Clock = field(default_factory=SystemClock)
     # Admission webhooks: served when a port is given.
     webhook_port: int | None = None

@@ -4,8 +4,9 @@ The hot ones (a request's status and metadata patches, its reads, Events, grant 
 patches) go over one aiohttp session on the event loop, as JSON in and out: through the official
 client each cost a worker thread, its per-call validation and its HTTP stack, about half of the
 operator's CPU per activation. The rest (lists, reviews, approvals created) use the official
-client off the event loop. Both authenticate with the same `kubernetes.client.Configuration`
-(its token refresh hook, client certificate and CA), and both raise the client's `ApiException`.
+client off the event loop. Both go where the same `kubernetes.client.Configuration` says, as it
+says (token and its refresh hook, CA, client certificate, TLS server name, proxy), and both raise
+the client's `ApiException` for what the API server refuses.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.rest import ApiException, is_socks_proxy_url, should_bypass_proxies
 
 from jitaccess.api.bodies import metadata_of
 from jitaccess.api.objects import GROUP, VERSION
@@ -197,37 +198,83 @@ class Kube:
 
 
 class KubeHttp:
-    """JSON over HTTPS to the API server the configuration names, on the running event loop."""
+    """JSON over HTTPS to the API server the configuration names, on the running event loop, as
+    the official client would send it: its token (asked again every AUTH_REUSE_S, and at once on
+    a 401, off the loop: an exec plugin may run), CA, client certificate, TLS server name and
+    proxy. Any answer but 2xx and 404 is the client's ApiException; so is a connection that fails
+    twice (status 0)."""
+
+    AUTH_REUSE_S = 10.0
 
     def __init__(self, configuration: client.Configuration) -> None:
         self.configuration = configuration
         self._ssl: ssl.SSLContext | bool = _ssl_context(configuration)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._authorization: str | None = None
+        self._authorization_until = 0.0
+        hostname = configuration.tls_server_name or configuration.assert_hostname
+        self._request_options: dict[str, Any] = {"ssl": self._ssl}
+        if isinstance(hostname, str) and hostname:
+            self._request_options["server_hostname"] = hostname
+        if configuration.proxy and not should_bypass_proxies(
+            configuration.host, configuration.no_proxy or ""
+        ):
+            if is_socks_proxy_url(configuration.proxy):
+                raise ValueError(f"a SOCKS proxy ({configuration.proxy}) is not supported; use an HTTP proxy")
+            self._request_options["proxy"] = configuration.proxy
+            self._request_options["proxy_headers"] = configuration.proxy_headers
 
     async def call(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
     ) -> dict[str, Any] | None:
         """The answer's JSON; None for 404 (gone); any other error as the client's ApiException."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        auth = self.configuration.auth_settings().get("BearerToken")  # refreshed by its hook
-        if auth and auth.get("value"):
-            headers["Authorization"] = str(auth["value"])
         data = json.dumps(body) if body is not None else None
-        async with self._open().request(
-            method, self.configuration.host + path, data=data, headers=headers, ssl=self._ssl
-        ) as response:
-            text = await response.text()
-            if response.status == 404:
+        for attempt in range(2):
+            headers = {"Accept": "application/json", "Content-Type": content_type}
+            authorization = await self._authorize(fresh=attempt > 0)
+            if authorization:
+                headers["Authorization"] = authorization
+            try:
+                async with self._open().request(
+                    method,
+                    self.configuration.host + path,
+                    data=data,
+                    headers=headers,
+                    **self._request_options,
+                ) as response:
+                    status, reason, text = response.status, response.reason, await response.text()
+            except (aiohttp.ClientConnectionError, TimeoutError) as error:
+                if attempt == 0:  # a kept-alive connection the server had closed: once more
+                    continue
+                raise ApiException(status=0, reason=f"{type(error).__name__}: {error}") from error
+            if status == 401 and attempt == 0:  # an expired token: asked for again, then once more
+                continue
+            if status == 404:
                 return None
-            if response.status >= 400:
-                raise ApiException(status=response.status, reason=response.reason, body=text)
+            if status >= 400:
+                raise ApiException(status=status, reason=reason, body=text)
             return dict(json.loads(text)) if text else None
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def _authorize(self, fresh: bool) -> str | None:
+        now = asyncio.get_running_loop().time()
+        if fresh or now >= self._authorization_until:
+            configuration = self.configuration
+            settings = (
+                await asyncio.to_thread(configuration.auth_settings)
+                if configuration.refresh_api_key_hook is not None
+                else configuration.auth_settings()
+            )
+            bearer = settings.get("BearerToken") or {}
+            self._authorization = str(bearer["value"]) if bearer.get("value") else None
+            self._authorization_until = now + self.AUTH_REUSE_S
+        return self._authorization
 
     def _open(self) -> aiohttp.ClientSession:
         # A session belongs to the loop it was made on: a new one for a new loop (a restart).
@@ -245,8 +292,9 @@ def _ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
     if not configuration.host.startswith("https:"):
         return False
     context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-    if not configuration.verify_ssl:
+    if not configuration.verify_ssl or configuration.assert_hostname is False:
         context.check_hostname = False
+    if not configuration.verify_ssl:
         context.verify_mode = ssl.CERT_NONE
     if configuration.cert_file:
         context.load_cert_chain(configuration.cert_file, configuration.key_file)
