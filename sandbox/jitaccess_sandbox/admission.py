@@ -184,8 +184,12 @@ def _request_paths(expression: str) -> tuple[tuple[str, ...], ...] | None:
         return None
     if re.search(r"\brequest\b(?!\s*\.\s*[A-Za-z_])", expression):  # request whole, or request[...]
         return None
-    found = re.findall(r"\brequest\s*\.\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)", expression)
-    return tuple(sorted({tuple(re.split(r"\s*\.\s*", path)) for path in found}))
+    paths = set()
+    for found in re.finditer(r"\brequest\s*\.\s*([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)*)(\s*\()?", expression):
+        path = tuple(re.split(r"\s*\.\s*", found.group(1)))
+        # `a.b.size()`: size is a method of b, not a key of it (a map may have a key of that name).
+        paths.add(path[:-1] if found.group(2) else path)
+    return tuple(sorted(paths))
 
 
 def _reached(request: dict[str, Any], path: tuple[str, ...]) -> Any:

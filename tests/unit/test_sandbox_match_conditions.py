@@ -14,9 +14,8 @@ def test_only_plain_request_field_reads_are_remembered():
         ("operation",),
         ("userInfo", "username"),
     )
-    assert _request_paths("request . userInfo . groups.exists(g, g == 'x')") == (
-        ("userInfo", "groups", "exists"),
-    )
+    assert _request_paths("request . userInfo . groups.exists(g, g == 'x')") == (("userInfo", "groups"),)
+    assert _request_paths("request.userInfo.extra.size() > 1") == (("userInfo", "extra"),)
     for whole in (
         "request == null",
         "request['operation'] == 'UPDATE'",
@@ -39,3 +38,8 @@ def test_remembered_answers_follow_the_fields_read():
     missing = "request.userInfo.extra.size() > 0"
     assert isinstance(_evaluate(missing, REQUEST), str)  # no such key: an error, not a bool
     assert _evaluate(missing, {**REQUEST, "userInfo": {**REQUEST["userInfo"], "extra": {"k": ["v"]}}}) is True
+    # A map with a key named like the method called on it: the whole map is what is read.
+    many = "request.userInfo.extra.size() > 1"
+    one = {**REQUEST, "userInfo": {**REQUEST["userInfo"], "extra": {"size": ["x"]}}}
+    two = {**REQUEST, "userInfo": {**REQUEST["userInfo"], "extra": {"size": ["x"], "other": ["y"]}}}
+    assert _evaluate(many, one) is False and _evaluate(many, two) is True
