@@ -171,3 +171,21 @@ async def test_the_tls_server_name_is_honoured_and_a_dead_server_is_an_api_excep
         assert unreachable.value.status == 0
     finally:
         await kube.http.close()
+
+
+async def test_calls_made_together_ask_for_the_token_once(sandbox):
+    """An exec plugin is a process: twenty calls at once must not start twenty."""
+    await stored_request(sandbox, "together")
+    configuration = kubernetes_configuration(sandbox.operator_kubeconfig, context=OPERATOR_USER)
+    asked: list[bool] = []
+
+    def count(_: client.Configuration) -> None:
+        asked.append(True)
+
+    configuration.refresh_api_key_hook = count
+    kube = operator_kube(sandbox, configuration)
+    try:
+        found = await asyncio.gather(*(kube.get_request("team-sre", "together") for _ in range(20)))
+        assert all(body is not None for body in found) and len(asked) == 1
+    finally:
+        await kube.http.close()

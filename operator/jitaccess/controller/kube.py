@@ -213,6 +213,7 @@ class KubeHttp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._authorization: str | None = None
         self._authorization_until = 0.0
+        self._authorizing = asyncio.Lock()  # one refresh at a time: an exec plugin runs once
         hostname = configuration.tls_server_name or configuration.assert_hostname
         self._request_options: dict[str, Any] = {"ssl": self._ssl}
         if isinstance(hostname, str) and hostname:
@@ -230,9 +231,10 @@ class KubeHttp:
     ) -> dict[str, Any] | None:
         """The answer's JSON; None for 404 (gone); any other error as the client's ApiException."""
         data = json.dumps(body) if body is not None else None
+        refused: str | None = None
         for attempt in range(2):
             headers = {"Accept": "application/json", "Content-Type": content_type}
-            authorization = await self._authorize(fresh=attempt > 0)
+            authorization = await self._authorize(refused)
             if authorization:
                 headers["Authorization"] = authorization
             try:
@@ -244,17 +246,21 @@ class KubeHttp:
                     **self._request_options,
                 ) as response:
                     status, reason, text = response.status, response.reason, await response.text()
-            except (aiohttp.ClientConnectionError, TimeoutError) as error:
+            except (aiohttp.ClientError, TimeoutError) as error:
                 if attempt == 0:  # a kept-alive connection the server had closed: once more
                     continue
                 raise ApiException(status=0, reason=f"{type(error).__name__}: {error}") from error
             if status == 401 and attempt == 0:  # an expired token: asked for again, then once more
+                refused = authorization
                 continue
             if status == 404:
                 return None
             if status >= 400:
                 raise ApiException(status=status, reason=reason, body=text)
-            return dict(json.loads(text)) if text else None
+            try:
+                return dict(json.loads(text)) if text else None
+            except ValueError as error:  # not what an API server answers: a proxy's page, say
+                raise ApiException(status=status, reason=f"an answer that is not JSON: {error}") from error
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
@@ -262,19 +268,22 @@ class KubeHttp:
             await self._session.close()
             self._session = None
 
-    async def _authorize(self, fresh: bool) -> str | None:
-        now = asyncio.get_running_loop().time()
-        if fresh or now >= self._authorization_until:
-            configuration = self.configuration
-            settings = (
-                await asyncio.to_thread(configuration.auth_settings)
-                if configuration.refresh_api_key_hook is not None
-                else configuration.auth_settings()
-            )
-            bearer = settings.get("BearerToken") or {}
-            self._authorization = str(bearer["value"]) if bearer.get("value") else None
-            self._authorization_until = now + self.AUTH_REUSE_S
-        return self._authorization
+    async def _authorize(self, refused: str | None = None) -> str | None:
+        """The Authorization header: asked of the configuration when AUTH_REUSE_S passed, or when
+        the API server refused `refused` and nobody has asked since; one asks at a time."""
+        async with self._authorizing:
+            now = asyncio.get_running_loop().time()
+            if now >= self._authorization_until or (refused is not None and refused == self._authorization):
+                configuration = self.configuration
+                settings = (
+                    await asyncio.to_thread(configuration.auth_settings)
+                    if configuration.refresh_api_key_hook is not None
+                    else configuration.auth_settings()
+                )
+                bearer = settings.get("BearerToken") or {}
+                self._authorization = str(bearer["value"]) if bearer.get("value") else None
+                self._authorization_until = now + self.AUTH_REUSE_S
+            return self._authorization
 
     def _open(self) -> aiohttp.ClientSession:
         # A session belongs to the loop it was made on: a new one for a new loop (a restart).
