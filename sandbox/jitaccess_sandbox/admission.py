@@ -192,14 +192,17 @@ def _request_paths(expression: str) -> tuple[tuple[str, ...], ...] | None:
     return tuple(sorted(paths))
 
 
-def _reached(request: dict[str, Any], path: tuple[str, ...]) -> Any:
-    """As far down `path` as the request goes: all that an expression can read through it."""
+def _reached(request: dict[str, Any], path: tuple[str, ...]) -> tuple[int, Any]:
+    """How far down `path` the request goes, and the value there: all that an expression can read
+    through it (the depth tells a missing key from a parent that looks like the value)."""
     value: Any = request
+    depth = 0
     for name in path:
         if not isinstance(value, dict) or name not in value:
             break
         value = value[name]
-    return value
+        depth += 1
+    return depth, value
 
 
 def _variables(expression: str, request: dict[str, Any]) -> dict[str, Any]:

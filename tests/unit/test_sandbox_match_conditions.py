@@ -43,3 +43,7 @@ def test_remembered_answers_follow_the_fields_read():
     one = {**REQUEST, "userInfo": {**REQUEST["userInfo"], "extra": {"size": ["x"]}}}
     two = {**REQUEST, "userInfo": {**REQUEST["userInfo"], "extra": {"size": ["x"], "other": ["y"]}}}
     assert _evaluate(many, one) is False and _evaluate(many, two) is True
+    # A missing key is not its parent: options.x absent, and options looking like options.x.
+    nested = "has(request.options.x)"
+    assert _evaluate(nested, {**REQUEST, "options": {"x": {"kind": "K"}}}) is True
+    assert _evaluate(nested, {**REQUEST, "options": {"kind": "K"}}) is False
