@@ -1,8 +1,9 @@
 """Call admission webhooks like kube-apiserver does: from the stored webhook configurations.
 
 On each create or update of a matching resource: every MutatingWebhookConfiguration webhook
-whose rules and `matchConditions` (CEL over `request`, `object`, `oldObject`) match is sent an AdmissionReview over HTTPS (trusting its caBundle), its JSON patch
-is applied; then every ValidatingWebhookConfiguration webhook. A deletion goes to the validating
+whose rules and `matchConditions` (CEL over `request`, `object`, `oldObject`) match is sent an
+AdmissionReview over HTTPS (trusting its caBundle), its JSON patch is applied; then every
+ValidatingWebhookConfiguration webhook. A deletion goes to the validating
 webhooks only, with `object: null` and the stored object as `oldObject`. A denial, or a webhook
 that cannot be reached under `failurePolicy: Fail`, refuses the write. `userInfo` is the caller
 the request's bearer token names (the sandbox kubeconfig's users); `options` are the request's

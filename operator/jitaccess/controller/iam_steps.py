@@ -47,11 +47,12 @@ async def apply_iam(
     writer: IamWriter,
     changes: tuple[IamChange, ...],
     if_slow: Callable[[], Awaitable[None]] | None = None,
+    slow_s: float = SLOW_IAM_S,
 ) -> Outcome:
-    """`changes`, and `if_slow` once when they have not been answered within SLOW_IAM_S."""
+    """`changes`, and `if_slow` once when they have not been answered within `slow_s`."""
     writing = asyncio.ensure_future(_apply(writer, changes))
     try:
-        if if_slow is not None and not (await asyncio.wait({writing}, timeout=SLOW_IAM_S))[0]:
+        if if_slow is not None and not (await asyncio.wait({writing}, timeout=slow_s))[0]:
             try:
                 await if_slow()
             except Exception as error:  # showing it is not worth interrupting the write

@@ -38,7 +38,6 @@ class Kube:
     def __init__(self, api_client: client.ApiClient, clock: Clock) -> None:
         self.api_client = api_client
         self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
         self.authorization = client.AuthorizationV1Api(api_client)
         self.authentication = client.AuthenticationV1Api(api_client)
         self.clock = clock
@@ -52,8 +51,7 @@ class Kube:
         return await self._patch_status(REQUESTS, namespace, name, status)
 
     async def get_request(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls += 1
-        return await self.http.call("GET", _path(REQUESTS, namespace, name))
+        return await self._send("GET", _path(REQUESTS, namespace, name))
 
     async def patch_request(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         return await self._merge(_path(REQUESTS, namespace, name), patch)
@@ -98,8 +96,13 @@ class Kube:
 
     async def _merge(self, path: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         """A JSON merge patch; the object as stored after it, or None when it is gone."""
+        return await self._send("PATCH", path, patch, "application/merge-patch+json")
+
+    async def _send(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/json"
+    ) -> dict[str, Any] | None:
         self.calls += 1
-        return await self.http.call("PATCH", path, patch, "application/merge-patch+json")
+        return await self.http.call(method, path, body, content_type)
 
     async def may(
         self,
@@ -181,9 +184,8 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.calls += 1
         try:
-            await self.http.call("POST", f"/api/v1/namespaces/{quote(namespace)}/events", event_body)
+            await self._send("POST", f"/api/v1/namespaces/{quote(namespace)}/events", event_body)
         except ApiException as error:
             log.warning("could not post Event %s on %s: %s", event.reason, metadata.get("name"), error.reason)
 
@@ -213,7 +215,7 @@ class KubeHttp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._authorization: str | None = None
         self._authorization_until = 0.0
-        self._authorizing = asyncio.Lock()  # one refresh at a time: an exec plugin runs once
+        self._authorizing = asyncio.Lock()  # one refresh at a time: an exec plugin runs once (per loop)
         hostname = configuration.tls_server_name or configuration.assert_hostname
         self._request_options: dict[str, Any] = {"ssl": self._ssl}
         if isinstance(hostname, str) and hostname:
@@ -231,6 +233,7 @@ class KubeHttp:
     ) -> dict[str, Any] | None:
         """The answer's JSON; None for 404 (gone); any other error as the client's ApiException."""
         data = json.dumps(body) if body is not None else None
+        session = self._session_here()
         refused: str | None = None
         for attempt in range(2):
             headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -238,7 +241,7 @@ class KubeHttp:
             if authorization:
                 headers["Authorization"] = authorization
             try:
-                async with self._open().request(
+                async with session.request(
                     method,
                     self.configuration.host + path,
                     data=data,
@@ -285,11 +288,12 @@ class KubeHttp:
                 self._authorization_until = now + self.AUTH_REUSE_S
             return self._authorization
 
-    def _open(self) -> aiohttp.ClientSession:
-        # A session belongs to the loop it was made on: a new one for a new loop (a restart).
+    def _session_here(self) -> aiohttp.ClientSession:
+        # A session and a lock belong to the loop they were used on: new ones for a new loop (a restart).
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
             self._loop = loop
+            self._authorizing = asyncio.Lock()
             connector = aiohttp.TCPConnector(limit=self.configuration.connection_pool_maxsize or 100)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=60)

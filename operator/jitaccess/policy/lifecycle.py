@@ -8,9 +8,9 @@ read as evidence (a status that says Active, Approved or lists other bindings ch
 
 - A request that holds nothing is judged in full (`eligibility.check_request`, the approval rule
   with `approvals.tally`) whenever anything it depends on changes. When it may start, its window
-  is sealed as `jitaccess.dev/activation` *before* anything reaches IAM, in the step that writes
-  it (told as Activating, and shown so where the status would otherwise say it waits, or while
-  IAM is slow); from then on every step writes exactly that window, rendered
+  is sealed as `jitaccess.dev/activation` *before* anything reaches IAM (told as Activating, and
+  shown so where the status would otherwise say it waits, or while IAM is slow); from then on
+  every step, judged afresh on the sealed request, writes exactly that window, rendered
   afresh from the record, the spec and the grant — a retry, a crash or a restart can never move
   or extend it. An IAM write always *replaces* whatever bindings carry this request's reference on
   that resource, so a retry never leaves two.
